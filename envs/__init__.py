@@ -1,0 +1,1 @@
+"""ManiSkill tasks with task texts, observation/frame wrappers, and episode dataset readers/writers."""

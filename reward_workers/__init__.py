@@ -1,0 +1,1 @@
+"""The reward service: gRPC reward workers, dynamic batching, scorers and their backends."""

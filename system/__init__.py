@@ -1,0 +1,1 @@
+"""Launch, configuration, CLI, Ray job wiring and logging."""

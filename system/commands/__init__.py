@@ -1,0 +1,1 @@
+"""One module per ``vlmrl`` subcommand (see ``vlmrl.system.cli.COMMANDS``)."""

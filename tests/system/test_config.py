@@ -1,0 +1,49 @@
+"""The config tree: schema defaults, YAML, dotlist overrides, clear errors, saved resolved config."""
+
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+
+from vlmrl.system.config import ConfigError, load_config, save_resolved
+
+
+def test_defaults_yaml_and_overrides_merge_in_order():
+    cfg = load_config("reward_service", ["server.max_batch=7", "pool.num_workers=3"])
+    assert cfg.scorer.name == "cnn"  # from the YAML
+    assert cfg.server.max_batch == 7 and cfg.pool.num_workers == 3  # overrides win
+    assert cfg.server.host == "127.0.0.1"  # schema default
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [(["server.no_such_key=1"], "no_such_key"), (["server.max_batch=many"], "max_batch"), (["max_batch"], "key=value")],
+)
+def test_bad_overrides_are_clear_errors(overrides, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(None, overrides)
+
+
+def test_missing_file_is_a_clear_error():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("does/not/exist.yaml")
+
+
+def test_resolved_config_is_saved_and_reloads(tmp_path):
+    cfg = load_config(None, ["run_name=x", "server.max_wait_ms=2.5"])
+    path = save_resolved(cfg, tmp_path)
+    again = OmegaConf.load(path)
+    assert again.server.max_wait_ms == 2.5 and again.run_name == "x"
+
+
+def test_cli_prints_resolved_config():
+    out = subprocess.run([sys.executable, "-m", "vlmrl.system.cli", "config", "reward_service", "server.port=5005"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "port: 5005" in out and "name: cnn" in out
+
+
+def test_cli_bad_override_exits_2_with_message():
+    proc = subprocess.run([sys.executable, "-m", "vlmrl.system.cli", "config", "server.max_batch=lots"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "max_batch" in proc.stderr

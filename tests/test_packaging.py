@@ -1,0 +1,29 @@
+"""The repo installs as one import package, `vlmrl`, with every source folder listed."""
+
+import tomllib
+from pathlib import Path
+
+import vlmrl
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_source_folder_is_a_listed_subpackage():
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {"vlmrl"}
+    for init in ROOT.rglob("__init__.py"):
+        rel = init.parent.relative_to(ROOT)
+        if rel.parts and rel.parts[0] in {"tests", "benchmarks", ".venv", "build"} or any(p.startswith(".") for p in rel.parts):
+            continue
+        if rel.parts:
+            on_disk.add("vlmrl." + ".".join(rel.parts))
+    assert on_disk == listed, f"pyproject packages out of date: missing {on_disk - listed}, extra {listed - on_disk}"
+
+
+def test_imports_as_vlmrl_not_bare_system():
+    import importlib
+    import importlib.util
+
+    assert vlmrl.__version__
+    assert importlib.import_module("vlmrl.system.config").VlmrlConfig
+    assert importlib.util.find_spec("system") is None, "a bare top-level `system` package must not be installed"
