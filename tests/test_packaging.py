@@ -1,5 +1,7 @@
 """The repo installs as one import package, `vlmrl`, with every source folder listed."""
 
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -20,10 +22,13 @@ def test_every_source_folder_is_a_listed_subpackage():
     assert on_disk == listed, f"pyproject packages out of date: missing {on_disk - listed}, extra {listed - on_disk}"
 
 
-def test_imports_as_vlmrl_not_bare_system():
+def test_imports_as_vlmrl_not_bare_system(tmp_path):
     import importlib
     import importlib.util
 
     assert vlmrl.__version__
     assert importlib.import_module("vlmrl.system.config").VlmrlConfig
-    assert importlib.util.find_spec("system") is None, "a bare top-level `system` package must not be installed"
+    # Outside the repo (the repo root on sys.path would make any folder importable), only `vlmrl` exists.
+    probe = "import importlib.util as u; print(u.find_spec('system') is None, u.find_spec('vlmrl.system') is not None)"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"], "a bare top-level `system` package must not be installed"
