@@ -5,3 +5,15 @@ import os
 # Keep Ray and torch small on 2-core CI machines.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory):
+    """A small SYNTHETIC episode dataset (vlmrl.envs.synthetic_episodes): 24 episodes of 24 steps,
+    48x48 frames, demo/noisy_demo/random sources cycled, three tasks. Read-only: don't write into it."""
+    from vlmrl.envs.synthetic_episodes import write_synthetic_dataset
+
+    return write_synthetic_dataset(tmp_path_factory.mktemp("synthetic_dataset"), num_episodes=24, seed=0)
