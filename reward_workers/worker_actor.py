@@ -1,0 +1,94 @@
+"""One reward worker as a Ray actor: builds the scorer, hosts its gRPC server, registers the address.
+
+:class:`RewardWorkerActor` runs a :class:`~vlmrl.reward_workers.server.ServerThread` on the
+node Ray placed it on (1 GPU per worker on a GPU cluster, per ``pool.num_gpus_per_worker``).
+When the server binds ``0.0.0.0`` the advertised address is the node IP, so clients on other
+nodes can reach it. It registers with the pool's :class:`~vlmrl.reward_workers.registry.WorkerRegistry`
+once serving and deregisters on :meth:`stop` before draining. Method calls run on a small
+thread pool so a liveness ping never waits behind a slow ``stop``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Dict
+
+import ray
+from omegaconf import OmegaConf
+
+from vlmrl.reward_workers.registry import get_registry
+
+_WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
+
+
+def info_to_dict(info: Any) -> Dict[str, Any]:
+    """The fields of an ``InfoResponse`` that ``vlmrl workers status`` shows."""
+    s = info.stats
+    return {
+        "worker_id": info.worker_id, "scorer": info.scorer, "item_kind": info.item_kind,
+        "model_id": info.model_id, "model_version": info.model_version,
+        "queue_depth": s.queue_depth, "items_per_s": s.items_per_second, "requests": s.requests,
+        "items": s.items, "batches": s.batches, "mean_batch_size": s.mean_batch_size,
+        "cache_hits": s.cache_hits, "cache_misses": s.cache_misses, "in_flight_requests": s.in_flight_requests,
+        "rejected_requests": s.rejected_requests, "invalid_requests": s.invalid_requests,
+        "mean_scorer_ms": s.mean_scorer_ms, "mean_latency_ms": s.mean_latency_ms,
+    }
+
+
+class RewardWorkerActor:
+    """A reward worker: scorer + gRPC server on a Ray node, listed in the pool's registry."""
+
+    def __init__(self, cfg: Dict[str, Any], worker_id: str) -> None:
+        from vlmrl.reward_workers.scorers import build_scorer
+        from vlmrl.reward_workers.server import ServerThread
+        from vlmrl.system.config import VlmrlConfig
+
+        self.cfg = OmegaConf.merge(OmegaConf.structured(VlmrlConfig), cfg)
+        self.worker_id = worker_id
+        if float(self.cfg.pool.num_gpus_per_worker) == 0:
+            import torch
+
+            torch.set_num_threads(max(1, int(self.cfg.pool.num_cpus_per_worker)))
+        self.scorer = build_scorer(self.cfg.scorer.name, self.cfg.scorer.params)
+        self.server = ServerThread(self.cfg.server, self.scorer, worker_id)
+        bound = self.server.start()
+        port = bound.rsplit(":", 1)[1]
+        host = str(self.cfg.server.host)
+        if host in _WILDCARD_HOSTS:
+            host = ray.util.get_node_ip_address()
+        self.address = f"{host}:{port}"
+        self.started_at = time.time()
+        self.registry = get_registry(self.cfg.pool.registry_name, self.cfg.pool.namespace)
+        ray.get(self.registry.register.remote(
+            worker_id, self.address, self.scorer.model_version, ray.get_runtime_context().current_actor,
+            {"scorer": self.scorer.name, "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid()}))
+
+    def ping(self) -> str:
+        return "ok"
+
+    def get_address(self) -> str:
+        return self.address
+
+    def info(self) -> Dict[str, Any]:
+        d = info_to_dict(self.server.info())
+        d["address"] = self.address
+        return d
+
+    def stop(self, grace_s: float | None = None) -> bool:
+        """Deregister (clients stop sending new requests), then drain in-flight requests and stop."""
+        try:
+            ray.get(self.registry.deregister.remote(self.worker_id), timeout=10)
+        finally:
+            self.server.stop(grace_s)
+        return True
+
+
+def remote_worker_class(pool_cfg: Any):
+    """``RewardWorkerActor`` as a Ray actor class with the pool's resources."""
+    return ray.remote(
+        num_cpus=float(pool_cfg.num_cpus_per_worker),
+        num_gpus=float(pool_cfg.num_gpus_per_worker),
+        max_concurrency=4,
+        max_restarts=0,
+    )(RewardWorkerActor)
