@@ -109,6 +109,73 @@ class PoolConfig:
 
 
 @dataclass
+class EnvConfig:
+    """The ManiSkill environment an actor runs (``vlmrl.envs.maniskill_env``): what the policy sees,
+    which frames are rendered for the reward service, and what reward the env itself returns."""
+
+    task: str = "PushCube-v1"
+    """Task name in ``vlmrl.envs.tasks.TASKS`` (PushCube-v1, PickCube-v1, StackCube-v1, PullCube-v1, PegInsertionSide-v1)."""
+    text_split: str = "seen"
+    """Which task paraphrases an episode's text is sampled from: ``seen``, ``unseen`` or ``all``."""
+    task_text: Optional[str] = None
+    """A fixed task text for every episode (overrides sampling from ``text_split``)."""
+    obs_mode: str = "state"
+    """Policy observation: ``state`` (flattened float32 vector). Frames for rewards come separately (see ``camera``)."""
+    control_mode: str = "pd_joint_delta_pos"
+    """ManiSkill controller of the policy's actions (``pd_joint_delta_pos``, ``pd_ee_delta_pose``, ``pd_joint_pos``, ...)."""
+    sim_backend: str = "cpu"
+    """``cpu`` (one env per process) or ``gpu`` (batched envs, torch tensors on CUDA; needs a GPU)."""
+    num_envs: int = 1
+    """Parallel envs in one process; > 1 needs ``sim_backend=gpu``."""
+    max_episode_steps: Optional[int] = None
+    """Episode limit; None uses the task's registered limit."""
+    reward_mode: str = "none"
+    """What the env itself returns as reward: ``none`` (0; the VLM reward is added by the actor), ``sparse``
+    (1 on success) or ``dense`` (ManiSkill's normalized dense reward). The dense reward and ``success`` are
+    always in ``info`` for evaluation."""
+    capture_frames: bool = True
+    """Render camera frames into ``info`` for the reward service; False runs state-only (no renderer at all)."""
+    frame_size: int = 128
+    """Side of the square RGB frame (uint8, frame_size x frame_size x 3)."""
+    frame_stride: int = 4
+    """Render a frame every this many steps (and always at reset and at episode end); each frame has a fixed cost."""
+    camera: str = "render_camera"
+    """Camera for frames: ``render_camera`` (third-person view that also shows goal markers) or a sensor camera
+    of the task such as ``base_camera`` (goal markers hidden)."""
+    shader_pack: str = "minimal"
+    """SAPIEN shader pack for the frame camera: ``minimal`` (cheapest), ``default``, ``rt`` (ray tracing, slow)."""
+    lp_num_threads: Optional[int] = None
+    """Mesa lavapipe rasteriser threads on CPU machines (LP_NUM_THREADS); None keeps Mesa's default (all cores)."""
+    shader_cache_dir: Optional[str] = None
+    """Mesa on-disk shader cache (MESA_SHADER_CACHE_DIR); None uses ~/.cache/vlmrl/mesa_shader_cache."""
+
+
+@dataclass
+class RecordDemosConfig:
+    """``vlmrl record-demos``: episodes for reward-model training and the offline mode, written in the
+    ``vlmrl.envs.dataset`` format. Demos use ManiSkill's motion planners (``pd_joint_pos`` control)."""
+
+    output_dir: str = "runs/datasets/demos"
+    """Dataset folder (appended to if it exists)."""
+    num_demo: int = 10
+    """Successful motion-planning episodes to record (failed plans are retried with the next seed, not kept)."""
+    num_noisy: int = 5
+    """``noisy_demo`` episodes: a fresh demo's actions replayed with Gaussian noise (often fail)."""
+    num_random: int = 5
+    """``random`` episodes: uniformly sampled actions."""
+    noise_std: float = 0.05
+    """Std of the Gaussian noise added to the joint-position targets of noisy demos (radians; gripper too)."""
+    frame_stride: int = 1
+    """Frame every this many steps (plus first and last state) in the recorded episodes."""
+    max_steps: int = 200
+    """Longest recorded episode; a motion plan running longer is cut (and counts as failed if not successful)."""
+    stop_after_success_steps: int = 5
+    """Stop a demo this many steps after it first succeeds (the planner would otherwise keep moving)."""
+    max_plan_failures: int = 50
+    """Give up when this many motion plans failed in a row."""
+
+
+@dataclass
 class VlmrlConfig:
     """Root of the config tree."""
 
@@ -120,6 +187,8 @@ class VlmrlConfig:
     server: ServerConfig = field(default_factory=ServerConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    record_demos: RecordDemosConfig = field(default_factory=RecordDemosConfig)
 
 
 class ConfigError(ValueError):
