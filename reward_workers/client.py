@@ -615,7 +615,8 @@ class RewardClient:
         return sorted(self._conns)
 
     async def _shutdown(self) -> None:
-        for t in getattr(self, "_tasks", []):
+        tasks = list(getattr(self, "_tasks", []))
+        for t in tasks:
             t.cancel()
         closed = RewardClientClosed("the reward client was closed before the request was answered")
         for conn in list(self._conns.values()):
@@ -627,8 +628,10 @@ class RewardClient:
                 conn.call.cancel()
             if conn.reader is not None:
                 conn.reader.cancel()
+                tasks.append(conn.reader)
             if conn.channel is not None:
                 await conn.channel.close()
         for job in self._queue:
             job.call.fail(closed)
         self._queue.clear()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,194 @@
+"""RewardClient against real reward servers (ServerThread + synthetic scorer), no Ray: failover,
+exactly-once delivery, retry budget, INVALID_ARGUMENT, deadlines, splitting, registry discovery."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from vlmrl.reward_workers.client import (
+    InvalidRequestError,
+    RewardClient,
+    RewardUnavailableError,
+)
+from vlmrl.reward_workers.proto import reward_pb2
+from vlmrl.reward_workers.scorers import build_scorer
+from vlmrl.reward_workers.scorers.synthetic import SyntheticScorer
+from vlmrl.reward_workers.server import ServerThread
+from vlmrl.system.config import ClientConfig, ServerConfig
+
+TASK = "push the cube"
+
+
+def start_server(worker_id: str, fixed_ms: float = 5.0, per_item_ms: float = 0.2, **server_kw) -> ServerThread:
+    cfg = ServerConfig(max_wait_ms=2.0, grace_s=1.0, **server_kw)
+    srv = ServerThread(cfg, build_scorer("synthetic", {"fixed_ms": fixed_ms, "per_item_ms": per_item_ms}), worker_id)
+    srv.start()
+    return srv
+
+
+def frames(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 12, 12, 3), dtype=np.uint8)
+
+
+def expected(f: np.ndarray) -> list[float]:
+    return [SyntheticScorer.expected_reward(x[None]) for x in f]
+
+
+@pytest.fixture
+def servers():
+    started: list[ServerThread] = []
+
+    def make(*args, **kw):
+        s = start_server(*args, **kw)
+        started.append(s)
+        return s
+
+    yield make
+    for s in started:
+        s.stop(0)
+
+
+def test_failover_mid_stream_every_item_exactly_once(servers):
+    a, b = servers("a", fixed_ms=15.0), servers("b", fixed_ms=15.0)
+    cfg = ClientConfig(max_items_per_request=4, max_in_flight=4, deadline_s=10.0, retry_backoff_s=0.05)
+    data = frames(200)
+    answers: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def count(rid):
+        def cb(_fut):
+            with lock:
+                answers[rid] = answers.get(rid, 0) + 1
+        return cb
+
+    with RewardClient(cfg, addresses=[a.address, b.address]) as client:
+        futures = []
+        for i in range(0, 200, 8):  # 25 requests of 8 items, each split into 2 wire requests
+            rid = f"req-{i}"
+            fut = client.submit(TASK, data[i:i + 8], request_id=rid)
+            fut.add_done_callback(count(rid))
+            futures.append((rid, i, fut))
+        while sum(f.done() for _, _, f in futures) < 3:
+            time.sleep(0.005)
+        a.stop(0)  # abrupt: cancels a's streams with requests still pending on them
+        results = {rid: (i, f.result(timeout=30)) for rid, i, f in futures}
+        stats = client.stats()
+    assert len(results) == 25 and all(n == 1 for n in answers.values()) and len(answers) == 25
+    for rid, (i, res) in results.items():
+        assert len(res) == 8
+        np.testing.assert_allclose([r.reward for r in res], expected(data[i:i + 8]), rtol=1e-5)
+    assert stats["retries"] > 0, stats
+    assert stats["failures"] == 0
+    assert stats["items"] == 200
+    by_worker = {w["address"]: w for w in stats["workers"].values()}
+    assert by_worker[b.address]["items"] > 100  # b took over a's share
+    assert all(r.worker_id in ("a", "b") and r.model_version == "synthetic-1"
+               for _, res in results.values() for r in res)
+
+
+def test_all_workers_gone_raises_after_retry_budget_quickly(servers):
+    a, b = servers("a"), servers("b")
+    addrs = [a.address, b.address]
+    a.stop(0)
+    b.stop(0)
+    cfg = ClientConfig(retry_budget=3, retry_backoff_s=0.05, deadline_s=2.0)
+    with RewardClient(cfg, addresses=addrs) as client:
+        t0 = time.monotonic()
+        with pytest.raises(RewardUnavailableError) as info:
+            client.score(TASK, frames(3), timeout=20)
+        elapsed = time.monotonic() - t0
+        stats = client.stats()
+    err = info.value
+    assert err.attempts == 4 and len(err.request_ids) == 1 and err.request_ids[0] in str(err)
+    assert "UNAVAILABLE" in str(err) or "no reward worker" in str(err)
+    assert elapsed < 5.0, elapsed
+    assert stats["failures"] == 1
+
+
+def test_invalid_argument_is_not_retried(servers):
+    a, b = servers("a"), servers("b")
+    bad = reward_pb2.Item(frame=reward_pb2.Frame(shape=[4, 4, 3], data=b"\x00" * 10))
+    with RewardClient(ClientConfig(), addresses=[a.address, b.address]) as client:
+        with pytest.raises(InvalidRequestError) as info:
+            client.score(TASK, [bad], timeout=10)
+        with pytest.raises(InvalidRequestError, match="pair"):
+            client.score(TASK, np.zeros((1, 2, 4, 4, 3), np.uint8), kind="pair", timeout=10)
+        stats = client.stats()
+    assert "48 bytes" in info.value.server_message and "got 10" in info.value.server_message
+    assert stats["retries"] == 0 and stats["invalid"] == 2
+
+
+def test_deadline_exceeded_on_slow_worker_is_resent(servers):
+    slow, fast = servers("slow", fixed_ms=1500.0), servers("fast", fixed_ms=1.0)
+    cfg = ClientConfig(deadline_s=0.4, max_in_flight=1, retry_backoff_s=0.05)
+    data = frames(6, seed=1)
+    with RewardClient(cfg, addresses=[slow.address, fast.address]) as client:
+        t0 = time.monotonic()
+        futs = [client.submit(TASK, data[i:i + 1]) for i in range(6)]  # >= 1 lands on the slow worker
+        res = [f.result(timeout=10)[0] for f in futs]
+        elapsed = time.monotonic() - t0
+        stats = client.stats()
+    np.testing.assert_allclose([r.reward for r in res], expected(data), rtol=1e-5)
+    assert all(r.worker_id == "fast" for r in res)
+    assert stats["timeouts"] >= 1 and stats["retries"] >= 1
+    assert elapsed < 1.5, elapsed  # resent after the 0.4 s deadline, not after the slow worker's 1.5 s
+
+
+def test_large_lists_are_split_and_results_keep_order(servers):
+    a = servers("a")
+    data = frames(10, seed=2)
+    with RewardClient(ClientConfig(max_items_per_request=4), addresses=[a.address]) as client:
+        res = client.score(TASK, list(data), timeout=10)
+        many = client.score_many([(TASK, data[:3]), (TASK, data[3:])], timeout=10)
+    np.testing.assert_allclose([r.reward for r in res], expected(data), rtol=1e-5)
+    np.testing.assert_allclose([r.reward for r in many[0] + many[1]], expected(data), rtol=1e-5)
+    assert a.info().stats.requests == 3 + 1 + 2  # 10 items -> 4+4+2; then 3 -> 1 request, 7 -> 2 requests
+    assert res[0].components["mean_pixel"] == pytest.approx(res[0].reward)
+
+
+class DictRegistry:
+    """A registry stand-in for discovery without Ray: ``workers()`` reads a dict tests mutate."""
+
+    def __init__(self, workers: dict[str, str]) -> None:
+        self.listed = dict(workers)
+
+    def workers(self) -> dict[str, str]:
+        return dict(self.listed)
+
+
+def test_worker_leaving_registry_gets_its_requests_resent(servers):
+    slow, fast = servers("slow", fixed_ms=3000.0), servers("fast", fixed_ms=1.0)
+    registry = DictRegistry({"slow": slow.address})
+    cfg = ClientConfig(discovery_interval_s=0.1, deadline_s=30.0)
+    data = frames(4, seed=3)
+    with RewardClient(cfg, registry=registry) as client:
+        fut = client.submit(TASK, data)
+        time.sleep(0.2)  # pending on the slow worker
+        t0 = time.monotonic()
+        registry.listed = {"fast": fast.address}
+        res = fut.result(timeout=10)
+        elapsed = time.monotonic() - t0
+        stats = client.stats()
+        assert client.workers() == [fast.address]
+    np.testing.assert_allclose([r.reward for r in res], expected(data), rtol=1e-5)
+    assert {r.worker_id for r in res} == {"fast"}
+    assert stats["workers_left"] == 1 and stats["retries"] == 1
+    assert elapsed < 1.5, elapsed
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="exactly one"):
+        RewardClient(ClientConfig())
+    with pytest.raises(ValueError, match="host:port"):
+        RewardClient(ClientConfig(), addresses="localhost:1")
+    with RewardClient(ClientConfig(), addresses=["127.0.0.1:1"]) as client:
+        with pytest.raises(ValueError, match="task"):
+            client.submit("", frames(1))
+        with pytest.raises(ValueError, match="at least one item"):
+            client.submit(TASK, [])
+        with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
+            client.submit(TASK, frames(1)[0])
