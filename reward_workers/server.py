@@ -163,7 +163,17 @@ class RewardServer:
         grace = float(self.cfg.grace_s if grace_s is None else grace_s)
         self._stopping = True
         await self._health.enter_graceful_shutdown()
-        await self._server.stop(grace)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        # stop(grace) refuses new RPCs at once; in-flight ones get up to `grace` to finish.
+        stopping = asyncio.ensure_future(self._server.stop(grace))
+        await asyncio.sleep(0)
+        while self.stats.in_flight_requests > 0 and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        # Every scoring request is answered (or the grace is over): end idle streams and health
+        # watches now instead of holding them open until the grace runs out.
+        await self._server.stop(None)
+        await stopping
         await self.batcher.close()
         self._stopped = True
         try:

@@ -1,0 +1,202 @@
+"""The dynamic batcher on its own (asyncio) and through a real server (batch merging via Info stats)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from vlmrl.reward_workers.batcher import DynamicBatcher, QueueFull, ScorerFailed
+from vlmrl.reward_workers.scorers.base import ItemKind, Scorer, ScoreResult
+
+
+class RecordingScorer(Scorer):
+    """Reward = item's first pixel; records batch sizes; can block on a gate or fail on a task."""
+
+    name = "recording"
+    item_kind = ItemKind.FRAME
+
+    def __init__(self, gate: threading.Event | None = None, fail_task: str | None = None, sleep_s: float = 0.0):
+        super().__init__(None)
+        self.gate, self.fail_task, self.sleep_s = gate, fail_task, sleep_s
+        self.batches: list[int] = []
+        self.threads: set[str] = set()
+
+    def score_batch(self, tasks, items):
+        self.threads.add(threading.current_thread().name)
+        if self.gate is not None:
+            assert self.gate.wait(10), "gate never opened"
+        if self.sleep_s:
+            time.sleep(self.sleep_s)
+        self.batches.append(len(items))
+        if self.fail_task in tasks:
+            raise RuntimeError("boom")
+        return [ScoreResult(reward=float(it[0, 0, 0, 0])) for it in items]
+
+
+def items(*values):
+    return [np.full((1, 2, 2, 3), v, np.uint8) for v in values]
+
+
+def rewards(outcomes):
+    return [o.result.reward for o in outcomes]
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+def test_concurrent_requests_share_a_batch():
+    async def main():
+        scorer = RecordingScorer()
+        b = DynamicBatcher(scorer, max_batch=32, max_wait_ms=50, max_queue_items=100)
+        b.start()
+        results = await asyncio.gather(*(b.submit("t", items(i)) for i in range(10)))
+        await b.close()
+        return scorer, results
+
+    scorer, results = run(main())
+    assert [rewards(r) for r in results] == [[float(i)] for i in range(10)]
+    assert scorer.batches == [10]
+    assert all(name.startswith("scorer-") for name in scorer.threads)  # scored off the event loop
+
+
+def test_large_request_is_split_across_batches_in_order():
+    async def main():
+        scorer = RecordingScorer()
+        b = DynamicBatcher(scorer, max_batch=4, max_wait_ms=1, max_queue_items=100)
+        b.start()
+        out = await b.submit("t", items(*range(10)))
+        await b.close()
+        return scorer, out
+
+    scorer, out = run(main())
+    assert rewards(out) == [float(i) for i in range(10)]
+    assert scorer.batches == [4, 4, 2]
+
+
+def test_wait_timer_starts_at_first_item_and_next_batch_forms_while_scoring():
+    async def main():
+        gate = threading.Event()
+        scorer = RecordingScorer(gate=gate)
+        b = DynamicBatcher(scorer, max_batch=8, max_wait_ms=30, max_queue_items=100)
+        b.start()
+        t0 = time.perf_counter()
+        first = asyncio.ensure_future(b.submit("t", items(1)))
+        await asyncio.sleep(0.1)  # batch 1 (one item, after ~30 ms) is now blocked in the scorer
+        assert b.queue_depth == 0
+        later = [asyncio.ensure_future(b.submit("t", items(i))) for i in range(2, 7)]
+        await asyncio.sleep(0.05)
+        assert b.queue_depth == 5  # the loop keeps accepting while the scorer runs
+        gate.set()
+        await asyncio.gather(first, *later)
+        elapsed = time.perf_counter() - t0
+        await b.close()
+        return scorer, elapsed
+
+    scorer, elapsed = run(main())
+    assert scorer.batches == [1, 5]
+    assert elapsed < 1.0
+
+
+def test_single_item_waits_about_max_wait():
+    async def main():
+        b = DynamicBatcher(RecordingScorer(), max_batch=8, max_wait_ms=80, max_queue_items=100)
+        b.start()
+        t0 = time.perf_counter()
+        await b.submit("t", items(3))
+        dt = time.perf_counter() - t0
+        await b.close()
+        return dt
+
+    assert 0.07 <= run(main()) < 0.5
+
+
+def test_full_batch_does_not_wait():
+    async def main():
+        b = DynamicBatcher(RecordingScorer(), max_batch=4, max_wait_ms=2000, max_queue_items=100)
+        b.start()
+        t0 = time.perf_counter()
+        await b.submit("t", items(1, 2, 3, 4))
+        dt = time.perf_counter() - t0
+        await b.close()
+        return dt
+
+    assert run(main()) < 0.5
+
+
+def test_queue_full_rejects_then_recovers():
+    async def main():
+        gate = threading.Event()
+        scorer = RecordingScorer(gate=gate)
+        b = DynamicBatcher(scorer, max_batch=2, max_wait_ms=0, max_queue_items=3)
+        b.start()
+        running = asyncio.ensure_future(b.submit("t", items(1, 2)))  # goes to the scorer, blocks
+        await asyncio.sleep(0.05)
+        queued = asyncio.ensure_future(b.submit("t", items(3, 4, 5)))  # fills the queue
+        await asyncio.sleep(0.01)
+        with pytest.raises(QueueFull, match="max_queue_items=3"):
+            await b.submit("t", items(6))
+        gate.set()
+        await asyncio.gather(running, queued)
+        again = await b.submit("t", items(7))
+        await b.close()
+        return rewards(again)
+
+    assert run(main()) == [7.0]
+
+
+def test_scorer_exception_fails_only_its_batch():
+    async def main():
+        scorer = RecordingScorer(fail_task="explode")
+        b = DynamicBatcher(scorer, max_batch=8, max_wait_ms=0, max_queue_items=100)
+        b.start()
+        with pytest.raises(ScorerFailed, match="RuntimeError: boom"):
+            await b.submit("explode", items(1))
+        ok = await b.submit("fine", items(2))
+        await b.close()
+        return rewards(ok)
+
+    assert run(main()) == [2.0]
+
+
+def test_cancelled_request_items_are_skipped():
+    async def main():
+        gate = threading.Event()
+        scorer = RecordingScorer(gate=gate)
+        b = DynamicBatcher(scorer, max_batch=8, max_wait_ms=0, max_queue_items=100)
+        b.start()
+        blocker = asyncio.ensure_future(b.submit("t", items(1)))
+        await asyncio.sleep(0.05)
+        doomed = asyncio.ensure_future(b.submit("t", items(2, 3)))
+        kept = asyncio.ensure_future(b.submit("t", items(4)))
+        await asyncio.sleep(0.01)
+        doomed.cancel()
+        gate.set()
+        await blocker
+        out = await kept
+        await b.close()
+        return scorer, rewards(out)
+
+    scorer, out = run(main())
+    assert out == [4.0]
+    assert scorer.batches == [1, 1]
+
+
+def test_server_merges_concurrent_requests(serve, stub_for, make_request, make_frame):
+    st = serve("synthetic", {"fixed_ms": 5.0}, max_wait_ms=50.0, max_batch=32)
+    stub = stub_for(st)
+    stub.Score(make_request("warm", [make_frame(0)]))  # connect first so the burst is concurrent
+    before = st.info().stats.batches
+    futures = [stub.Score.future(make_request(f"r{i}", [make_frame(i)])) for i in range(16)]
+    responses = [f.result(timeout=10) for f in futures]
+    assert [r.request_id for r in responses] == [f"r{i}" for i in range(16)]
+    assert [round(r.rewards[0].reward * 255) for r in responses] == list(range(16))
+    stats = st.info().stats
+    assert stats.requests == 17
+    assert stats.batches - before <= 4, f"16 concurrent requests took {stats.batches - before} scorer calls"
+    assert stats.mean_batch_size > 2

@@ -1,0 +1,128 @@
+"""Frame/item encoding and every way a frame on the wire can be malformed."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vlmrl.reward_workers.frames import InvalidInput, decode_frame, decode_item, encode_frame, make_item
+from vlmrl.reward_workers.proto import reward_pb2
+from vlmrl.reward_workers.scorers.base import ItemKind
+
+RNG = np.random.default_rng(0)
+
+
+def img(h=6, w=5, c=3):
+    return RNG.integers(0, 256, (h, w, c), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("c", [1, 3, 4])
+@pytest.mark.parametrize("encoding", ["raw", "png"])
+def test_lossless_round_trip(c, encoding):
+    a = img(c=c)
+    pb = encode_frame(a, encoding)
+    assert list(pb.shape) == [6, 5, c]
+    np.testing.assert_array_equal(decode_frame(pb), a)
+
+
+def test_jpeg_round_trip_is_close():
+    a = np.tile(np.linspace(0, 255, 32, dtype=np.uint8)[None, :, None], (32, 1, 3))
+    out = decode_frame(encode_frame(a, "jpeg"))
+    assert out.shape == a.shape and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - a).mean() < 4
+
+
+def test_encode_rejects_bad_input():
+    with pytest.raises(InvalidInput, match="uint8"):
+        encode_frame(np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(InvalidInput, match="alpha"):
+        encode_frame(img(c=4), "jpeg")
+    with pytest.raises(InvalidInput, match="unknown encoding"):
+        encode_frame(img(), "webp")
+
+
+def raw(shape, nbytes=None, dtype=""):
+    n = int(np.prod(shape)) if nbytes is None else nbytes
+    return reward_pb2.Frame(shape=shape, data=bytes(max(n, 0)), encoding=reward_pb2.RAW, dtype=dtype)
+
+
+@pytest.mark.parametrize("pb, message", [
+    (raw([4, 4]), "3 dims"),
+    (raw([4, 4, 3, 1]), "3 dims"),
+    (raw([4, 4, 2]), "channels"),
+    (raw([0, 4, 3], 0), "positive"),
+    (raw([4, -1, 3], 0), "positive"),
+    (raw([4, 4, 3], dtype="float32"), "dtype must be uint8"),
+    (raw([4, 4, 3], nbytes=47), "needs 48 bytes, got 47"),
+    (raw([4, 4, 3], nbytes=49), "needs 48 bytes, got 49"),
+])
+def test_decode_rejects_malformed_raw(pb, message):
+    with pytest.raises(InvalidInput, match=message):
+        decode_frame(pb)
+
+
+def test_decode_rejects_too_many_pixels():
+    with pytest.raises(InvalidInput, match="max_frame_pixels = 100"):
+        decode_frame(raw([20, 20, 3]), max_pixels=100)
+    assert decode_frame(raw([10, 10, 3]), max_pixels=100).shape == (10, 10, 3)
+
+
+def test_decode_rejects_corrupt_and_mismatched_images():
+    png = encode_frame(img(), "png")
+    corrupt = reward_pb2.Frame(shape=png.shape, data=png.data[:20], encoding=reward_pb2.PNG)
+    with pytest.raises(InvalidInput, match="cannot decode PNG"):
+        decode_frame(corrupt)
+    garbage = reward_pb2.Frame(shape=[6, 5, 3], data=b"not an image at all", encoding=reward_pb2.JPEG)
+    with pytest.raises(InvalidInput, match="cannot decode JPEG"):
+        decode_frame(garbage)
+    wrong_size = reward_pb2.Frame(shape=[7, 5, 3], data=png.data, encoding=reward_pb2.PNG)
+    with pytest.raises(InvalidInput, match="decoded PNG is 6x5, but shape says 7x5"):
+        decode_frame(wrong_size)
+    wrong_channels = reward_pb2.Frame(shape=[6, 5, 4], data=png.data, encoding=reward_pb2.PNG)
+    with pytest.raises(InvalidInput, match=r"decoded PNG has shape \[6, 5, 3\]"):
+        decode_frame(wrong_channels)
+    png_as_jpeg = reward_pb2.Frame(shape=[6, 5, 3], data=png.data, encoding=reward_pb2.JPEG)
+    with pytest.raises(InvalidInput, match="says JPEG but its data is PNG"):
+        decode_frame(png_as_jpeg)
+
+
+def test_palette_png_decodes_to_rgb():
+    a = np.zeros((4, 4, 3), np.uint8)
+    a[:2] = (255, 0, 0)
+    buf = io.BytesIO()
+    Image.fromarray(a).convert("P").save(buf, format="PNG")
+    out = decode_frame(reward_pb2.Frame(shape=[4, 4, 3], data=buf.getvalue(), encoding=reward_pb2.PNG))
+    np.testing.assert_array_equal(out, a)
+
+
+def test_items_round_trip_each_kind():
+    a, b = img(), img()
+    np.testing.assert_array_equal(decode_item(make_item(a, ItemKind.FRAME), "frame"), a[None])
+    np.testing.assert_array_equal(decode_item(make_item(np.stack([a, b]), "pair"), "pair", 2), np.stack([a, b]))
+    w = np.stack([img() for _ in range(4)])
+    np.testing.assert_array_equal(decode_item(make_item(w, "window", encoding="png"), "window", 4), w)
+
+
+def test_decode_item_rejects_wrong_kind_count_and_mixed_shapes():
+    pair = make_item(np.stack([img(), img()]), "pair")
+    with pytest.raises(InvalidInput, match="item is a pair, but this scorer takes frame items"):
+        decode_item(pair, "frame", 1)
+    with pytest.raises(InvalidInput, match="item is empty"):
+        decode_item(reward_pb2.Item(), "frame")
+    window = make_item(np.stack([img() for _ in range(3)]), "window")
+    with pytest.raises(InvalidInput, match="window item has 3 frames, this scorer needs exactly 8"):
+        decode_item(window, "window", 8)
+    half_pair = reward_pb2.Item(pair=reward_pb2.FramePair(first=encode_frame(img())))
+    with pytest.raises(InvalidInput, match="both `first` and `second`"):
+        decode_item(half_pair, "pair", 2)
+    mixed = reward_pb2.Item(window=reward_pb2.FrameWindow(frames=[encode_frame(img()), encode_frame(img(h=7))]))
+    with pytest.raises(InvalidInput, match="must share a shape"):
+        decode_item(mixed, "window")
+    bad_second = reward_pb2.Item(pair=reward_pb2.FramePair(first=encode_frame(img()), second=raw([4, 4, 3], 3)))
+    with pytest.raises(InvalidInput, match="frame 1: RAW frame"):
+        decode_item(bad_second, "pair", 2)
+    with pytest.raises(InvalidInput, match="exactly 2 frames"):
+        make_item(img(), "pair")
