@@ -1,0 +1,141 @@
+"""The interface VLM scorers use to run a vision-language model, whatever engine hosts it.
+
+A scorer turns items into :class:`VLMRequest` s (chat messages with image placeholders, the images,
+and the candidate answers to score); a backend (transformers in ``hf.py``, vLLM in
+``vllm_backend.py``) runs them in batches and returns, per request, the log-probability of each
+candidate answer at the answer position ("prompt-logit scoring": prefill only, no sampling).
+
+Multi-token candidates are scored exactly: the log-probability of a candidate is the sum of its
+token log-probs given the prompt and the candidate's earlier tokens. If one candidate's tokens are a
+prefix of another's (``"1"`` vs ``"10"``), every candidate of that request is terminated with the
+end-of-turn token so the candidates are mutually exclusive answers; otherwise candidates are scored
+as the start of the answer (for single-token sets this is the plain next-token distribution).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+
+
+@dataclass
+class VLMRequest:
+    """One prompt for a VLM: HF-style chat ``messages`` (``{"type": "image"}`` entries mark where
+    ``images`` go, in order), the ``images`` (PIL or uint8 HWC arrays), and the ``candidates`` to
+    score (answer strings; empty for :meth:`VLMBackend.generate`)."""
+
+    messages: List[Dict[str, Any]]
+    images: List[Any] = field(default_factory=list)
+    candidates: Sequence[str] = ()
+
+
+class VLMBackend(ABC):
+    """A loaded VLM that scores candidate answers and generates short texts for batches of requests."""
+
+    def __init__(self) -> None:
+        self.timings: Dict[str, float] = {"preprocess_s": 0.0, "forward_s": 0.0, "generate_s": 0.0,
+                                          "requests": 0, "batches": 0}
+        """Cumulative wall time of CPU preprocessing (chat template, tokenizer, image processor) and of
+        model forwards, plus counts; read it to see whether preprocessing or the model bounds throughput."""
+
+    @property
+    @abstractmethod
+    def model_id(self) -> str:
+        """The model path or id (plus adapter) this backend runs."""
+
+    @property
+    @abstractmethod
+    def model_version(self) -> str:
+        """A content hash of the model (and adapter) files."""
+
+    @abstractmethod
+    def score_candidates(self, requests: Sequence[VLMRequest]) -> List[np.ndarray]:
+        """Per request, a float64 array with the log-probability of each of its candidates."""
+
+    @abstractmethod
+    def generate(self, requests: Sequence[VLMRequest], max_new_tokens: int) -> List[str]:
+        """Greedy completions (at most ``max_new_tokens`` tokens) of each request's chat prompt."""
+
+    @abstractmethod
+    def visual_tokens(self, image_hw: Sequence[tuple[int, int]]) -> List[int]:
+        """How many visual tokens the model spends on images of these (height, width) sizes."""
+
+    def close(self) -> None:
+        """Free the model."""
+
+
+class BackendError(ValueError):
+    """A backend cannot be built or cannot run a request; the message says why."""
+
+
+def files_version(*paths: str | os.PathLike | None, full_hash_limit: int = 64 * 1024 * 1024) -> str:
+    """A short hash identifying the files under ``paths`` (model dir, adapter dir).
+
+    Files up to ``full_hash_limit`` bytes are hashed whole; larger ones (multi-GB weight shards) by
+    name, size and their first and last MiB, which is enough to tell checkpoints apart cheaply.
+    Hub ids that are not local paths are hashed by name.
+    """
+    h = hashlib.sha256()
+    for p in paths:
+        if p is None:
+            continue
+        root = Path(p)
+        if not root.exists():
+            h.update(f"id:{p}".encode())
+            continue
+        files = sorted(f for f in (root.rglob("*") if root.is_dir() else [root]) if f.is_file())
+        for f in files:
+            size = f.stat().st_size
+            h.update(f"{f.relative_to(root) if root.is_dir() else f.name}:{size}".encode())
+            with open(f, "rb") as fh:
+                if size <= full_hash_limit:
+                    h.update(fh.read())
+                else:
+                    h.update(fh.read(1 << 20))
+                    fh.seek(size - (1 << 20))
+                    h.update(fh.read())
+    return h.hexdigest()[:16]
+
+
+def candidate_token_ids(tokenizer, candidates: Sequence[str], end_token_id: int) -> List[List[int]]:
+    """Token ids of each candidate; all get ``end_token_id`` appended if one is a prefix of another."""
+    seqs = [list(tokenizer.encode(c, add_special_tokens=False)) for c in candidates]
+    if any(len(s) == 0 for s in seqs):
+        raise BackendError(f"empty candidate answer in {list(candidates)!r}")
+    if len({tuple(s) for s in seqs}) != len(seqs):
+        raise BackendError(f"candidate answers tokenize identically: {list(candidates)!r}")
+    prefix_free = not any(i != j and b[: len(a)] == a for i, a in enumerate(seqs) for j, b in enumerate(seqs))
+    return seqs if prefix_free else [s + [end_token_id] for s in seqs]
+
+
+def to_pil(image: Any):
+    """A PIL RGB image from a PIL image or a uint8 ``(H, W, 3)`` array."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
+        raise BackendError(f"image must be uint8 (H, W, 1|3|4), got {arr.dtype} {arr.shape}")
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    return Image.fromarray(arr[..., :3])
+
+
+def build_backend(kind: str, **params: Any) -> VLMBackend:
+    """Instantiate a backend by name: ``hf`` (transformers) or ``vllm``; heavy imports happen here."""
+    if kind == "hf":
+        from vlmrl.reward_workers.backends.hf import HFBackend
+
+        return HFBackend(**params)
+    if kind == "vllm":
+        from vlmrl.reward_workers.backends.vllm_backend import VLLMBackend
+
+        return VLLMBackend(**params)
+    raise BackendError(f"unknown VLM backend {kind!r}; choose 'hf' or 'vllm'")

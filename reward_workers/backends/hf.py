@@ -1,0 +1,247 @@
+"""Transformers backend: a VLM loaded with ``from_pretrained`` scoring candidate answers by prompt logits.
+
+Requests are chat-templated by the model's own processor, batched with LEFT padding and run in one
+prefill forward; the answer position is the last prompt token, so the next-token distribution there
+scores single-token candidates. Multi-token candidates take one more forward over the candidate
+tokens on top of the prefill's KV cache (the images are encoded once), see
+:func:`~vlmrl.reward_workers.backends.base.candidate_token_ids` for how candidates are made exclusive.
+
+CPU preprocessing (chat template, tokenizer, image resize/patching) of micro-batch i+1 runs in a
+thread while the model runs micro-batch i; ``timings`` reports both.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+
+from vlmrl.reward_workers.backends.base import (
+    BackendError,
+    VLMBackend,
+    VLMRequest,
+    candidate_token_ids,
+    files_version,
+    to_pil,
+)
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BackendError(f"device {device!r} requested but CUDA is not available")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise BackendError(f"unknown dtype {dtype!r}; choose auto, {', '.join(table)}")
+    return table[dtype]
+
+
+def resolve_attn(attn_implementation: str, device: str) -> str:
+    if attn_implementation != "auto":
+        return attn_implementation
+    if device.startswith("cuda"):
+        try:
+            import flash_attn  # noqa: F401
+
+            return "flash_attention_2"
+        except ImportError:
+            pass
+    return "sdpa"
+
+
+class HFBackend(VLMBackend):
+    """A transformers image-text-to-text model (+ optional peft LoRA adapter) serving prompt-logit scores.
+
+    Args:
+        model: local path (or hub id, if the hub is reachable) for ``from_pretrained``.
+        adapter: optional peft adapter directory loaded on top with ``PeftModel.from_pretrained``.
+        dtype: ``auto`` (bf16 on CUDA, fp32 on CPU) or an explicit dtype name.
+        attn_implementation: ``auto`` (flash_attention_2 on CUDA if installed, else sdpa) or a name.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1`` ...
+        max_pixels: cap of pixels per image given to the image processor (None: the processor's own).
+        micro_batch: most requests in one forward; larger inputs are split and pipelined.
+    """
+
+    def __init__(self, model: str, adapter: Optional[str] = None, dtype: str = "auto",
+                 attn_implementation: str = "auto", device: str = "auto", max_pixels: Optional[int] = None,
+                 micro_batch: int = 32) -> None:
+        super().__init__()
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self._model_path, self._adapter = model, adapter
+        self.micro_batch = int(micro_batch)
+        if self.micro_batch < 1:
+            raise BackendError(f"micro_batch must be >= 1, got {micro_batch}")
+        proc_kwargs = {} if max_pixels is None else {"max_pixels": int(max_pixels)}
+        try:
+            self.processor = AutoProcessor.from_pretrained(model, **proc_kwargs)
+            net = AutoModelForImageTextToText.from_pretrained(
+                model, dtype=self.dtype, attn_implementation=resolve_attn(attn_implementation, self.device))
+        except (OSError, ValueError) as e:
+            raise BackendError(f"cannot load VLM from {model!r}: {e}") from e
+        if adapter:
+            from peft import PeftModel
+
+            try:
+                net = PeftModel.from_pretrained(net, adapter)
+            except (OSError, ValueError) as e:
+                raise BackendError(f"cannot load LoRA adapter from {adapter!r}: {e}") from e
+        self.model = net.to(self.device).eval()
+        self.tokenizer = self.processor.tokenizer
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.end_token_id = self._end_token_id()
+        self._version = files_version(model, adapter)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlm-preprocess")
+        self._torch = torch
+
+    # ---- identity -------------------------------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        return self._model_path + (f"+{self._adapter}" if self._adapter else "")
+
+    @property
+    def model_version(self) -> str:
+        return self._version
+
+    def _end_token_id(self) -> int:
+        for tok in ("<|im_end|>", self.tokenizer.eos_token):
+            if tok is not None:
+                tid = self.tokenizer.convert_tokens_to_ids(tok)
+                if tid is not None and tid != self.tokenizer.unk_token_id:
+                    return int(tid)
+        raise BackendError("tokenizer has no end-of-turn token (<|im_end|> or eos)")
+
+    def _core(self):
+        """The model holding ``rope_deltas`` (Qwen-VL mrope), under any peft wrapper; None otherwise."""
+        net = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        inner = getattr(net, "model", None)
+        return inner if inner is not None and hasattr(inner, "rope_deltas") else None
+
+    # ---- preprocessing --------------------------------------------------------------------------
+    def visual_tokens(self, image_hw: Sequence[tuple[int, int]]) -> List[int]:
+        ip = self.processor.image_processor
+        merge = getattr(ip, "merge_size", 1) or 1
+        return [int(ip.get_number_of_image_patches(int(h), int(w), {})) // (merge * merge) for h, w in image_hw]
+
+    def _preprocess(self, requests: Sequence[VLMRequest]):
+        t0 = time.perf_counter()
+        texts, images = [], []
+        for r in requests:
+            n_slots = sum(1 for m in r.messages if not isinstance(m.get("content"), str)
+                          for c in m["content"] if c.get("type") == "image")
+            if n_slots != len(r.images):
+                raise BackendError(f"request has {n_slots} image slots in its messages but {len(r.images)} images")
+            texts.append(self.processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False))
+            images.append([to_pil(im) for im in r.images])
+        kwargs = {"images": images} if any(images) else {}
+        if kwargs and not all(images):
+            raise BackendError("a batch must not mix requests with and without images")
+        enc = self.processor(text=texts, return_tensors="pt", padding=True, **kwargs)
+        cands = [candidate_token_ids(self.tokenizer, r.candidates, self.end_token_id) if r.candidates else []
+                 for r in requests]
+        self.timings["preprocess_s"] += time.perf_counter() - t0
+        return enc, cands
+
+    def _pipelined(self, requests: Sequence[VLMRequest], run):
+        """Split into micro-batches; preprocess the next one in a thread while ``run`` handles the current."""
+        chunks = [requests[i:i + self.micro_batch] for i in range(0, len(requests), self.micro_batch)]
+        results: list = []
+        nxt = self._pool.submit(self._preprocess, chunks[0]) if chunks else None
+        for i in range(len(chunks)):
+            prepared = nxt.result()
+            nxt = self._pool.submit(self._preprocess, chunks[i + 1]) if i + 1 < len(chunks) else None
+            results.extend(run(*prepared))
+            self.timings["batches"] += 1
+        self.timings["requests"] += len(requests)
+        return results
+
+    # ---- scoring --------------------------------------------------------------------------------
+    def score_candidates(self, requests: Sequence[VLMRequest]) -> List[np.ndarray]:
+        if any(not r.candidates for r in requests):
+            raise BackendError("every scoring request needs at least one candidate answer")
+        return self._pipelined(requests, self._score_prepared)
+
+    def _score_prepared(self, enc, cands: List[List[List[int]]]) -> List[np.ndarray]:
+        torch = self._torch
+        t0 = time.perf_counter()
+        enc = enc.to(self.device)
+        need_ext = any(len(s) > 1 for c in cands for s in c)
+        with torch.inference_mode():
+            out = self.model(**enc, use_cache=need_ext, logits_to_keep=1)
+            first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+            scores = [[float(first[i, s[0]]) for s in c] for i, c in enumerate(cands)]
+            if need_ext:
+                self._extend(enc, out.past_key_values, cands, scores)
+        self.timings["forward_s"] += time.perf_counter() - t0
+        return [np.asarray(s, dtype=np.float64) for s in scores]
+
+    def _extend(self, enc, cache, cands, scores) -> None:
+        """Add the log-probs of candidate tokens 2.. with one forward over them on the prefill cache."""
+        torch = self._torch
+        rows = [(i, j, s) for i, c in enumerate(cands) for j, s in enumerate(c) if len(s) > 1]
+        length = max(len(s) - 1 for _, _, s in rows)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(rows), length), pad, dtype=torch.long)
+        ext_mask = torch.zeros((len(rows), length), dtype=enc["attention_mask"].dtype)
+        for r, (_, _, s) in enumerate(rows):
+            ids[r, : len(s) - 1] = torch.tensor(s[:-1])
+            ext_mask[r, : len(s) - 1] = 1
+        src = torch.tensor([i for i, _, _ in rows], device=self.device)
+        cache.reorder_cache(src)
+        prefill_len = enc["input_ids"].shape[1]
+        mask = torch.cat([enc["attention_mask"][src], ext_mask.to(self.device)], dim=1)
+        kwargs: dict[str, Any] = {}
+        core = self._core()
+        if core is not None and core.rope_deltas is not None:  # Qwen-VL multimodal rope: text positions continue
+            # get_rope_index's deltas are relative to the count of real (unpadded) tokens
+            n_real = enc["attention_mask"].sum(dim=1)[src].unsqueeze(1)
+            pos = n_real + torch.arange(length, device=self.device)[None, :] + core.rope_deltas[src].to(self.device)
+            kwargs["position_ids"] = pos.unsqueeze(0).expand(3, -1, -1)
+        else:
+            cum = mask.long().cumsum(-1) - 1
+            kwargs["position_ids"] = cum[:, prefill_len:].clamp(min=0)
+        out = self.model(input_ids=ids.to(self.device), attention_mask=mask, past_key_values=cache,
+                         use_cache=False, **kwargs)
+        logp = torch.log_softmax(out.logits.float(), dim=-1)
+        for r, (i, j, s) in enumerate(rows):
+            scores[i][j] += float(sum(logp[r, k - 1, s[k]] for k in range(1, len(s))))
+
+    # ---- generation -----------------------------------------------------------------------------
+    def generate(self, requests: Sequence[VLMRequest], max_new_tokens: int) -> List[str]:
+        if max_new_tokens < 1:
+            raise BackendError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        return self._pipelined(requests, lambda enc, _c: self._generate_prepared(enc, max_new_tokens))
+
+    def _generate_prepared(self, enc, max_new_tokens: int) -> List[str]:
+        torch = self._torch
+        t0 = time.perf_counter()
+        enc = enc.to(self.device)
+        with torch.inference_mode():
+            out = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                      pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.end_token_id)
+        new = out[:, enc["input_ids"].shape[1]:]
+        self.timings["generate_s"] += time.perf_counter() - t0
+        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        self.model = None
