@@ -44,6 +44,7 @@ SYNTHETIC_TASKS = {
 SOURCES = ("demo", "noisy_demo", "random")
 GOAL_RADIUS = 0.09
 CUBE_HALF = 0.06
+START_DISTANCE = 0.55
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -115,9 +116,10 @@ def make_synthetic_episode(seed: int, task: str | None = None, source: str = "de
     if task not in SYNTHETIC_TASKS:
         raise ValueError(f"unknown synthetic task {task!r}; known: {list(SYNTHETIC_TASKS)}")
     cube_c, goal_c = SYNTHETIC_TASKS[task]
-    while True:  # start well away from the goal
-        start, goal = rng.uniform(0.15, 0.85, 2), rng.uniform(0.15, 0.85, 2)
-        if np.linalg.norm(goal - start) > 0.4:
+    while True:  # start at a fixed distance from the goal (so progress is visible in one frame)
+        goal, angle = rng.uniform(0.15, 0.85, 2), rng.uniform(0, 2 * np.pi)
+        start = goal + START_DISTANCE * np.array([np.cos(angle), np.sin(angle)])
+        if np.all((start >= 0.1) & (start <= 0.9)):
             break
     pos = _trajectory(rng, source, start, goal, num_steps)
     dist = np.linalg.norm(pos - goal, axis=1)

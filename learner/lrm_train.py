@@ -1,0 +1,162 @@
+"""Training of the compact LRM on episode datasets (the ``vlmrl lrm-train`` logic for ``model=compact``).
+
+Losses (binary cross-entropy each, soft targets for progress): progress and completion on both
+frames of every training pair, contrastive on the pairs whose order means progress (see
+:mod:`vlmrl.learner.lrm_data`). Each epoch ends with validation on the held-out episodes
+(:mod:`vlmrl.learner.reward_eval` metrics); the model is saved to ``out_dir`` after every epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vlmrl.envs.dataset import Episode
+from vlmrl.learner.compact_lrm import CompactLRM, CompactLRMConfig, frames_to_input
+from vlmrl.learner.lrm_data import (ShuffleBufferBatches, TargetRule, TrainBatch, iter_split_episodes,
+                                    split_entries)
+from vlmrl.learner.reward_eval import EpisodePredictions, Predictor, evaluate_predictors
+
+
+def model_predictor(model: CompactLRM, batch_size: int = 256) -> Predictor:
+    """Evaluate a compact LRM directly (no scorer): per frame from (previous, current) pairs, like the scorer."""
+
+    def predict(ep: Episode, a: np.ndarray, b: np.ndarray) -> EpisodePredictions:
+        n = len(ep.frames)
+        prev = np.maximum(np.arange(n) - 1, 0)
+        out: Dict[str, list] = {"progress": [], "completion": [], "contrastive": []}
+        for s in range(0, n, batch_size):
+            p = model.predict([ep.task] * len(prev[s:s + batch_size]), ep.frames[prev[s:s + batch_size]],
+                              ep.frames[s:s + batch_size])
+            out["progress"].append(p["progress"])
+            out["completion"].append(p["completion"])
+        cont = None
+        if len(a):
+            cont = np.concatenate([model.predict([ep.task] * len(a[s:s + batch_size]), ep.frames[a[s:s + batch_size]],
+                                                 ep.frames[b[s:s + batch_size]])["contrastive"]
+                                   for s in range(0, len(a), batch_size)])
+        prog, comp = np.concatenate(out["progress"]), np.concatenate(out["completion"])
+        return EpisodePredictions(reward=prog + comp, progress=prog, completion=comp, contrastive=cont)
+
+    return predict
+
+
+def random_shift(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """DrQ-style augmentation: replicate-pad by ``pad`` px and crop back at a random offset per image."""
+    if pad <= 0:
+        return x
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    off = torch.randint(0, 2 * pad + 1, (n, 2), generator=gen)
+    return torch.stack([padded[i, :, oy:oy + h, ox:ox + w] for i, (oy, ox) in enumerate(off.tolist())])
+
+
+def compute_losses(model: CompactLRM, batch: TrainBatch, image_size: int, shift_px: int = 0,
+                   gen: torch.Generator | None = None) -> Dict[str, torch.Tensor]:
+    dev = model.film.weight.device
+    xa = frames_to_input(batch.frames_a, image_size).to(dev)
+    xb = frames_to_input(batch.frames_b, image_size).to(dev)
+    if shift_px and gen is not None:
+        xa, xb = random_shift(xa, shift_px, gen), random_shift(xb, shift_px, gen)
+    out = model(xa, xb, model.embed_text(batch.tasks))
+    bce = F.binary_cross_entropy_with_logits
+    prog_t = torch.cat([batch.progress_a, batch.progress_b]).to(dev)
+    comp_t = torch.cat([batch.completion_a, batch.completion_b]).to(dev)
+    losses = {
+        "progress": bce(torch.cat([out["progress_prev"], out["progress"]]), prog_t),
+        "completion": bce(torch.cat([out["completion_prev"], out["completion"]]), comp_t),
+    }
+    valid = batch.pair_valid.to(dev)
+    per_pair = bce(out["contrastive"], batch.b_later.to(dev), reduction="none")
+    losses["contrastive"] = (per_pair * valid).sum() / valid.sum().clamp(min=1)
+    return losses
+
+
+def build_model(cfg) -> CompactLRM:
+    return CompactLRM(CompactLRMConfig(image_size=cfg.image_size, widths=list(cfg.widths), embed_dim=cfg.embed_dim,
+                                       text_encoder=cfg.text_encoder, hash_buckets=cfg.hash_buckets))
+
+
+def validate(model: CompactLRM, cfg, rule: TargetRule) -> Dict[str, object]:
+    model.eval()
+    eps = iter_split_episodes(list(cfg.dataset_dirs), "val", cfg.val_fraction, cfg.split_seed, cfg.max_val_episodes)
+    res = evaluate_predictors(eps, {"compact_lrm": model_predictor(model)}, rule=rule, seed=cfg.seed)["compact_lrm"]
+    model.train()
+    return res
+
+
+def train_compact_lrm(cfg, log: Callable[[str], None] = print, writer=None) -> Dict[str, object]:
+    """Train per ``cfg`` (an ``LrmTrainConfig``); returns the last validation metrics. Saves to ``cfg.out_dir``."""
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)
+    rule = TargetRule(cfg.failed_progress_scale, cfg.failed_pair_min_gain)
+    dirs: List[str] = list(cfg.dataset_dirs)
+    train_entries = split_entries(dirs, "train", cfg.val_fraction, cfg.split_seed)
+    val_entries = split_entries(dirs, "val", cfg.val_fraction, cfg.split_seed)
+    if not val_entries:
+        raise ValueError(f"no held-out episodes with val_fraction={cfg.val_fraction} "
+                         f"({len(train_entries)} episodes in all); raise val_fraction or add episodes")
+    log(f"lrm-train: {len(train_entries)} train / {len(val_entries)} val episodes from {dirs}")
+    model = build_model(cfg)
+    log(f"lrm-train: compact LRM, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params, "
+        f"text encoder {cfg.text_encoder}, {cfg.image_size}px")
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1), eta_min=cfg.lr * 0.05)
+    batches = ShuffleBufferBatches(train_entries, cfg.image_size, cfg.batch_size, rule, cfg.buffer_episodes, cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    w = {"progress": cfg.loss_weights.progress, "completion": cfg.loss_weights.completion,
+         "contrastive": cfg.loss_weights.contrastive}
+    out_dir = Path(cfg.out_dir)
+    t0, step, val = time.time(), 0, {}
+    history = []
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        sums = {k: 0.0 for k in w}
+        n = 0
+        for batch in batches.epoch():
+            losses = compute_losses(model, batch, cfg.image_size, cfg.augment_shift_px, gen)
+            total = sum(w[k] * losses[k] for k in w)
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            step += 1
+            n += 1
+            for k in w:
+                sums[k] += float(losses[k].detach())
+            if writer is not None:
+                writer.add_scalar("lrm/train/loss", float(total.detach()), step)
+            if cfg.max_minutes > 0 and time.time() - t0 > 60 * cfg.max_minutes:
+                break
+        sched.step()
+        means = {k: v / max(n, 1) for k, v in sums.items()}
+        val = validate(model, cfg, rule)
+        model.save_pretrained(out_dir)
+        acc = val["progress_acc"] or {}
+        history.append({"epoch": epoch, "loss": means, "val": val})
+        log(f"epoch {epoch}/{cfg.epochs} step {step} ({time.time() - t0:.0f}s) loss "
+            + " ".join(f"{k}={v:.4f}" for k, v in means.items())
+            + f" | val progress_acc@0.2={acc.get(0.2, float('nan')):.3f} completion_f1={val['completion_f1']:.3f} "
+            f"contrastive_acc={_num(val['contrastive_acc'])} spearman={_num(val['spearman_progress'])}")
+        if writer is not None:
+            for k, v in means.items():
+                writer.add_scalar(f"lrm/train/{k}_loss", v, epoch)
+            for k in ("progress_mae", "completion_f1", "contrastive_acc", "preference_acc", "spearman_progress"):
+                if val.get(k) is not None:
+                    writer.add_scalar(f"lrm/val/{k}", val[k], epoch)
+            for d, a in acc.items():
+                writer.add_scalar(f"lrm/val/progress_acc@{d:g}", a, epoch)
+            writer.flush()
+        if cfg.max_minutes > 0 and time.time() - t0 > 60 * cfg.max_minutes:
+            log(f"lrm-train: stopping after epoch {epoch}: max_minutes={cfg.max_minutes} reached")
+            break
+    return {"val": val, "history": history, "out_dir": str(out_dir), "steps": step}
+
+
+def _num(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"

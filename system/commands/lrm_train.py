@@ -1,0 +1,66 @@
+"""``vlmrl lrm-train [CONFIG] [key=value ...]``: train a reward model on episode datasets (section ``lrm_train``).
+
+``lrm_train.model=compact`` trains the compact CNN LRM (learner/lrm_train.py); ``model=vlm``
+hands the section to ``vlmrl.learner.lrm_lora.train_lora_lrm`` (LoRA on a VLM) when that module
+exists. Writes the model folder, the resolved config and TensorBoard scalars (``lrm/...``,
+under ``<out_dir>/tb``) into ``lrm_train.out_dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from vlmrl.system.commands.config_args import add_config_arguments, config_from_args
+from vlmrl.system.config import save_resolved
+
+MODELS = ("compact", "vlm")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    sec = cfg.lrm_train
+    if sec.model not in MODELS:
+        print(f"vlmrl lrm-train: lrm_train.model must be one of {MODELS}, got {sec.model!r}", file=sys.stderr)
+        return 2
+    if not sec.dataset_dirs:
+        print("vlmrl lrm-train: no datasets: set lrm_train.dataset_dirs=[dir1,dir2]", file=sys.stderr)
+        return 2
+    missing = [d for d in sec.dataset_dirs if not (Path(d) / "index.jsonl").exists()]
+    if missing:
+        print(f"vlmrl lrm-train: not episode datasets (no index.jsonl): {missing}", file=sys.stderr)
+        return 2
+    out = Path(sec.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_resolved(cfg, out)
+    if sec.model == "vlm":
+        try:
+            lora = importlib.import_module("vlmrl.learner.lrm_lora")
+        except ModuleNotFoundError:
+            lora = None
+        if lora is None or not hasattr(lora, "train_lora_lrm"):
+            print("vlmrl lrm-train: model=vlm is not available yet (vlmrl.learner.lrm_lora.train_lora_lrm "
+                  "does not exist); use lrm_train.model=compact", file=sys.stderr)
+            return 2
+        lora.train_lora_lrm(sec)
+        return 0
+    from torch.utils.tensorboard import SummaryWriter
+
+    from vlmrl.learner.lrm_train import train_compact_lrm
+
+    writer = SummaryWriter(str(out / "tb"))
+    try:
+        result = train_compact_lrm(sec, log=lambda m: print(m, flush=True), writer=writer)
+    except ValueError as e:
+        print(f"vlmrl lrm-train: {e}", file=sys.stderr)
+        return 2
+    finally:
+        writer.close()
+    print(f"lrm-train: saved compact LRM to {result['out_dir']} ({result['steps']} steps)")
+    return 0
