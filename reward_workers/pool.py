@@ -53,6 +53,7 @@ class RewardWorkerPool:
         self.detached = detached
         self._registry = None
         self._actor_cls = None
+        self._actors: Dict[str, Any] = {}  # handles of the workers this object started (keeps non-detached ones alive)
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -129,6 +130,7 @@ class RewardWorkerPool:
             for a in actors:
                 ray.kill(a)
             raise PoolError(f"reward worker(s) {ids} failed to start: {e}") from e
+        self._actors.update(zip(ids, actors))
         log.info("started reward workers %s", ids)
 
     def _remove(self, worker_ids: List[str], grace_s: Optional[float]) -> None:
@@ -145,6 +147,7 @@ class RewardWorkerPool:
                 log.warning("reward worker %s did not stop cleanly: %s", wid, e)
                 ray.get(self.registry.deregister.remote(wid))
             ray.kill(h)
+            self._actors.pop(wid, None)
         log.info("removed reward workers %s", worker_ids)
 
     # ------------------------------------------------------------------ inspection

@@ -1,0 +1,156 @@
+"""The reward worker pool on Ray (one local Ray per module): fault injection with ray.kill while a
+client streams through registry discovery, scaling 1 -> 2 -> 1 under load, status() contents."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import ray
+
+from vlmrl.reward_workers.client import RewardClient
+from vlmrl.reward_workers.pool import RewardWorkerPool
+from vlmrl.reward_workers.registry import RegistryNotFound, RegistryView
+from vlmrl.reward_workers.scorers.synthetic import SyntheticScorer
+from vlmrl.system.config import load_config
+
+TASK = "lift the cube"
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(num_cpus=2, include_dashboard=False, namespace="vlmrl-test", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def pool_config(name: str):
+    return load_config(None, [
+        "scorer.name=synthetic", "scorer.params.fixed_ms=10", "scorer.params.per_item_ms=0.2",
+        "server.max_wait_ms=2", "server.grace_s=2",
+        "pool.num_cpus_per_worker=0.5", f"pool.registry_name={name}", "pool.namespace=vlmrl-test",
+        "client.discovery_interval_s=0.2", "client.max_items_per_request=4", "client.max_in_flight=4",
+        "client.deadline_s=10", "client.retry_backoff_s=0.05",
+    ])
+
+
+def frames(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 10, 10, 3), dtype=np.uint8)
+
+
+def expected(f: np.ndarray) -> list[float]:
+    return [SyntheticScorer.expected_reward(x[None]) for x in f]
+
+
+class Streamer:
+    """Submits up to ``n`` requests of ``k`` items at a steady pace in a thread (until :meth:`stop`);
+    records each answer per request id."""
+
+    def __init__(self, client: RewardClient, n: int, k: int, pace_s: float) -> None:
+        self.client, self.n, self.k, self.pace = client, n, k, pace_s
+        self.data = frames(min(n, 2000) * k, seed=7)
+        self.futures: dict[str, tuple[int, object]] = {}
+        self.answers: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+
+    def items(self, i: int) -> np.ndarray:
+        j = i % (len(self.data) // self.k)
+        return self.data[j * self.k:(j + 1) * self.k]
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        for i in range(self.n):
+            if self._stop.is_set():
+                self.n = i
+                break
+            rid = f"r{i}"
+            fut = self.client.submit(TASK, self.items(i), request_id=rid)
+            fut.add_done_callback(lambda _f, rid=rid: self._count(rid))
+            self.futures[rid] = (i, fut)
+            time.sleep(self.pace)
+
+    def _count(self, rid: str) -> None:
+        with self._lock:
+            self.answers[rid] = self.answers.get(rid, 0) + 1
+
+    def done_count(self) -> int:
+        return sum(f.done() for _, f in list(self.futures.values()))
+
+    def check(self) -> set[str]:
+        """Every request answered exactly once with the right rewards; returns the worker ids that answered."""
+        self.thread.join(60)
+        workers = set()
+        for rid, (i, fut) in self.futures.items():
+            res = fut.result(timeout=60)
+            np.testing.assert_allclose([r.reward for r in res], expected(self.items(i)),
+                                       rtol=1e-5)
+            workers |= {r.worker_id for r in res}
+        assert len(self.futures) == self.n
+        assert self.answers == {f"r{i}": 1 for i in range(self.n)}
+        return workers
+
+
+def test_kill_a_worker_mid_stream_loses_no_item(ray_local):
+    cfg = pool_config("reg-kill")
+    pool = RewardWorkerPool(cfg)
+    try:
+        addrs = pool.start(2)
+        assert len(addrs) == 2 and len(set(addrs.values())) == 2
+        with RewardClient(cfg.client, registry=pool.registry_view()) as client:
+            assert sorted(client.workers()) == sorted(addrs.values())
+            s = Streamer(client, n=60, k=5, pace_s=0.01)
+            s.thread.start()
+            while s.done_count() < 15:
+                time.sleep(0.01)
+            victim = ray.get(pool.registry.handles.remote())["w0"]
+            ray.kill(victim, no_restart=True)
+            workers = s.check()
+            stats = client.stats()
+        assert workers == {"w0", "w1"}
+        assert stats["failures"] == 0 and stats["items"] == 300
+        assert pool.wait_for(1, timeout_s=10) == {"w1": addrs["w1"]}  # the registry dropped the dead actor
+    finally:
+        pool.shutdown()
+
+
+def test_scale_up_and_down_while_streaming_and_status(ray_local):
+    cfg = pool_config("reg-scale")
+    pool = RewardWorkerPool(cfg)
+    try:
+        pool.start(1)
+        with RewardClient(cfg.client, registry=pool.registry_view()) as client:
+            s = Streamer(client, n=100_000, k=4, pace_s=0.02)
+            s.thread.start()
+            while s.done_count() < 10:
+                time.sleep(0.01)
+            assert len(pool.scale(2)) == 2
+            rows = pool.status()
+            time.sleep(0.6)  # the client discovers w1 and sends it work
+            remaining = pool.scale(1)  # removes the newest (w1): deregister, drain, kill
+            assert list(remaining) == ["w0"]
+            time.sleep(0.3)  # still streaming to the one worker left
+            s.stop()
+            workers = s.check()
+            stats = client.stats()
+        assert workers == {"w0", "w1"}
+        assert stats["failures"] == 0 and stats["items"] == 4 * s.n and s.n > 50
+        assert [r["worker_id"] for r in rows] == ["w0", "w1"]
+        for r in rows:
+            assert r["model_version"] == "synthetic-1" and r["scorer"] == "synthetic" and "error" not in r
+            assert {"address", "queue_depth", "items_per_s", "batches", "cache_hits"} <= set(r)
+        assert rows[0]["batches"] > 0 and rows[0]["items"] > 0 and rows[0]["items_per_s"] > 0
+        # Attach from "another process": the named registry is all it needs.
+        attached = RewardWorkerPool.attach(cfg)
+        final = attached.status()
+        assert [r["worker_id"] for r in final] == ["w0"] and final[0]["items"] >= rows[0]["items"]
+        assert RegistryView.from_pool_config(cfg.pool).workers() == {"w0": remaining["w0"]}
+    finally:
+        pool.shutdown()
+    with pytest.raises(RegistryNotFound, match="reg-scale"):
+        RewardWorkerPool.attach(cfg)
