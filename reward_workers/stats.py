@@ -77,4 +77,5 @@ class WorkerStats:
             in_flight_requests=self.in_flight_requests,
             max_batch=max_batch,
             max_wait_ms=max_wait_ms,
+            failed_requests=self.failed_requests,
         )

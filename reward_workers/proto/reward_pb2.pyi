@@ -112,7 +112,7 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class BatchingStats(_message.Message):
-    __slots__ = ("requests", "items", "batches", "mean_batch_size", "queue_depth", "rejected_requests", "invalid_requests", "cache_hits", "cache_misses", "items_per_second", "mean_scorer_ms", "mean_latency_ms", "in_flight_requests", "max_batch", "max_wait_ms")
+    __slots__ = ("requests", "items", "batches", "mean_batch_size", "queue_depth", "rejected_requests", "invalid_requests", "cache_hits", "cache_misses", "items_per_second", "mean_scorer_ms", "mean_latency_ms", "in_flight_requests", "max_batch", "max_wait_ms", "failed_requests")
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     BATCHES_FIELD_NUMBER: _ClassVar[int]
@@ -128,6 +128,7 @@ class BatchingStats(_message.Message):
     IN_FLIGHT_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
     MAX_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     requests: int
     items: int
     batches: int
@@ -143,7 +144,8 @@ class BatchingStats(_message.Message):
     in_flight_requests: int
     max_batch: int
     max_wait_ms: float
-    def __init__(self, requests: _Optional[int] = ..., items: _Optional[int] = ..., batches: _Optional[int] = ..., mean_batch_size: _Optional[float] = ..., queue_depth: _Optional[int] = ..., rejected_requests: _Optional[int] = ..., invalid_requests: _Optional[int] = ..., cache_hits: _Optional[int] = ..., cache_misses: _Optional[int] = ..., items_per_second: _Optional[float] = ..., mean_scorer_ms: _Optional[float] = ..., mean_latency_ms: _Optional[float] = ..., in_flight_requests: _Optional[int] = ..., max_batch: _Optional[int] = ..., max_wait_ms: _Optional[float] = ...) -> None: ...
+    failed_requests: int
+    def __init__(self, requests: _Optional[int] = ..., items: _Optional[int] = ..., batches: _Optional[int] = ..., mean_batch_size: _Optional[float] = ..., queue_depth: _Optional[int] = ..., rejected_requests: _Optional[int] = ..., invalid_requests: _Optional[int] = ..., cache_hits: _Optional[int] = ..., cache_misses: _Optional[int] = ..., items_per_second: _Optional[float] = ..., mean_scorer_ms: _Optional[float] = ..., mean_latency_ms: _Optional[float] = ..., in_flight_requests: _Optional[int] = ..., max_batch: _Optional[int] = ..., max_wait_ms: _Optional[float] = ..., failed_requests: _Optional[int] = ...) -> None: ...
 
 class InfoResponse(_message.Message):
     __slots__ = ("worker_id", "scorer", "item_kind", "model_id", "model_version", "stats")

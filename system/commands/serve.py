@@ -30,6 +30,7 @@ def stats_line(info) -> str:
             f"mean_batch={s.mean_batch_size:.1f} items/s={s.items_per_second:.1f} "
             f"scorer_ms={s.mean_scorer_ms:.1f} latency_ms={s.mean_latency_ms:.1f} queue={s.queue_depth} "
             f"in_flight={s.in_flight_requests} rejected={s.rejected_requests} invalid={s.invalid_requests} "
+            f"failed={s.failed_requests} "
             f"cache={s.cache_hits}/{s.cache_hits + s.cache_misses}")
 
 

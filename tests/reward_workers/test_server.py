@@ -116,6 +116,15 @@ def test_scorer_exception_is_internal_and_server_keeps_serving(serve, stub_for, 
     assert stub.Score(make_request("ok", [make_frame(1)])).rewards[0].reward == 0.5
     err = list(stub.ScoreStream(iter([make_request("boom2", [make_frame(1)], task="explode")])))[0]
     assert err.error.code == grpc.StatusCode.INTERNAL.value[0]
+    assert st.info().stats.failed_requests == 2
+
+
+def wait_for(condition, st, timeout=10.0):
+    """Poll the server's Info stats until ``condition(stats)`` holds."""
+    t0 = time.perf_counter()
+    while not condition(st.info().stats):
+        assert time.perf_counter() - t0 < timeout, f"timed out; stats: {st.info().stats}"
+        time.sleep(0.005)
 
 
 def test_queue_full_is_resource_exhausted_then_recovers(serve, stub_for, make_request, make_frame):
@@ -123,9 +132,9 @@ def test_queue_full_is_resource_exhausted_then_recovers(serve, stub_for, make_re
     stub = stub_for(st)
     stub.Info(reward_pb2.InfoRequest())  # connected
     first = stub.Score.future(make_request("a", [make_frame(1)]))
-    time.sleep(0.1)  # "a" is in the scorer now
+    wait_for(lambda s: s.in_flight_requests == 1 and s.queue_depth == 0, st)  # "a" is in the scorer now
     queued = [stub.Score.future(make_request(x, [make_frame(2)])) for x in ("b", "c")]
-    time.sleep(0.1)
+    wait_for(lambda s: s.queue_depth == 2, st)
     with pytest.raises(grpc.RpcError) as e:
         stub.Score(make_request("d", [make_frame(3)]))
     assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -157,7 +166,7 @@ def test_graceful_stop_answers_in_flight_request_and_flips_health(serve, stub_fo
     watch = health.Watch(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=10)
     assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
     in_flight = stub_for(st).Score.future(make_request("late", [make_frame(9)]))
-    time.sleep(0.1)
+    wait_for(lambda s: s.in_flight_requests == 1, st)
     stopper = threading.Thread(target=st.stop, kwargs={"grace_s": 5.0})
     t0 = time.perf_counter()
     stopper.start()
@@ -174,7 +183,7 @@ def test_graceful_stop_answers_in_flight_request_and_flips_health(serve, stub_fo
 def test_stop_cancels_after_grace(serve, stub_for, make_request, make_frame):
     st = serve("synthetic", {"fixed_ms": 3000.0}, max_wait_ms=0.0)
     fut = stub_for(st).Score.future(make_request("slow", [make_frame(1)]))
-    time.sleep(0.1)
+    wait_for(lambda s: s.in_flight_requests == 1, st)
     t0 = time.perf_counter()
     st.stop(grace_s=0.2)
     assert time.perf_counter() - t0 < 2.0
