@@ -189,3 +189,13 @@ def test_stop_cancels_after_grace(serve, stub_for, make_request, make_frame):
     assert time.perf_counter() - t0 < 2.0
     with pytest.raises(grpc.RpcError):
         fut.result(timeout=5)
+
+
+def test_client_deadline_cancels_cleanly(serve, stub_for, make_request, make_frame):
+    st = serve("synthetic", {"fixed_ms": 300.0}, max_wait_ms=0.0)
+    stub = stub_for(st)
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Score(make_request("hurry", [make_frame(1)]), timeout=0.05)
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    wait_for(lambda s: s.in_flight_requests == 0 and s.queue_depth == 0, st)
+    assert stub.Score(make_request("next", [make_frame(2)]), timeout=10).request_id == "next"
