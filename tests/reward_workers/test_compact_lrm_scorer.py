@@ -1,0 +1,72 @@
+"""The compact_lrm scorer: registered, batched == one by one, weighted reward, versioned by its weights."""
+
+import numpy as np
+import pytest
+import torch
+
+from vlmrl.learner.compact_lrm import CompactLRM, CompactLRMConfig
+from vlmrl.reward_workers.scorers.base import ItemKind, ScorerError, available_scorers, build_scorer
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    model = CompactLRM(CompactLRMConfig(image_size=32, widths=[8, 16], embed_dim=16, text_encoder="hashed"))
+    return str(model.save_pretrained(tmp_path_factory.mktemp("lrm")))
+
+
+def _items(n, rng, sizes=((40, 40), (32, 32), (24, 48))):
+    return [rng.integers(0, 256, (2, *sizes[i % len(sizes)], 3), dtype=np.uint8) for i in range(n)]
+
+
+def test_batched_equals_one_by_one_and_reward_is_weighted_sum(weights_dir):
+    assert "compact_lrm" in available_scorers()
+    weights = {"progress": 0.5, "completion": 2.0, "contrastive": -1.0}
+    sc = build_scorer("compact_lrm", {"weights_dir": weights_dir, "weights": weights})
+    assert sc.item_kind == ItemKind.PAIR and sc.frames_per_item == 2
+    rng = np.random.default_rng(0)
+    items = _items(7, rng)
+    tasks = ["push the cube", "stack", "push the cube", "", "a", "b", "c"]
+    batched = sc.score_batch(tasks, items)
+    single = [sc.score_batch([t], [it])[0] for t, it in zip(tasks, items)]
+    for x, y in zip(batched, single):
+        assert set(x.components) == {"progress", "completion", "contrastive"}
+        for k in x.components:
+            assert x.components[k] == pytest.approx(y.components[k], abs=1e-5)
+        expected = sum(weights[k] * x.components[k] for k in weights)
+        assert x.reward == pytest.approx(expected, abs=1e-6)
+    assert sc.score_batch([], []) == []
+
+
+def test_model_version_is_the_weights_hash(weights_dir, tmp_path):
+    a = build_scorer("compact_lrm", {"weights_dir": weights_dir})
+    assert a.model_version == build_scorer("compact_lrm", {"weights_dir": weights_dir}).model_version
+    torch.manual_seed(1)
+    other = CompactLRM(CompactLRMConfig(image_size=32, widths=[8, 16], embed_dim=16, text_encoder="hashed"))
+    b = build_scorer("compact_lrm", {"weights_dir": str(other.save_pretrained(tmp_path / "o"))})
+    assert a.model_version != b.model_version and len(a.model_version) == 12
+
+
+def test_bad_params_and_items_are_clear_errors(weights_dir, tmp_path):
+    with pytest.raises(ScorerError, match="weights_dir"):
+        build_scorer("compact_lrm", {})
+    with pytest.raises(ScorerError, match="cannot load"):
+        build_scorer("compact_lrm", {"weights_dir": str(tmp_path)})
+    with pytest.raises(ScorerError, match="unknown components"):
+        build_scorer("compact_lrm", {"weights_dir": weights_dir, "weights": {"progres": 1.0}})
+    sc = build_scorer("compact_lrm", {"weights_dir": weights_dir})
+    with pytest.raises(ScorerError, match="pairs"):
+        sc.score_batch(["t"], [np.zeros((1, 8, 8, 3), np.uint8)])
+
+
+@pytest.mark.gpu
+def test_runs_on_cuda(weights_dir):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    sc = build_scorer("compact_lrm", {"weights_dir": weights_dir, "device": "cuda"})
+    cpu = build_scorer("compact_lrm", {"weights_dir": weights_dir})
+    items = _items(4, np.random.default_rng(0))
+    for x, y in zip(sc.score_batch(["t"] * 4, items), cpu.score_batch(["t"] * 4, items)):
+        assert x.reward == pytest.approx(y.reward, abs=1e-3)
