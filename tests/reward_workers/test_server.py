@@ -199,3 +199,14 @@ def test_client_deadline_cancels_cleanly(serve, stub_for, make_request, make_fra
     assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     wait_for(lambda s: s.in_flight_requests == 0 and s.queue_depth == 0, st)
     assert stub.Score(make_request("next", [make_frame(2)]), timeout=10).request_id == "next"
+
+
+def test_plain_dataclass_config_works(channel_to, make_request, make_frame):
+    from vlmrl.reward_workers.proto import reward_pb2_grpc
+    from vlmrl.reward_workers.scorers import build_scorer
+    from vlmrl.reward_workers.server import ServerThread
+    from vlmrl.system.config import ServerConfig
+
+    with ServerThread(ServerConfig(max_wait_ms=0.0), build_scorer("synthetic", {"fixed_ms": 0.0}), "dc") as st:
+        stub = reward_pb2_grpc.RewardServiceStub(channel_to(st.address))
+        assert stub.Score(make_request("dc", [make_frame(4)])).worker_id == "dc"
