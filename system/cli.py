@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("vlmrl.system.commands.config_cmd", "print the resolved config"),
     "serve": ("vlmrl.system.commands.serve", "run one reward worker's gRPC server in this process (no Ray)"),
     "workers": ("vlmrl.system.commands.workers", "start, scale and inspect the reward worker pool on Ray"),
+    "record-demos": ("vlmrl.system.commands.record_demos", "record demo / noisy / random episodes into an episode dataset"),
     "lrm-train": ("vlmrl.system.commands.lrm_train", "train a reward model (compact LRM or LoRA VLM) on episode datasets"),
     "eval-reward": ("vlmrl.system.commands.eval_reward", "compare scorers' reward quality on held-out episodes"),
     "build-tiny-vlm": ("vlmrl.system.commands.build_tiny_vlm", "write a tiny random Qwen2.5-VL (or --clip CLIP) checkpoint for tests"),

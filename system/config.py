@@ -121,8 +121,9 @@ class EnvConfig:
     """A fixed task text for every episode (overrides sampling from ``text_split``)."""
     obs_mode: str = "state"
     """Policy observation: ``state`` (flattened float32 vector). Frames for rewards come separately (see ``camera``)."""
-    control_mode: str = "pd_joint_delta_pos"
-    """ManiSkill controller of the policy's actions (``pd_joint_delta_pos``, ``pd_ee_delta_pose``, ``pd_joint_pos``, ...)."""
+    control_mode: str = "pd_ee_delta_pose"
+    """ManiSkill controller of the policy's actions (``pd_ee_delta_pose``, ``pd_joint_delta_pos``, ``pd_joint_pos``, ...);
+    the recorded demos use ``pd_ee_delta_pose`` too, so offline data and the online policy share one action space."""
     sim_backend: str = "cpu"
     """``cpu`` (one env per process) or ``gpu`` (batched envs, torch tensors on CUDA; needs a GPU)."""
     num_envs: int = 1
@@ -153,18 +154,23 @@ class EnvConfig:
 @dataclass
 class RecordDemosConfig:
     """``vlmrl record-demos``: episodes for reward-model training and the offline mode, written in the
-    ``vlmrl.envs.dataset`` format. Demos use ManiSkill's motion planners (``pd_joint_pos`` control)."""
+    ``vlmrl.envs.dataset`` format. Demos come from scripted controllers (``pd_ee_delta_pose``) or ManiSkill's
+    motion planners (``pd_joint_pos``, needs a working mplib 0.1.1)."""
+
+    demo_policy: str = "scripted"
+    """``scripted`` (vlmrl.envs.scripted: PushCube, PullCube, PickCube) or ``motion_planner`` (ManiSkill + mplib)."""
 
     output_dir: str = "runs/datasets/demos"
     """Dataset folder (appended to if it exists)."""
     num_demo: int = 10
-    """Successful motion-planning episodes to record (failed plans are retried with the next seed, not kept)."""
+    """Successful demo episodes to record (failed attempts are retried with the next seed, not kept)."""
     num_noisy: int = 5
     """``noisy_demo`` episodes: a fresh demo's actions replayed with Gaussian noise (often fail)."""
     num_random: int = 5
     """``random`` episodes: uniformly sampled actions."""
-    noise_std: float = 0.05
-    """Std of the Gaussian noise added to the joint-position targets of noisy demos (radians; gripper too)."""
+    noise_std: float = 0.3
+    """Std of the Gaussian noise added to a demo's (normalized, in [-1, 1]) actions for noisy demos. PushCube:
+    0.1 -> ~80 % still succeed, 0.3 -> ~60 %, 0.5 -> ~20 %."""
     frame_stride: int = 1
     """Frame every this many steps (plus first and last state) in the recorded episodes."""
     max_steps: int = 200
@@ -172,7 +178,11 @@ class RecordDemosConfig:
     stop_after_success_steps: int = 5
     """Stop a demo this many steps after it first succeeds (the planner would otherwise keep moving)."""
     max_plan_failures: int = 50
-    """Give up when this many motion plans failed in a row."""
+    """Give up when this many demo attempts failed in a row."""
+    seed: int = 0
+    """First env seed; each episode uses the next one."""
+    task: Optional[str] = None
+    """Task to record; None uses ``env.task``. Frame size/camera come from the ``env`` section."""
 
 
 @dataclass

@@ -1,0 +1,274 @@
+"""The ManiSkill environment an actor steps: state observations for the policy, camera frames for the
+reward service, ground truth for evaluation.
+
+:class:`ManiSkillTaskEnv` wraps ``gym.make(<ManiSkill env id>)`` (so ``env.unwrapped`` is ManiSkill's
+env, which is what its motion planners need). Per step it returns
+
+- ``obs``: the flattened state, float32 (S,);
+- ``reward``: what ``EnvConfig.reward_mode`` asks for: ``none`` -> 0.0 (the VLM reward is added by the
+  actor), ``sparse`` -> 1.0 on success, ``dense`` -> ManiSkill's normalized dense reward;
+- ``info``: ``success`` (ground truth), ``env_reward`` (normalized dense reward), ``task_text``,
+  ``step``, ``has_frame`` and, on frame steps only, ``frame`` (uint8 H x W x 3) and ``frame_step``.
+
+Frames cost a fixed amount each (lavapipe on CPU: ~50-100 ms), so they are rendered only where the
+reward path needs them: at reset, every ``frame_stride`` steps, and at the end of an episode
+(:class:`FrameSchedule`). With ``capture_frames=False`` no renderer is created at all.
+
+``num_envs=1`` with the CPU simulator returns numpy/python values (what RLlib's single-agent env
+runners expect). ``sim_backend=gpu`` with ``num_envs>1`` keeps ManiSkill's batched torch tensors on
+the device (obs (N,S), reward/terminated/truncated/success (N,), frame (N,H,W,3)); all envs share the
+step counter and frame schedule (ManiSkill's GPU envs step in lock-step). That path needs CUDA and
+is not exercised by the tests on CPU machines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, is_dataclass
+from typing import Any, Dict, Optional, Protocol, Tuple
+
+import gymnasium as gym
+import mani_skill.envs  # noqa: F401  (registers the ManiSkill env ids with gymnasium)
+import numpy as np
+
+from vlmrl.envs.tasks import TaskSpec, get_task
+
+REWARD_MODES = ("none", "sparse", "dense")
+SIM_BACKENDS = ("cpu", "gpu")
+OBS_MODES = ("state",)
+ENV_DENSE_REWARD = "normalized_dense"
+"""The ManiSkill reward mode behind ``info['env_reward']`` (in [0, 1]; 1 means solved)."""
+
+
+class FrameSchedule:
+    """When the reward path needs a frame: after reset (step 0), every ``stride`` steps, and at episode end."""
+
+    def __init__(self, stride: int) -> None:
+        if int(stride) < 1:
+            raise ValueError(f"frame_stride must be >= 1, got {stride}")
+        self.stride = int(stride)
+
+    def due(self, step: int, episode_over: bool = False) -> bool:
+        return episode_over or step % self.stride == 0
+
+
+class FrameSource(Protocol):
+    """Something that renders the current state of the env as a batch of RGB frames (N, H, W, 3) uint8."""
+
+    def capture(self) -> Any: ...
+
+
+class ManiSkillCameraFrames:
+    """Renders one camera of a ManiSkill env: a human-render camera (e.g. ``render_camera``, shows goal
+    markers) or a sensor camera (e.g. ``base_camera``, goal markers hidden as the policy would see them)."""
+
+    def __init__(self, base_env: Any, camera: str) -> None:
+        self.base_env = base_env
+        self.camera = camera
+        human = list(getattr(base_env, "_human_render_cameras", {}) or {})
+        sensors = list(getattr(base_env, "_sensors", {}) or {})
+        if camera in human:
+            self.kind = "human"
+        elif camera in sensors:
+            self.kind = "sensor"
+        else:
+            raise ValueError(f"camera {camera!r} not found in {type(base_env).__name__}: "
+                             f"render cameras {human}, sensor cameras {sensors}")
+
+    def capture(self):
+        if self.kind == "human":
+            return self.base_env.render_rgb_array(self.camera)
+        return self.base_env._get_obs_sensor_data()[self.camera]["rgb"]
+
+
+def _cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
+    if cfg is None:
+        return default
+    if isinstance(cfg, dict):
+        return cfg.get(key, default)
+    return getattr(cfg, key, default)
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+class ManiSkillTaskEnv(gym.Wrapper):
+    """A task of the registry as a gymnasium env for RLlib env runners and demo recording.
+
+    Role in the reward path: produces the frames (``info['frame']``) that actors send to the reward
+    workers, and the ground truth (``success``, ``env_reward``) used only to evaluate rewards.
+    """
+
+    def __init__(self, cfg: Any = None, frame_source: Optional[FrameSource] = None, **overrides: Any) -> None:
+        """``cfg``: an ``EnvConfig`` (OmegaConf node, dataclass or dict); ``overrides``: field=value on top.
+        ``frame_source``: render frames with this object instead of a ManiSkill camera (then no SAPIEN
+        renderer is created); used by unit tests of the frame bookkeeping."""
+        from vlmrl.system.config import EnvConfig  # local: keeps config import light for workers
+
+        fields = asdict(EnvConfig())
+        given = cfg if not is_dataclass(cfg) else asdict(cfg)
+        unknown = sorted(set((dict(given) if given is not None else {})) - set(fields)) if isinstance(given, dict) else []
+        unknown += sorted(set(overrides) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown env config keys {unknown}; known: {sorted(fields)}")
+        c = {k: overrides.get(k, _cfg_get(given, k, v)) for k, v in fields.items()}
+        self.config = c
+        self.task: TaskSpec = get_task(c["task"])
+        self._check(c)
+
+        self.num_envs = int(c["num_envs"])
+        self.batched = c["sim_backend"] == "gpu"
+        self.reward_mode = c["reward_mode"]
+        self.capture_frames = bool(c["capture_frames"])
+        self.schedule = FrameSchedule(c["frame_stride"])
+        self.frame_size = int(c["frame_size"])
+        self.text_split = c["text_split"]
+        self.fixed_text = c["task_text"]
+        self.max_episode_steps = int(c["max_episode_steps"] or self.task.max_episode_steps)
+
+        needs_renderer = self.capture_frames and frame_source is None
+        if needs_renderer:
+            from vlmrl.envs.rendering import configure_render_env
+            configure_render_env(c["shader_cache_dir"], c["lp_num_threads"])
+        env = gym.make(self.task.env_id, **self._make_kwargs(c, needs_renderer))
+        super().__init__(env)
+
+        base = env.unwrapped
+        if frame_source is not None or not self.capture_frames:
+            self.frames: Optional[FrameSource] = frame_source
+        else:
+            self.frames = ManiSkillCameraFrames(base, c["camera"])
+        single_obs = base.single_observation_space
+        if not isinstance(single_obs, gym.spaces.Box):
+            raise ValueError(f"obs_mode {c['obs_mode']!r} gives {type(single_obs).__name__}, expected a flat Box")
+        if self.batched:
+            self.observation_space = base.observation_space
+            self.action_space = base.action_space
+        else:
+            self.observation_space = gym.spaces.Box(-np.inf, np.inf, single_obs.shape, np.float32)
+            self.action_space = base.single_action_space
+        self._rng = np.random.default_rng()
+        self._step = 0
+        self.task_text = self.fixed_text or self.task.seen[0]
+
+    # ------------------------------------------------------------------ construction
+    @staticmethod
+    def _check(c: Dict[str, Any]) -> None:
+        def bad(key, allowed):
+            raise ValueError(f"env.{key} must be one of {allowed}, got {c[key]!r}")
+        if c["reward_mode"] not in REWARD_MODES:
+            bad("reward_mode", REWARD_MODES)
+        if c["sim_backend"] not in SIM_BACKENDS:
+            bad("sim_backend", SIM_BACKENDS)
+        if c["obs_mode"] not in OBS_MODES:
+            bad("obs_mode", OBS_MODES)
+        if c["text_split"] not in ("seen", "unseen", "all"):
+            bad("text_split", ("seen", "unseen", "all"))
+        if int(c["num_envs"]) < 1:
+            raise ValueError(f"env.num_envs must be >= 1, got {c['num_envs']}")
+        if c["sim_backend"] == "cpu" and int(c["num_envs"]) != 1:
+            raise ValueError("env.num_envs > 1 needs env.sim_backend=gpu (ManiSkill's CPU sim runs one env per "
+                             "process; use more env runners instead)")
+        if int(c["frame_size"]) < 8:
+            raise ValueError(f"env.frame_size must be >= 8 pixels, got {c['frame_size']}")
+        if c["sim_backend"] == "gpu":
+            import torch
+            if not torch.cuda.is_available():
+                raise ValueError("env.sim_backend=gpu needs a CUDA GPU; none is visible (use sim_backend=cpu)")
+
+    def _make_kwargs(self, c: Dict[str, Any], needs_renderer: bool) -> Dict[str, Any]:
+        cam = dict(width=self.frame_size, height=self.frame_size, shader_pack=c["shader_pack"])
+        kwargs: Dict[str, Any] = dict(
+            obs_mode=c["obs_mode"], control_mode=c["control_mode"], reward_mode=ENV_DENSE_REWARD,
+            num_envs=self.num_envs, sim_backend="physx_cuda" if self.batched else "physx_cpu",
+            max_episode_steps=self.max_episode_steps,
+        )
+        if needs_renderer:
+            import torch
+            kwargs.update(render_mode="rgb_array", render_backend="gpu" if torch.cuda.is_available() else "cpu",
+                          human_render_camera_configs=dict(cam), sensor_configs=dict(cam))
+        else:
+            kwargs.update(render_backend="none")
+        return kwargs
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        options = dict(options or {})
+        text = options.pop("task_text", None) or self.fixed_text or self.task.sample_text(self._rng, self.text_split)
+        self.task_text = text
+        obs, info = self.env.reset(seed=seed, options=options or None)
+        self._step = 0
+        # ManiSkill computes the dense reward only in step(); the reset state's value is computed here.
+        dense = self.env.unwrapped.compute_normalized_dense_reward(obs=None, action=None, info=info)
+        return self._obs(obs), self._info(info, dense, episode_over=False)
+
+    def step(self, action):
+        obs, dense, terminated, truncated, info = self.env.step(action)  # ManiSkill's reward = normalized dense
+        self._step += 1
+        if self.batched:
+            over = bool((terminated | truncated).any())
+        else:
+            terminated, truncated = _scalar(terminated, bool), _scalar(truncated, bool)
+            over = terminated or truncated
+        out = self._info(info, dense, episode_over=over)
+        return self._obs(obs), self._reward(out), terminated, truncated, out
+
+    def render_frame(self):
+        """A frame of the current state outside the schedule (e.g. the last state of a cut-off recording)."""
+        if self.frames is None:
+            raise RuntimeError("this env renders no frames (capture_frames=False)")
+        frame = self.frames.capture()
+        if self.batched:
+            return frame
+        frame = _to_numpy(frame)
+        return frame.reshape(frame.shape[-3:]).astype(np.uint8, copy=False)
+
+    # ------------------------------------------------------------------ helpers
+    def _reward(self, info: Dict[str, Any]):
+        """The reward the env returns, per ``reward_mode`` (ground truth stays in ``info`` either way)."""
+        if self.reward_mode == "dense":
+            return info["env_reward"]
+        if self.reward_mode == "sparse":
+            return info["success"].float() if self.batched else float(info["success"])
+        if self.batched:
+            import torch
+            return torch.zeros(self.num_envs, device=info["env_reward"].device)
+        return 0.0
+
+    def _obs(self, obs):
+        if self.batched:
+            return obs
+        return _to_numpy(obs).reshape(-1).astype(np.float32, copy=False)
+
+    def _info(self, raw: Dict[str, Any], dense: Any, episode_over: bool) -> Dict[str, Any]:
+        info: Dict[str, Any] = {"task_text": self.task_text, "step": self._step}
+        if self.batched:
+            info.update(success=raw["success"], env_reward=dense)
+        else:
+            info.update(success=_scalar(raw["success"], bool), env_reward=_scalar(dense, float))
+        has_frame = self.frames is not None and self.schedule.due(self._step, episode_over)
+        info["has_frame"] = has_frame
+        if has_frame:
+            info["frame"] = self.render_frame()
+            info["frame_step"] = self._step
+        return info
+
+
+def _scalar(x: Any, kind: type):
+    return kind(_to_numpy(x).reshape(-1)[0])
+
+
+def make_env(cfg: Any = None, **overrides: Any) -> ManiSkillTaskEnv:
+    """Factory: an ``EnvConfig`` (or a root ``VlmrlConfig``, whose ``env`` section is used) -> env."""
+    if cfg is not None and _cfg_get(cfg, "env") is not None and _cfg_get(cfg, "task") is None:
+        cfg = _cfg_get(cfg, "env")
+    return ManiSkillTaskEnv(cfg, **overrides)
+
+
+def rllib_env_creator(env_config: Dict[str, Any]) -> ManiSkillTaskEnv:
+    """For ``ray.tune.register_env(name, rllib_env_creator)``: RLlib passes the EnvConfig fields as a dict."""
+    return ManiSkillTaskEnv(dict(env_config))
