@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-all bench proto clean-venv
+.PHONY: demo test test-all bench proto clean-venv render-deps
 
 # (Re)install whenever pyproject.toml changes. pip prints one line per package, so this is quiet but not silent.
 $(STAMP): pyproject.toml
@@ -15,7 +15,11 @@ $(STAMP): pyproject.toml
 
 SHELL := /bin/bash
 
-demo: $(STAMP)
+# Mesa lavapipe + Vulkan loader so SAPIEN can render on CPU machines (idempotent; root + apt only, ~7 s).
+render-deps:
+	bash envs/setup_rendering.sh
+
+demo: $(STAMP) render-deps
 	$(VENV)/bin/vlmrl demo
 
 # CI runs exactly this (see .ci/run). Slow, GPU and vLLM tests are excluded; run them with `make test-all`.

@@ -1,0 +1,84 @@
+"""Simulator and rendering speed of ManiSkillTaskEnv on this machine.
+
+    .venv/bin/python -m benchmarks.render_speed [--task PushCube-v1] [--steps 60] [--frame-size 128]
+        [--lp-threads N] [--shader-cache DIR|none] [--shader-pack minimal]
+
+Prints steps/s state-only and with one camera at frame_stride 1 and 4, the per-frame render cost,
+and the start-up seconds of a rendering env (env creation + reset + first frame). Each configuration
+runs in a fresh process so start-up and shader-cache effects are measured, not hidden.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+
+def _child(task: str, steps: int, stride: int, frame_size: int, capture: bool, shader_pack: str) -> dict:
+    t0 = time.time()
+    from vlmrl.envs.maniskill_env import ManiSkillTaskEnv
+    t_import = time.time() - t0
+    env = ManiSkillTaskEnv(None, task=task, capture_frames=capture, frame_stride=stride, frame_size=frame_size,
+                           shader_pack=shader_pack, max_episode_steps=10_000)
+    env.reset(seed=0)
+    startup = time.time() - t0
+    frames = 0
+    t1 = time.time()
+    for _ in range(steps):
+        _, _, _, _, info = env.step(env.action_space.sample())
+        frames += int(info["has_frame"])
+    dt = time.time() - t1
+    env.close()
+    return dict(import_s=round(t_import, 2), startup_s=round(startup, 2), steps_per_s=round(steps / dt, 1),
+                frames=frames)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="PushCube-v1")
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--frame-size", type=int, default=128)
+    p.add_argument("--shader-pack", default="minimal")
+    p.add_argument("--lp-threads", type=int, default=None, help="LP_NUM_THREADS for lavapipe (default: Mesa's)")
+    p.add_argument("--shader-cache", default=None, help="MESA_SHADER_CACHE_DIR; 'none' disables the cache")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.child:
+        print(json.dumps(_child(**json.loads(a.child))))
+        return 0
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    if a.lp_threads:
+        env["LP_NUM_THREADS"] = str(a.lp_threads)
+    if a.shader_cache == "none":
+        env["MESA_SHADER_CACHE_DISABLE"] = "true"
+    elif a.shader_cache:
+        env["MESA_SHADER_CACHE_DIR"] = a.shader_cache
+    from vlmrl.envs.rendering import describe
+    print(f"rendering: {describe()}  LP_NUM_THREADS={env.get('LP_NUM_THREADS', 'default')} "
+          f"shader cache={'off' if a.shader_cache == 'none' else env.get('MESA_SHADER_CACHE_DIR', 'default')}")
+    results = {}
+    for name, capture, stride in (("state-only", False, 1), ("camera stride 1", True, 1), ("camera stride 4", True, 4)):
+        spec = dict(task=a.task, steps=a.steps, stride=stride, frame_size=a.frame_size, capture=capture,
+                    shader_pack=a.shader_pack)
+        out = subprocess.run([sys.executable, "-m", "benchmarks.render_speed", "--child", json.dumps(spec)],
+                             capture_output=True, text=True, env=env)
+        if out.returncode != 0:
+            print(f"{name}: failed\n{out.stderr[-2000:]}")
+            return 1
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        results[name] = r
+        print(f"{name:16s} {r['steps_per_s']:7.1f} steps/s  ({r['frames']} frames in {a.steps} steps)  "
+              f"start-up {r['startup_s']:.1f} s (import {r['import_s']:.1f} s)")
+    s, c1 = results["state-only"]["steps_per_s"], results["camera stride 1"]["steps_per_s"]
+    per_frame_ms = 1000 * (1 / c1 - 1 / s)
+    print(f"per-frame render cost {per_frame_ms:.0f} ms ({a.frame_size}x{a.frame_size}); "
+          f"render start-up overhead {results['camera stride 1']['startup_s'] - results['state-only']['startup_s']:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
