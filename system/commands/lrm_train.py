@@ -48,7 +48,11 @@ def run(args: argparse.Namespace) -> int:
             print("vlmrl lrm-train: model=vlm is not available yet (vlmrl.learner.lrm_lora.train_lora_lrm "
                   "does not exist); use lrm_train.model=compact", file=sys.stderr)
             return 2
-        lora.train_lora_lrm(sec)
+        try:
+            lora.train_lora_lrm(sec, log=lambda m: print(m, flush=True))
+        except ValueError as e:
+            print(f"vlmrl lrm-train: {e}", file=sys.stderr)
+            return 2
         return 0
     from torch.utils.tensorboard import SummaryWriter
 
