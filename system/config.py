@@ -195,6 +195,53 @@ class LrmLossWeights:
 
 
 @dataclass
+class LrmLoraConfig:
+    """``lrm_train.vlm``: LoRA fine-tuning of a Qwen-VL-class VLM into the ``lrm`` scorer's reward model
+    (learner/lrm_lora.py). Targets, held-out split, shuffle buffer, seed and time limit come from the
+    enclosing ``lrm_train`` section; the compact model's fields there (epochs, batch_size, lr, widths...) are not used."""
+
+    base_model: str = ""
+    """Local folder of the base VLM (``from_pretrained``; e.g. ``vlmrl build-tiny-vlm`` output or a Qwen2.5-VL snapshot); required."""
+    steps: int = 200
+    """Optimizer steps."""
+    batch_size: int = 4
+    """Frame pairs per step; each pair gives 3 training prompts (progress, completion, contrastive)."""
+    grad_accum: int = 1
+    """Micro-batches accumulated per optimizer step (the batch above is split into this many forwards)."""
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    """Linear warm-up steps, then cosine decay to 10% of ``lr``."""
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: List[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    """Projections that get LoRA matrices, in the language model only (the vision tower stays frozen)."""
+    image_size: int = 224
+    """Frames are resized to this square size before the processor (as the reward path sends them)."""
+    max_pixels: Optional[int] = None
+    """Cap on pixels per image for the image processor (None: the processor's own); pass the same to the scorer."""
+    progress_scale: int = 10
+    """Progress answers are 0..progress_scale (must equal the lrm scorer's ``progress_scale``)."""
+    task_weights: Dict[str, float] = field(default_factory=lambda: {"progress": 1.0, "completion": 1.0, "contrastive": 1.0})
+    """Loss weight per question (answer-token cross-entropy, averaged per question)."""
+    bf16: bool = True
+    """Train in bfloat16 on CUDA (ignored on CPU, which trains in float32)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (less GPU memory, ~30% slower)."""
+    device: str = "auto"
+    """``auto`` (cuda if available), ``cpu``, ``cuda``, ``cuda:N``."""
+    attn_implementation: str = "auto"
+    """``auto`` = flash_attention_2 on CUDA if installed, else sdpa."""
+    log_every: int = 10
+    """Print a progress line every this many steps (and the first and last step)."""
+    val_batches: int = 4
+    """Held-out batches (of ``batch_size`` pairs) for the validation loss at the end; 0 skips it."""
+    eval_episodes: int = 0
+    """After training, evaluate the saved adapter through the ``lrm`` scorer on this many held-out episodes (0 = skip)."""
+
+
+@dataclass
 class LrmTrainConfig:
     """``vlmrl lrm-train``: train a reward model (compact CNN LRM, or a LoRA-tuned VLM) on episode datasets."""
 
@@ -236,8 +283,8 @@ class LrmTrainConfig:
     num_threads: int = 0
     """torch CPU threads (0 = torch's default)."""
     seed: int = 0
-    vlm: Dict[str, Any] = field(default_factory=dict)
-    """Parameters passed to ``learner.lrm_lora.train_lora_lrm`` when ``model=vlm``."""
+    vlm: LrmLoraConfig = field(default_factory=LrmLoraConfig)
+    """LoRA VLM training parameters, used when ``model=vlm`` (``learner.lrm_lora.train_lora_lrm``)."""
 
 
 @dataclass
@@ -269,6 +316,174 @@ class EvalRewardConfig:
 
 
 @dataclass
+class RewardConfig:
+    """How the actors turn the reward service's answers into the per-step rewards the learner trains on
+    (``vlmrl.actors``). Frames come every ``env.frame_stride`` steps; the reward of the interval that
+    ends at a frame is placed on that frame's step (steps between frames get 0 from the scorer terms)."""
+
+    item_kind: str = "auto"
+    """What one scoring request item is: ``frame`` (current frame), ``pair`` (previous frame, current frame),
+    ``window`` (the last ``window_size`` frames, oldest first), or ``auto`` (ask a reward worker's Info)."""
+    window_size: int = 4
+    """Frames per item when ``item_kind`` is ``window`` (the first frame is repeated at an episode's start)."""
+    components: Dict[str, float] = field(default_factory=lambda: {"reward": 1.0})
+    """Weighted sum of scorer outputs: ``reward`` is the scorer's scalar reward, any other name one of its
+    components (``progress``, ``completion``, ``contrastive``, ``cosine``, ...); a missing name fails loudly."""
+    potential_components: List[str] = field(default_factory=list)
+    """Components (names of ``components``) turned into per-step rewards as potential differences:
+    value(frame_j) - value(frame_{j-1}) at frame j's step (progress-type outputs). The others are rates:
+    value(frame_j) * (steps since the previous frame), so a return does not depend on ``frame_stride``."""
+    env_reward_weight: float = 0.0
+    """Weight of the env's own reward (per ``env.reward_mode``: none / sparse success / dense) added to every
+    step, e.g. 1.0 with ``env.reward_mode=sparse`` for RG-VLM style VLM + sparse success. Ground truth
+    reaches the learner only through this."""
+    addresses: Optional[List[str]] = None
+    """Static reward worker addresses (``host:port``) instead of the pool's registry (a pool started elsewhere)."""
+    wait_timeout_s: float = 600.0
+    """Longest wait at the end of a sample for outstanding rewards before the iteration fails."""
+    keep_frames_in_infos: bool = False
+    """Keep frames in the episodes' infos after scoring (they are otherwise dropped before the learner)."""
+    timeline_max_frames: int = 12
+    """Frames kept per episode for the reward-timeline image in TensorBoard."""
+
+
+@dataclass
+class TrainConfig:
+    """``vlmrl train``: online PPO (RLlib new API stack) on ``env`` with rewards from the reward worker pool."""
+
+    mode: str = "vlm-score"
+    """``vlm-score``: the policy trains on the configured scorer's reward (``reward`` section);
+    ``env``: ground-truth baseline on the env's own reward (``env.reward_mode``), no reward workers."""
+    iterations: int = 10
+    """Training iterations (each samples ``train_batch_size`` env steps)."""
+    num_env_runners: int = 0
+    """Remote env runner actors; 0 samples in the driver process."""
+    num_envs_per_env_runner: int = 1
+    rollout_fragment_length: int = 100
+    train_batch_size: int = 1000
+    minibatch_size: int = 128
+    num_epochs: int = 6
+    lr: float = 3e-4
+    gamma: float = 0.99
+    lambda_: float = 0.95
+    entropy_coeff: float = 0.0
+    vf_clip_param: float = 10.0
+    hidden: List[int] = field(default_factory=lambda: [64, 64])
+    """Hidden layer sizes of the policy and value MLPs."""
+    start_pool: bool = True
+    """Start the reward worker pool (``pool.num_workers``) as part of the job; False uses a running pool
+    (``vlmrl workers scale N``) or ``reward.addresses``."""
+    checkpoint_every: int = 5
+    """Save a checkpoint every this many iterations (and after the last one); 0 = only after the last."""
+    resume: bool = False
+    """Continue from the run dir's latest checkpoint (same iteration and env step count)."""
+    image_every: int = 5
+    """Log an episode's frames with its reward curve to TensorBoard every this many iterations (0 = never)."""
+
+
+@dataclass
+class HDF5KeysConfig:
+    """Where an HDF5 dataset keeps each field (see ``vlmrl.envs.offline_readers`` for the Minari/D4RL layouts)."""
+
+    state_key: str = "observations"
+    """State observations (T+1 rows per episode); for dict observations e.g. ``observations/state``."""
+    image_key: Optional[str] = None
+    """Image observations, uint8 (.., H, W, 3), e.g. ``observations/pixels``; None = no frames (labelling needs them)."""
+    action_key: str = "actions"
+    reward_key: str = "rewards"
+    success_key: str = "infos/success"
+    """Success per step; when absent, ``terminations`` (Minari) / ``terminals`` (D4RL) are used."""
+    task_attr: str = "task"
+    """HDF5 attribute with the task text (episode group first, then the file root); ``task_text`` overrides it."""
+    source_attr: str = "source"
+    """HDF5 attribute with the episode's source label (``demo``, ``random``, ...)."""
+
+
+@dataclass
+class DatasetInputConfig:
+    """One offline episode source: a folder in the project's format, an HDF5 file, or generated synthetic episodes."""
+
+    path: str = ""
+    """Dataset folder (``episodes``: index.jsonl + episodes/) or HDF5 file / Minari dataset folder."""
+    format: str = "episodes"
+    """``episodes`` (vlmrl.envs.dataset), ``minari_hdf5``, ``d4rl_hdf5``, or ``synthetic`` (build-offline-dataset only:
+    ``max_episodes`` SYNTHETIC episodes from vlmrl.envs.synthetic_episodes, for tests and CPU demos)."""
+    name: Optional[str] = None
+    """Label of this input in manifests and rows (default: the folder/file name)."""
+    task_text: Optional[str] = None
+    """Task text for every episode of this input (overrides the stored one; required for HDF5 without a task attribute)."""
+    source: str = "external"
+    """Source label of HDF5 episodes without a ``source`` attribute."""
+    counts: Dict[str, int] = field(default_factory=dict)
+    """build-offline-dataset: most episodes taken per source label, e.g. ``{demo: 20, noisy_demo: 20, random: 10}``;
+    labels not listed are skipped; empty = take every label."""
+    max_episodes: int = 0
+    """Most episodes taken from this input (0 = no limit; ``synthetic``: how many to generate)."""
+    seed: int = 0
+    """``synthetic``: generator seed."""
+    hdf5: HDF5KeysConfig = field(default_factory=HDF5KeysConfig)
+
+
+@dataclass
+class BuildOfflineDatasetConfig:
+    """``vlmrl build-offline-dataset``: merge several recorded sources (tasks, task texts, demo / noisy / random
+    episodes) into one mixed-quality episode dataset with a manifest of per-input counts (envs/offline_mix.py)."""
+
+    inputs: List[DatasetInputConfig] = field(default_factory=list)
+    output_dir: str = "runs/datasets/offline_mix"
+    """Output dataset folder (envs/dataset.py format) + ``manifest.json``; must not hold a dataset already."""
+    shuffle: bool = True
+    """Interleave the inputs' episodes in a seeded random order (else input by input)."""
+    seed: int = 0
+
+
+@dataclass
+class LabelConfig:
+    """``vlmrl label``: give every step of an offline dataset the RG-VLM window reward through the reward workers
+    and write the labelled steps as Parquet shards (learner/labelling.py documents the output schema)."""
+
+    input: DatasetInputConfig = field(default_factory=DatasetInputConfig)
+    """The dataset to label (``episodes``, ``minari_hdf5`` or ``d4rl_hdf5``)."""
+    output_dir: str = "runs/labelled/default"
+    """Where shards/, manifest.json and the resolved config go. A rerun into it resumes (skips committed shards)."""
+    window_size: int = 8
+    """Frames per WINDOW item (4, 8 or 16; must match the scorer's). The window of step t ends at the newest frame
+    at or before state t+1; the start of an episode is padded by repeating its first frame."""
+    item_kind: Optional[str] = None
+    """``window``, ``pair`` (frames before/after the step) or ``frame`` (frame after the step); None = ask the workers."""
+    w_vlm: float = 1.0
+    """Weight of the normalised scorer reward in ``reward = w_vlm * r_vlm + w_env * success_reward``."""
+    w_env: float = 1.0
+    """Weight of the sparse env reward."""
+    success_reward: float = 1.0
+    """Sparse env reward of a step whose next state is a success (0 otherwise)."""
+    vlm_reward_min: float = 0.0
+    """Raw scorer reward mapped to 0 (r_vlm = clip((raw - min) / (max - min), 0, 1))."""
+    vlm_reward_max: float = 1.0
+    """Raw scorer reward mapped to 1 (window/synthetic scorers already answer in [0, 1])."""
+    terminal_on_success: bool = True
+    """The ``terminal`` column is True at steps whose next state is a success (else always False)."""
+    episodes_per_shard: int = 16
+    """Episodes per Parquet shard: the unit of commit and resume."""
+    max_episodes: int = 0
+    """Label at most this many episodes (0 = all)."""
+    max_items_in_flight: int = 512
+    """Most scorer items submitted and not yet answered (bounds memory: one item = w frames)."""
+    prefetch_shards: int = 2
+    """Shards submitted ahead of the one being committed (keeps the workers busy across shard boundaries)."""
+    workers: str = "pool"
+    """Where the reward workers come from: ``pool`` (start ``pool.num_workers`` on Ray with ``scorer``/``server``,
+    stop them at the end), ``attach`` (a running pool, ``vlmrl workers start``), ``local`` (``pool.num_workers``
+    in-process gRPC servers, no Ray) or ``addresses`` (the ``addresses`` list)."""
+    addresses: List[str] = field(default_factory=list)
+    """``host:port`` of reward workers when ``workers=addresses``."""
+    overwrite: bool = False
+    """Delete an existing output_dir first (otherwise a rerun resumes; different settings are refused)."""
+    progress: bool = True
+    """Show a tqdm progress bar (frames/s)."""
+
+
+@dataclass
 class VlmrlConfig:
     """Root of the config tree."""
 
@@ -284,6 +499,10 @@ class VlmrlConfig:
     record_demos: RecordDemosConfig = field(default_factory=RecordDemosConfig)
     lrm_train: LrmTrainConfig = field(default_factory=LrmTrainConfig)
     eval_reward: EvalRewardConfig = field(default_factory=EvalRewardConfig)
+    build_offline_dataset: BuildOfflineDatasetConfig = field(default_factory=BuildOfflineDatasetConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 class ConfigError(ValueError):
