@@ -63,6 +63,25 @@ def resolve_attn(attn_implementation: str, device: str) -> str:
     return "sdpa"
 
 
+def encode_prompts(processor, requests: Sequence[VLMRequest]):
+    """The model inputs of a batch of requests: each request's chat messages through the processor's chat
+    template (with the assistant generation prompt, so the next token is the answer), its images, and the
+    processor's tokenizer + image processor, LEFT-padded (the tokenizer's padding side). The one place that
+    turns :class:`VLMRequest` s into tensors: scoring here and LoRA training (learner/lrm_lora.py) share it."""
+    texts, images = [], []
+    for r in requests:
+        n_slots = sum(1 for m in r.messages if not isinstance(m.get("content"), str)
+                      for c in m["content"] if c.get("type") == "image")
+        if n_slots != len(r.images):
+            raise BackendError(f"request has {n_slots} image slots in its messages but {len(r.images)} images")
+        texts.append(processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False))
+        images.append([to_pil(im) for im in r.images])
+    kwargs = {"images": images} if any(images) else {}
+    if kwargs and not all(images):
+        raise BackendError("a batch must not mix requests with and without images")
+    return processor(text=texts, return_tensors="pt", padding=True, **kwargs)
+
+
 class HFBackend(VLMBackend):
     """A transformers image-text-to-text model (+ optional peft LoRA adapter) serving prompt-logit scores.
 
@@ -144,18 +163,7 @@ class HFBackend(VLMBackend):
 
     def _preprocess(self, requests: Sequence[VLMRequest]):
         t0 = time.perf_counter()
-        texts, images = [], []
-        for r in requests:
-            n_slots = sum(1 for m in r.messages if not isinstance(m.get("content"), str)
-                          for c in m["content"] if c.get("type") == "image")
-            if n_slots != len(r.images):
-                raise BackendError(f"request has {n_slots} image slots in its messages but {len(r.images)} images")
-            texts.append(self.processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False))
-            images.append([to_pil(im) for im in r.images])
-        kwargs = {"images": images} if any(images) else {}
-        if kwargs and not all(images):
-            raise BackendError("a batch must not mix requests with and without images")
-        enc = self.processor(text=texts, return_tensors="pt", padding=True, **kwargs)
+        enc = encode_prompts(self.processor, requests)
         cands = [candidate_token_ids(self.tokenizer, r.candidates, self.end_token_id) if r.candidates else []
                  for r in requests]
         self.timings["preprocess_s"] += time.perf_counter() - t0

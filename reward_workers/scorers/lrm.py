@@ -32,6 +32,20 @@ class LrmWeights:
     contrastive: float = 0.0
 
 
+def lrm_requests(task: str, prev, cur, progress_scale: int = 10):
+    """The three LRM prompts about (previous, current) frames, in order progress, completion, contrastive.
+    The scorer asks them; LoRA training (learner/lrm_lora.py) teaches their answers with the same requests."""
+    from vlmrl.reward_workers.backends.base import VLMRequest
+
+    k = progress_scale
+    return [
+        VLMRequest(P.chat(P.user_turn(1, P.LRM_PROGRESS.format(task=task, scale=k))), [cur], P.scale_answers(k)),
+        VLMRequest(P.chat(P.user_turn(1, P.LRM_COMPLETION.format(task=task))), [cur], P.LRM_COMPLETION_ANSWERS),
+        VLMRequest(P.chat(P.user_turn(2, P.LRM_CONTRASTIVE.format(task=task))), [prev, cur],
+                   P.LRM_CONTRASTIVE_ANSWERS),
+    ]
+
+
 @register_scorer
 class LrmScorer(Scorer):
     """Scores (previous, current) frame pairs with a (LoRA-adapted) VLM into progress/completion/contrastive rewards."""
@@ -61,16 +75,7 @@ class LrmScorer(Scorer):
         return f"{self.backend.model_version}-{P.PROMPT_VERSION}"
 
     def requests(self, task: str, item: np.ndarray):
-        from vlmrl.reward_workers.backends.base import VLMRequest
-
-        prev, cur = item[0], item[1]
-        k = self.params.progress_scale
-        return [
-            VLMRequest(P.chat(P.user_turn(1, P.LRM_PROGRESS.format(task=task, scale=k))), [cur], P.scale_answers(k)),
-            VLMRequest(P.chat(P.user_turn(1, P.LRM_COMPLETION.format(task=task))), [cur], P.LRM_COMPLETION_ANSWERS),
-            VLMRequest(P.chat(P.user_turn(2, P.LRM_CONTRASTIVE.format(task=task))), [prev, cur],
-                       P.LRM_CONTRASTIVE_ANSWERS),
-        ]
+        return lrm_requests(task, item[0], item[1], self.params.progress_scale)
 
     def score_batch(self, tasks: Sequence[str], items: Sequence[np.ndarray]) -> list[ScoreResult]:
         check_items(self.name, tasks, items, 2)
