@@ -1,0 +1,189 @@
+"""The online training job of ``vlmrl train``: Ray, the reward worker pool, PPO, logging, checkpoints.
+
+:class:`OnlineTrainer` connects to Ray (a local instance, or a cluster with ``pool.ray_address=auto``),
+starts the reward worker pool as part of the job (``train.start_pool``; or uses a running pool /
+``reward.addresses``), builds the PPO algorithm of :mod:`vlmrl.learner.ppo_builder`, and trains for
+``train.iterations`` iterations. Each iteration prints one progress line and writes TensorBoard
+scalars (``charts/ losses/ reward/ workers/``, see :mod:`vlmrl.learner.train_metrics`) under
+``<run dir>/tb``; every ``train.image_every`` iterations an episode's frames with its reward curve.
+Checkpoints (``algo.save_to_path``) go to ``<run dir>/checkpoints/iter_NNNNNN`` with
+``latest.json`` naming the newest; ``train.resume=true`` restores it (weights, optimizer, RLlib's
+metrics incl. the lifetime env step count) and continues with the next iteration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+TB_DIR = "tb"
+CHECKPOINT_DIR = "checkpoints"
+LATEST = "latest.json"
+
+
+def latest_checkpoint(run_dir: Path) -> Optional[Dict[str, Any]]:
+    """``{"iteration", "path", "env_steps"}`` of the run's newest checkpoint, or None."""
+    f = Path(run_dir) / CHECKPOINT_DIR / LATEST
+    if not f.exists():
+        return None
+    return json.loads(f.read_text())
+
+
+class OnlineTrainer:
+    """One ``vlmrl train`` job (see module doc). ``print_fn`` receives the progress lines."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, print_fn=print) -> None:
+        from vlmrl.learner.ppo_builder import check_train_config
+
+        check_train_config(cfg)
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.print = print_fn
+        self.pool = None
+        self._own_pool = False
+        self.algo = None
+        self.writer = None
+        self.iteration = 0
+
+    # ------------------------------------------------------------------ setup
+    def _start_reward_service(self) -> str:
+        """Start/attach the pool; returns the item kind the actors send."""
+        from vlmrl.reward_workers.pool import RewardWorkerPool
+
+        cfg = self.cfg
+        kind = str(cfg.reward.item_kind)
+        if cfg.reward.addresses:
+            if kind == "auto":
+                raise ValueError("reward.item_kind=auto needs the pool's workers; with reward.addresses set it "
+                                 "explicitly (frame, pair or window)")
+            return kind
+        if cfg.train.start_pool:
+            self.pool = RewardWorkerPool(cfg)
+            self._own_pool = True
+            t0 = time.perf_counter()
+            addrs = self.pool.start()
+            self.print(f"reward worker pool: {len(addrs)} x {cfg.scorer.name} up in {time.perf_counter() - t0:.1f}s "
+                       f"({', '.join(sorted(addrs.values()))})")
+        else:
+            self.pool = RewardWorkerPool.attach(cfg)
+        if kind == "auto":
+            rows = [r for r in self.pool.status() if "item_kind" in r]
+            if not rows:
+                raise ValueError("reward.item_kind=auto but no reward worker answered Info; set it explicitly")
+            kind = str(rows[0]["item_kind"])
+        return kind
+
+    def _worker_scalars(self) -> Dict[str, float]:
+        from vlmrl.learner.train_metrics import scalars_from_worker_status
+
+        if self.pool is None:
+            return {}
+        try:
+            return scalars_from_worker_status(self.pool.status(timeout_s=5.0))
+        except Exception as e:  # noqa: BLE001 - worker stats are informative; training goes on
+            log.warning("reward worker status failed: %s", e)
+            return {}
+
+    # ------------------------------------------------------------------ main
+    def run(self) -> int:
+        from torch.utils.tensorboard import SummaryWriter
+
+        from vlmrl.learner.ppo_builder import build_ppo_config
+        from vlmrl.learner.train_metrics import console_line, scalars_from_result
+        from vlmrl.reward_workers.pool import ensure_ray
+
+        cfg = self.cfg
+        ensure_ray(cfg.pool)
+        try:
+            item_kind = self._start_reward_service() if cfg.train.mode == "vlm-score" else None
+            self.algo = build_ppo_config(cfg, item_kind=item_kind).build_algo()
+            if cfg.train.resume:
+                self._restore()
+            self.writer = SummaryWriter(str(self.run_dir / TB_DIR))
+            total = int(cfg.train.iterations)
+            if self.iteration >= total:
+                self.print(f"already at iteration {self.iteration} of {total}; nothing to do")
+            last_steps = None
+            while self.iteration < total:
+                t0 = time.perf_counter()
+                result = self.algo.train()
+                wall = time.perf_counter() - t0
+                self.iteration += 1
+                s = scalars_from_result(result)
+                steps = s.get("charts/env_steps", 0.0)
+                prev = last_steps if last_steps is not None else steps - float(
+                    result.get("env_runners", {}).get("num_env_steps_sampled", 0) or 0)
+                s["charts/env_steps_per_s"] = (steps - prev) / max(wall, 1e-9)
+                s["charts/iteration_s"] = wall
+                last_steps = steps
+                s.update(self._worker_scalars())
+                for k, v in sorted(s.items()):
+                    self.writer.add_scalar(k, v, int(steps))
+                self._maybe_log_timeline(int(steps))
+                self.print(console_line(self.iteration, total, s))
+                every = int(cfg.train.checkpoint_every)
+                if self.iteration == total or (every > 0 and self.iteration % every == 0):
+                    self._save(int(steps))
+                self.writer.flush()
+            return 0
+        finally:
+            self.close()
+
+    # ------------------------------------------------------------------ images
+    def _maybe_log_timeline(self, step: int) -> None:
+        every = int(self.cfg.train.image_every)
+        if self.cfg.train.mode != "vlm-score" or every <= 0 or self.iteration % every:
+            return
+        from vlmrl.actors.reward_callback import callbacks_of
+        from vlmrl.actors.timeline import render_timeline
+
+        found = self.algo.env_runner_group.foreach_env_runner(
+            lambda er: [cb.pop_timeline() for cb in callbacks_of(er)])
+        timelines = [tl for per_runner in found for tl in per_runner if tl is not None]
+        if timelines:
+            img = render_timeline(timelines[0], title=f"iteration {self.iteration}")
+            self.writer.add_image("reward/episode_timeline", img, step, dataformats="HWC")
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save(self, env_steps: int) -> Path:
+        ckpt_root = self.run_dir / CHECKPOINT_DIR
+        path = ckpt_root / f"iter_{self.iteration:06d}"
+        self.algo.save_to_path(str(path.resolve()))
+        (ckpt_root / LATEST).write_text(json.dumps(
+            {"iteration": self.iteration, "path": str(path.resolve()), "env_steps": env_steps}))
+        self.print(f"checkpoint: {path}")
+        return path
+
+    def _restore(self) -> None:
+        latest = latest_checkpoint(self.run_dir)
+        if latest is None:
+            raise FileNotFoundError(f"train.resume=true but {self.run_dir / CHECKPOINT_DIR / LATEST} does not exist "
+                                    f"(no checkpoint saved in this run dir yet)")
+        self.algo.restore_from_path(latest["path"])
+        self.iteration = int(latest["iteration"])
+        self.print(f"resumed from {latest['path']} (iteration {self.iteration}, {latest['env_steps']} env steps)")
+
+    # ------------------------------------------------------------------ teardown
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if self.algo is not None:
+            from vlmrl.actors.reward_callback import callbacks_of
+
+            try:
+                self.algo.env_runner_group.foreach_env_runner(lambda er: [cb.close() for cb in callbacks_of(er)])
+            except Exception as e:  # noqa: BLE001 - teardown goes on
+                log.warning("closing reward clients failed: %s", e)
+            self.algo.stop()
+            self.algo = None
+        if self.pool is not None and self._own_pool:
+            self.pool.shutdown()
+        self.pool = None

@@ -1,0 +1,97 @@
+"""What ``vlmrl train`` logs: RLlib result dicts and reward-worker status -> flat, prefixed scalars.
+
+Prefixes (CleanRL style): ``charts/`` (episode return, ground-truth success, env steps/s),
+``losses/`` (PPO learner losses), ``reward/`` (the reward path's metrics, logged by the env
+runners' :class:`~vlmrl.actors.reward_callback.VlmRewardCallback` through RLlib's MetricsLogger),
+``workers/`` (reward worker latency, throughput, queue depth, cache hit rate, client retries/failures).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterable, List, Mapping
+
+from vlmrl.actors.ground_truth_metrics import METRICS_KEY
+
+_CHARTS = {"episode_return_mean": "episode_return_mean", "episode_len_mean": "episode_len_mean",
+           "num_episodes": "episodes_this_iter"}
+_LOSSES = ("policy_loss", "vf_loss", "entropy", "mean_kl_loss", "total_loss", "vf_explained_var")
+_GROUND_TRUTH = {"gt_success": "charts/gt_success_rate", "gt_final_env_reward": "charts/gt_final_env_reward"}
+_WORKER_SIDE = ("client_retries", "client_failures", "client_timeouts", "client_late_answers", "client_workers_left",
+                "client_queued")
+
+
+def _num(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def scalars_from_result(result: Mapping[str, Any]) -> Dict[str, float]:
+    """The prefixed scalars of one ``algo.train()`` result."""
+    out: Dict[str, float] = {}
+    er = result.get("env_runners", {}) or {}
+    for src, dst in _CHARTS.items():
+        if (v := _num(er.get(src))) is not None:
+            out[f"charts/{dst}"] = v
+    if (v := _num(er.get("num_env_steps_sampled_lifetime"))) is not None:
+        out["charts/env_steps"] = v
+    for name, v in (er.get(METRICS_KEY, {}) or {}).items():
+        v = _num(v)
+        if v is None:
+            continue
+        if name in _GROUND_TRUTH:
+            out[_GROUND_TRUTH[name]] = v
+        elif name in _WORKER_SIDE:
+            out[f"workers/{name}"] = v
+        else:
+            out[f"reward/{name}"] = v
+    learners = result.get("learners", {}) or {}
+    module = learners.get("default_policy", {}) or {}
+    for name in _LOSSES:
+        if (v := _num(module.get(name))) is not None:
+            out[f"losses/{name}"] = v
+    return out
+
+
+def scalars_from_worker_status(rows: Iterable[Mapping[str, Any]]) -> Dict[str, float]:
+    """Pool-wide reward worker stats from ``RewardWorkerPool.status()`` rows."""
+    rows = [r for r in rows if "error" not in r]
+    if not rows:
+        return {"workers/num_workers": 0.0}
+    hits = sum(float(r.get("cache_hits", 0)) for r in rows)
+    misses = sum(float(r.get("cache_misses", 0)) for r in rows)
+    out = {
+        "workers/num_workers": float(len(rows)),
+        "workers/queue_depth": sum(float(r.get("queue_depth", 0)) for r in rows),
+        "workers/items_per_s": sum(float(r.get("items_per_s", 0)) for r in rows),
+        "workers/mean_latency_ms": sum(float(r.get("mean_latency_ms", 0)) for r in rows) / len(rows),
+        "workers/mean_batch_size": sum(float(r.get("mean_batch_size", 0)) for r in rows) / len(rows),
+        "workers/mean_scorer_ms": sum(float(r.get("mean_scorer_ms", 0)) for r in rows) / len(rows),
+        "workers/items_total": sum(float(r.get("items", 0)) for r in rows),
+    }
+    if hits + misses > 0:
+        out["workers/cache_hit_rate"] = hits / (hits + misses)
+    return out
+
+
+def console_line(iteration: int, total: int, s: Mapping[str, float]) -> str:
+    """One progress line per iteration."""
+    def g(key: str, fmt: str, missing: str = "-") -> str:
+        return format(s[key], fmt) if key in s else missing
+
+    parts: List[str] = [
+        f"iter {iteration}/{total}",
+        f"env steps {g('charts/env_steps', '.0f')}",
+        f"return {g('charts/episode_return_mean', '.3f')}",
+        f"success {g('charts/gt_success_rate', '.2f')}",
+    ]
+    if "reward/reward_latency_ms" in s or "workers/num_workers" in s:
+        parts.append(f"reward lat {g('reward/reward_latency_ms', '.1f')} ms, wait {g('reward/reward_wait_ms', '.0f')} ms, "
+                     f"retries {g('workers/client_retries', '.0f')}, failures {g('workers/client_failures', '.0f')}")
+        parts.append(f"workers {g('workers/num_workers', '.0f')}, queue {g('workers/queue_depth', '.0f')}, "
+                     f"{g('workers/items_per_s', '.0f')} items/s")
+    parts.append(f"{g('charts/env_steps_per_s', '.0f')} steps/s")
+    return " | ".join(parts)

@@ -1,0 +1,33 @@
+"""``vlmrl train CONFIG [key=value ...]``: online PPO with rewards from the reward worker pool.
+
+Modes (``train.mode``): ``vlm-score`` (the policy trains on the configured scorer's reward; the pool
+is started as part of the job) and ``env`` (ground-truth baseline on the env's reward). Writes the
+resolved config, TensorBoard logs (``tb/``) and checkpoints (``checkpoints/``) under the run dir;
+``train.resume=true`` continues from the last checkpoint. See :mod:`vlmrl.learner.online_trainer`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vlmrl.system.commands.config_args import add_config_arguments, config_from_args
+from vlmrl.system.config import run_dir, save_resolved
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, default="train_toy")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vlmrl.learner.online_trainer import OnlineTrainer
+
+    cfg = config_from_args(args)
+    try:
+        trainer = OnlineTrainer(cfg, run_dir(cfg), print_fn=lambda s: print(s, flush=True))
+    except ValueError as e:
+        print(f"vlmrl train: {e}", file=sys.stderr)
+        return 2
+    out = save_resolved(cfg, trainer.run_dir)
+    print(f"run dir: {trainer.run_dir} (config: {out})", flush=True)
+    return trainer.run()
