@@ -1,0 +1,212 @@
+"""GPU throughput of prefill-only VLM reward scoring at Qwen2.5-VL-3B size, and achieved FLOP utilisation.
+
+    .venv/bin/python -m benchmarks.vlm_gpu [--batches 1 8 32 64] [--reps 5] [--attn auto|sdpa|flash_attention_2]
+                                            [--no-vllm] [--peak-tflops N] [--workdir DIR]
+
+Needs a CUDA GPU (exits with a message otherwise). No download: the model is a RANDOMLY INITIALISED
+Qwen2.5-VL built from a config with the 3B sizes (text: hidden 2048, 36 layers, 16 heads, 2 KV heads,
+intermediate 11008, vocab 151936; vision: depth 32, hidden 1280, intermediate 3420, 16 heads,
+patch 14, merge 2), with the tiny tokenizer/processor of reward_workers/backends/tiny_models.py
+(token ids < 1000 index the full-size vocabulary). Weights are random, so the answers mean
+nothing, but every matmul has the real shapes: the timings are those of the real model.
+
+It is saved (bf16) to ``--workdir`` and loaded with ``from_pretrained`` by the hf backend, exactly as
+the reward workers load models; each request is one 224x224 frame with the lrm completion question
+(single-token yes/no candidates: one prefill forward, last-position logits only). Reported per batch
+size: frames/s end to end, the backend's preprocessing vs forward time, and FLOP utilisation =
+counted FLOPs (reward_workers/backends/flops.py: 2*params*tokens for the LM + 2*params*patches for
+the vision tower) / forward time / the GPU's bf16 dense peak (H100 SXM and H200: 989 TFLOP/s).
+Goal: >= 40% at the largest batch. With vLLM importable, the vllm backend runs the same requests.
+
+``--tiny-cpu`` runs the same code on the tiny model on the CPU (no utilisation): a smoke test of
+this script for machines without a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+TASK = "push the red cube onto the green goal"
+FRAME = 224
+GOAL_MFU = 0.40
+
+
+def qwen25_vl_3b_config(tokenizer):
+    """A Qwen2_5_VLConfig with the published Qwen2.5-VL-3B-Instruct sizes and the tiny tokenizer's special ids."""
+    from transformers import Qwen2_5_VLConfig
+
+    from vlmrl.reward_workers.backends.tiny_models import QWEN_SPECIAL_TOKENS
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
+    return Qwen2_5_VLConfig(
+        text_config=dict(vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
+                         num_attention_heads=16, num_key_value_heads=2, max_position_embeddings=128000,
+                         max_window_layers=70, rms_norm_eps=1e-6,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+                         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
+                         pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=True),
+        vision_config=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048,
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
+                           fullatt_block_indexes=[7, 15, 23, 31], in_channels=3, hidden_act="silu"),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+
+
+def build_3b_checkpoint(out: Path, device: str) -> Path:
+    """Write a random bf16 Qwen2.5-VL-3B-size checkpoint + the tiny processor (224x224 frames allowed) to ``out``."""
+    import torch
+    from transformers import (Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLImageProcessor,
+                              Qwen2VLVideoProcessor)
+
+    from vlmrl.reward_workers.backends.tiny_models import QWEN_VL_CHAT_TEMPLATE, _fast_tokenizer
+
+    tokenizer = _fast_tokenizer()
+    config = qwen25_vl_3b_config(tokenizer)
+    torch.manual_seed(0)
+    t0 = time.time()
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(out)
+    pixels = dict(min_pixels=56 * 56, max_pixels=FRAME * FRAME)
+    Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(**pixels), video_processor=Qwen2VLVideoProcessor(**pixels),
+                        tokenizer=tokenizer, chat_template=QWEN_VL_CHAT_TEMPLATE).save_pretrained(out)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"built random Qwen2.5-VL-3B-size model: {n / 1e9:.3f} B params, saved to {out} in {time.time() - t0:.0f}s",
+          flush=True)
+    del model
+    gc.collect()
+    return out
+
+
+def requests(batch: int, rng: np.random.Generator):
+    """``batch`` completion-question requests, one random 224x224 frame each (single-token candidates)."""
+    from vlmrl.reward_workers.backends.base import VLMRequest
+    from vlmrl.reward_workers.scorers import prompts as P
+
+    return [VLMRequest(P.chat(P.user_turn(1, P.LRM_COMPLETION.format(task=TASK))),
+                       [rng.integers(0, 256, (FRAME, FRAME, 3), dtype=np.uint8)], P.LRM_COMPLETION_ANSWERS)
+            for _ in range(batch)]
+
+
+def count_batch(processor, reqs) -> tuple[int, int]:
+    """(real prompt tokens, vision patches) of a batch, from the same encoding the hf backend uses."""
+    from vlmrl.reward_workers.backends.hf import encode_prompts
+
+    enc = encode_prompts(processor, reqs)
+    return int(enc["attention_mask"].sum()), int(enc["pixel_values"].shape[0])
+
+
+def bench_backend(backend, reqs, reps: int, sync) -> dict:
+    backend.score_candidates(reqs)  # warm-up (kernels, allocator)
+    backend.score_candidates(reqs)
+    before = dict(backend.timings)
+    walls = []
+    for _ in range(reps):
+        sync()
+        t0 = time.perf_counter()
+        backend.score_candidates(reqs)
+        sync()
+        walls.append(time.perf_counter() - t0)
+    return {"wall_s": statistics.median(walls),
+            "preprocess_s": (backend.timings["preprocess_s"] - before["preprocess_s"]) / reps,
+            "forward_s": (backend.timings["forward_s"] - before["forward_s"]) / reps}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 64])
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--attn", default="auto", help="auto (flash_attention_2 if installed, else sdpa), sdpa, flash_attention_2")
+    ap.add_argument("--no-vllm", action="store_true", help="skip the vLLM comparison even if vllm is importable")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="override the GPU's bf16 dense peak")
+    ap.add_argument("--workdir", default=None, help="where the random checkpoint is written (default: a temp dir)")
+    ap.add_argument("--tiny-cpu", action="store_true", help="smoke-test this script on the tiny model on the CPU")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from vlmrl.reward_workers.backends.base import build_backend
+    from vlmrl.reward_workers.backends.flops import bf16_peak_tflops, param_counts, prefill_flops
+
+    if not args.tiny_cpu and not torch.cuda.is_available():
+        print("benchmarks/vlm_gpu.py needs a CUDA GPU (torch.cuda.is_available() is False); nothing was measured. "
+              "Run it on a GPU machine, or use --tiny-cpu for a CPU smoke test of the script.", file=sys.stderr)
+        return 2
+    device = "cpu" if args.tiny_cpu else "cuda"
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    peak = None
+    if device == "cuda":
+        name = torch.cuda.get_device_name()
+        peak = args.peak_tflops or bf16_peak_tflops(name)
+        print(f"GPU: {name}; bf16 dense peak {peak or 'unknown (pass --peak-tflops)'} TFLOP/s; torch {torch.__version__}")
+
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        if args.tiny_cpu:
+            from vlmrl.reward_workers.backends.tiny_models import build_tiny_qwen_vl
+
+            model_dir = str(build_tiny_qwen_vl(Path(tmp) / "tiny"))
+            dtype = "float32"
+        else:
+            model_dir = str(build_3b_checkpoint(Path(tmp) / "qwen25vl3b-random", device))
+            dtype = "bfloat16"
+        hf = build_backend("hf", model=model_dir, dtype=dtype, device=device, attn_implementation=args.attn,
+                           micro_batch=max(args.batches))
+        counts = param_counts(hf.model)
+        print(f"params applied per token: LM {counts.lm_decoder / 1e9:.3f} B (+ lm_head {counts.lm_head / 1e6:.0f} M once "
+              f"per request); vision {counts.vision_per_patch / 1e6:.0f} M per patch (+ merger "
+              f"{counts.vision_merger / 1e6:.0f} M per merged token); attention: "
+              f"{hf.model.config._attn_implementation if hasattr(hf.model, 'config') else args.attn}")
+        rng = np.random.default_rng(0)
+        batches = {b: requests(b, rng) for b in args.batches}
+        print(f"{'backend':<8}{'batch':>6}{'frames/s':>10}{'ms/batch':>10}{'preproc ms':>12}{'forward ms':>12}"
+              f"{'tok/req':>9}{'patch/req':>10}{'TFLOP/batch':>12}{'TFLOP/s':>9}{'MFU':>7}")
+        results = {}
+        for b, reqs in batches.items():
+            tokens, patches = count_batch(hf.processor, reqs)
+            flops = prefill_flops(counts, tokens, patches, b)
+            r = bench_backend(hf, reqs, args.reps, sync)
+            tflops = flops.total / r["forward_s"] / 1e12
+            mfu = tflops / peak if peak else None
+            results[b] = mfu
+            print(f"{'hf':<8}{b:>6}{b / r['wall_s']:>10.1f}{1e3 * r['wall_s']:>10.1f}{1e3 * r['preprocess_s']:>12.1f}"
+                  f"{1e3 * r['forward_s']:>12.1f}{tokens / b:>9.0f}{patches / b:>10.0f}{flops.total / 1e12:>12.3f}"
+                  f"{tflops:>9.1f}{(f'{100 * mfu:.1f}%' if mfu is not None else 'n/a'):>7}", flush=True)
+        hf.close()
+        del hf
+        gc.collect()
+        if device == "cuda":
+            torch.cuda.empty_cache()
+            best = max((m for m in results.values() if m is not None), default=None)
+            if best is not None:
+                verdict = "meets" if best >= GOAL_MFU else "is BELOW"
+                print(f"best FLOP utilisation (forward time) {100 * best:.1f}% {verdict} the {100 * GOAL_MFU:.0f}% goal")
+
+        try:
+            import vllm  # noqa: F401
+            have_vllm = True
+        except ImportError:
+            have_vllm = False
+        if args.no_vllm or not have_vllm:
+            print("vLLM: skipped (" + ("--no-vllm" if args.no_vllm else "vllm is not importable") + ")")
+            return 0
+        v = build_backend("vllm", model=model_dir, dtype=dtype, gpu_memory_utilization=0.6)
+        for b, reqs in batches.items():
+            r = bench_backend(v, reqs, args.reps, sync)
+            print(f"{'vllm':<8}{b:>6}{b / r['wall_s']:>10.1f}{1e3 * r['wall_s']:>10.1f}{1e3 * r['preprocess_s']:>12.1f}"
+                  f"{1e3 * r['forward_s']:>12.1f}   (vLLM engine time incl. its own preprocessing)", flush=True)
+        v.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
