@@ -635,3 +635,4 @@ class RewardClient:
             job.call.fail(closed)
         self._queue.clear()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.sleep(0.01)  # let grpc's own per-call tasks see their cancellation before the loop stops
