@@ -119,8 +119,10 @@ class EpisodeRewardTracker:
                                       f"reward.wait_timeout_s; failing the iteration instead of training on "
                                       f"missing rewards") from e
             except Exception as e:  # noqa: BLE001 - the client's RewardUnavailableError & co.
+                # The client's error is carried in the message only: Ray ships exceptions between processes
+                # by pickling, and the client's error classes take constructor arguments pickle cannot replay.
                 raise RewardPathError(f"episode {self.episode_id}: the reward of the frame of step {p.t} could not "
-                                      f"be obtained from the reward service: {e}") from e
+                                      f"be obtained from the reward service: {type(e).__name__}: {e}") from None
             self._pending.popleft()
             if p.done_at:
                 out.latencies_ms.append((p.done_at[0] - p.submitted_at) * 1e3)

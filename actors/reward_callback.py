@@ -224,3 +224,8 @@ def reward_callback_factory(settings: Dict[str, Any]):
 def callbacks_of(env_runner: Any) -> List[VlmRewardCallback]:
     """The reward callbacks of an env runner (for ``foreach_env_runner``: timelines, closing clients)."""
     return [c for c in getattr(env_runner, "_callbacks", []) or [] if isinstance(c, VlmRewardCallback)]
+
+
+def close_reward_clients(algo: Any) -> None:
+    """Close the reward clients of every env runner of ``algo`` (call before ``algo.stop()``)."""
+    algo.env_runner_group.foreach_env_runner(lambda er: [cb.close() for cb in callbacks_of(er)])

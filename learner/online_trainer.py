@@ -176,10 +176,10 @@ class OnlineTrainer:
             self.writer.close()
             self.writer = None
         if self.algo is not None:
-            from vlmrl.actors.reward_callback import callbacks_of
+            from vlmrl.actors.reward_callback import close_reward_clients
 
             try:
-                self.algo.env_runner_group.foreach_env_runner(lambda er: [cb.close() for cb in callbacks_of(er)])
+                close_reward_clients(self.algo)
             except Exception as e:  # noqa: BLE001 - teardown goes on
                 log.warning("closing reward clients failed: %s", e)
             self.algo.stop()
