@@ -72,7 +72,9 @@ def test_failover_mid_stream_every_item_exactly_once(servers):
             fut = client.submit(TASK, data[i:i + 8], request_id=rid)
             fut.add_done_callback(count(rid))
             futures.append((rid, i, fut))
+        deadline = time.monotonic() + 30
         while sum(f.done() for _, _, f in futures) < 3:
+            assert time.monotonic() < deadline, "no answers within 30 s"
             time.sleep(0.005)
         a.stop(0)  # abrupt: cancels a's streams with requests still pending on them
         results = {rid: (i, f.result(timeout=30)) for rid, i, f in futures}

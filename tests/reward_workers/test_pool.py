@@ -36,6 +36,13 @@ def pool_config(name: str):
     ])
 
 
+def wait_until(cond, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
 def frames(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, 10, 10, 3), dtype=np.uint8)
 
@@ -106,8 +113,7 @@ def test_kill_a_worker_mid_stream_loses_no_item(ray_local):
             assert sorted(client.workers()) == sorted(addrs.values())
             s = Streamer(client, n=60, k=5, pace_s=0.01)
             s.thread.start()
-            while s.done_count() < 15:
-                time.sleep(0.01)
+            wait_until(lambda: s.done_count() >= 15)
             victim = ray.get(pool.registry.handles.remote())["w0"]
             ray.kill(victim, no_restart=True)
             workers = s.check()
@@ -127,8 +133,7 @@ def test_scale_up_and_down_while_streaming_and_status(ray_local):
         with RewardClient(cfg.client, registry=pool.registry_view()) as client:
             s = Streamer(client, n=100_000, k=4, pace_s=0.02)
             s.thread.start()
-            while s.done_count() < 10:
-                time.sleep(0.01)
+            wait_until(lambda: s.done_count() >= 10)
             assert len(pool.scale(2)) == 2
             rows = pool.status()
             time.sleep(0.6)  # the client discovers w1 and sends it work
