@@ -101,12 +101,13 @@ def main() -> int:
     ap.add_argument("--per-item-ms", type=float, default=2.0)
     ap.add_argument("--vlm-episodes", type=int, default=4, help="episodes labelled with the tiny VLM (0 = skip)")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--skip-synthetic", action="store_true", help="only the tiny VLM case")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_label_"))
     ds = write_synthetic_dataset(work / "ds", args.episodes, seed=0, num_steps=args.steps, image_size=args.image_size)
     cases = [("synthetic", [f"scorer.name=synthetic", "scorer.params.item_kind=window", f"scorer.params.window={args.window}",
                             f"scorer.params.fixed_ms={args.fixed_ms}", f"scorer.params.per_item_ms={args.per_item_ms}"],
-              0)]
+              0)][args.skip_synthetic:]
     if args.vlm_episodes > 0:
         from vlmrl.reward_workers.backends.tiny_models import build_tiny_qwen_vl
 
