@@ -38,6 +38,7 @@ def _vlmrl(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           timeout=timeout, env=ENV)
 
 
+@pytest.mark.slow  # 20-50 s here (three Ray drivers); status/scale are covered through the Python API in tests/reward_workers/test_pool.py
 def test_workers_cli_start_status_scale_stop(tmp_path):
     common = ["scorer.name=synthetic", "pool.num_cpus_per_worker=0.5", "pool.registry_name=cli-test-registry",
               "pool.namespace=vlmrl-cli-test"]
