@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 
 from vlmrl.envs.dataset import iter_episodes, read_index
 from vlmrl.envs.offline_readers import write_minari_hdf5

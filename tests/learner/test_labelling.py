@@ -8,7 +8,6 @@ whose reward is exactly mean pixel / 255 of the item, so each label can be recom
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pyarrow.parquet as pq
