@@ -574,6 +574,9 @@ class RewardClient:
         job.timer = None
         conn.release(job)
         conn.errors += 1
+        # A worker that missed a deadline still holds that work; rest it a backoff so it is not
+        # mistaken for an idle (least-loaded) one and handed the next request at once.
+        conn.broken_until = max(conn.broken_until, time.monotonic() + self._cfg_backoff_s)
         self._counters["timeouts"] += 1
         self._retry(job, conn, f"DEADLINE_EXCEEDED: no answer within {self._cfg_deadline_s:g}s")
         self._wake.set()

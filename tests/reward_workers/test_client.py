@@ -134,9 +134,16 @@ def test_deadline_exceeded_on_slow_worker_is_resent(servers):
         res = [f.result(timeout=10)[0] for f in futs]
         elapsed = time.monotonic() - t0
         stats = client.stats()
+        # The slow worker still answers what it was sent; those answers are dropped, not delivered twice.
+        deadline = time.monotonic() + 5
+        while client.stats()["late_answers"] < stats["timeouts"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        late = client.stats()["late_answers"]
+        assert [f.result()[0].reward for f in futs] == [r.reward for r in res]
     np.testing.assert_allclose([r.reward for r in res], expected(data), rtol=1e-5)
     assert all(r.worker_id == "fast" for r in res)
     assert stats["timeouts"] >= 1 and stats["retries"] >= 1
+    assert late == stats["timeouts"], (late, stats)
     assert elapsed < 1.5, elapsed  # resent after the 0.4 s deadline, not after the slow worker's 1.5 s
 
 
