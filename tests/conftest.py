@@ -17,3 +17,19 @@ def synthetic_dataset(tmp_path_factory):
     from vlmrl.envs.synthetic_episodes import write_synthetic_dataset
 
     return write_synthetic_dataset(tmp_path_factory.mktemp("synthetic_dataset"), num_episodes=24, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_dir(tmp_path_factory):
+    """A tiny random Qwen2.5-VL checkpoint (vlmrl build-tiny-vlm), built once per session. Read-only."""
+    from vlmrl.reward_workers.backends.tiny_models import build_tiny_qwen_vl
+
+    return str(build_tiny_qwen_vl(tmp_path_factory.mktemp("tiny_vlm") / "qwen"))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory):
+    """A tiny random CLIP checkpoint (vlmrl build-tiny-vlm --clip), built once per session. Read-only."""
+    from vlmrl.reward_workers.backends.tiny_models import build_tiny_clip
+
+    return str(build_tiny_clip(tmp_path_factory.mktemp("tiny_clip") / "clip"))

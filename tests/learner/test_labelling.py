@@ -38,14 +38,6 @@ def small_dataset(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def tiny_vlm_dir(tmp_path_factory):
-    """A tiny random Qwen2.5-VL checkpoint (vlmrl build-tiny-vlm), built locally."""
-    from vlmrl.reward_workers.backends.tiny_models import build_tiny_qwen_vl
-
-    return str(build_tiny_qwen_vl(tmp_path_factory.mktemp("tiny_vlm") / "qwen"))
-
-
 def servers(n, window=W, cache_size=0, **params):
     out = []
     for i in range(n):

@@ -88,19 +88,3 @@ def make_frame():
 @pytest.fixture
 def make_request():
     return request
-
-
-@pytest.fixture(scope="session")
-def tiny_vlm_dir(tmp_path_factory):
-    """A tiny random Qwen2.5-VL checkpoint (vlmrl build-tiny-vlm), built once per session. Read-only."""
-    from vlmrl.reward_workers.backends.tiny_models import build_tiny_qwen_vl
-
-    return str(build_tiny_qwen_vl(tmp_path_factory.mktemp("tiny_vlm") / "qwen"))
-
-
-@pytest.fixture(scope="session")
-def tiny_clip_dir(tmp_path_factory):
-    """A tiny random CLIP checkpoint (vlmrl build-tiny-vlm --clip), built once per session. Read-only."""
-    from vlmrl.reward_workers.backends.tiny_models import build_tiny_clip
-
-    return str(build_tiny_clip(tmp_path_factory.mktemp("tiny_clip") / "clip"))
