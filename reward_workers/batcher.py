@@ -39,10 +39,11 @@ class BatcherClosed(Exception):
 
 @dataclass
 class ItemOutcome:
-    """The reward of one item and whether it came from the cache."""
+    """The reward of one item, whether it came from the cache, and the model version that produced it."""
 
     result: ScoreResult
     cached: bool = False
+    model_version: str = ""
 
 
 class _Job:
@@ -72,6 +73,12 @@ class _Entry:
     item: np.ndarray
     key: tuple | None
     enqueued_at: float
+
+
+def _score_with_version(scorer: Scorer, tasks: list, items: list) -> tuple[str, list]:
+    """Runs on the scorer thread: the version is read there, so it is the one that scored the batch."""
+    version = scorer.model_version
+    return version, scorer.score_batch(tasks, items)
 
 
 class DynamicBatcher:
@@ -125,6 +132,12 @@ class DynamicBatcher:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
+    async def run_in_scorer_thread(self, fn, *args):
+        """Run ``fn(*args)`` on the scorer's thread, between two batches (e.g. a weight hot swap)."""
+        if self._closed or self._executor is None:
+            raise BatcherClosed("reward worker is not running")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
     @property
     def queue_depth(self) -> int:
         """Items waiting for the scorer now."""
@@ -152,7 +165,7 @@ class DynamicBatcher:
             raise QueueFull(f"reward worker queue is full: {len(self._queue)} items waiting, this request adds "
                             f"{len(misses)}, limit max_queue_items={self.max_queue_items}; retry later or elsewhere")
         for i, hit in hits:
-            job.fill(i, ItemOutcome(hit, cached=True))
+            job.fill(i, ItemOutcome(hit, cached=True, model_version=version))
         if hits:
             self.stats.record_answered(len(hits))
         if misses:
@@ -201,7 +214,8 @@ class DynamicBatcher:
             items = [e.item for e in batch]
             t0 = time.perf_counter()
             try:
-                results = await loop.run_in_executor(self._executor, self.scorer.score_batch, tasks, items)
+                version, results = await loop.run_in_executor(self._executor, _score_with_version, self.scorer,
+                                                              tasks, items)
                 if len(results) != len(batch):
                     raise RuntimeError(f"scorer returned {len(results)} results for a batch of {len(batch)} items")
             except asyncio.CancelledError:
@@ -221,5 +235,6 @@ class DynamicBatcher:
             self.stats.record_answered(len(batch))
             for e, result in zip(batch, results):
                 if e.key is not None:
-                    self.cache.put(e.key, result)
-                e.job.fill(e.index, ItemOutcome(result, cached=False))
+                    key = e.key if e.key[1] == version else cache_key(self.scorer.name, version, e.task, e.item)
+                    self.cache.put(key, result)
+                e.job.fill(e.index, ItemOutcome(result, cached=False, model_version=version))

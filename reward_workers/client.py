@@ -17,7 +17,8 @@ every ``discovery_interval_s``):
   :class:`InvalidRequestError` with the server's message;
 * exactly once: each caller request resolves once, late or duplicate answers are dropped.
 
-All network work runs on one asyncio loop in a background thread; the public API is
+All network work runs on one asyncio loop in a background thread (shared by the clients of a
+process); the public API is
 thread-safe and synchronous (:meth:`RewardClient.score`) or future-based
 (:meth:`RewardClient.submit`, :meth:`RewardClient.score_many`).
 """
@@ -29,6 +30,7 @@ import collections
 import concurrent.futures
 import itertools
 import logging
+import os
 import random
 import threading
 import time
@@ -57,6 +59,23 @@ RETRIABLE_CODES = frozenset({
 })
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _LATENCY_WINDOW = 1024
+
+# All RewardClients of a process share ONE event loop thread: grpc.aio on several event loops in
+# one process is fragile (segfaults in grpc's shutdown path were reproduced with several loops).
+_shared_lock = threading.Lock()
+_shared: Dict[str, Any] = {"loop": None, "thread": None, "pid": None}
+
+
+def _client_loop() -> asyncio.AbstractEventLoop:
+    """The process-wide event loop of the reward clients (started on first use, a daemon thread)."""
+    with _shared_lock:
+        loop, thread = _shared["loop"], _shared["thread"]
+        if loop is None or _shared["pid"] != os.getpid() or not thread.is_alive():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="reward-client-loop", daemon=True)
+            thread.start()
+            _shared.update(loop=loop, thread=thread, pid=os.getpid())
+        return loop
 
 
 class RewardServiceError(RuntimeError):
@@ -334,9 +353,7 @@ class RewardClient:
         self._counters = collections.Counter()
         self._last_discovery_error = ""
 
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="reward-client", daemon=True)
-        self._thread.start()
+        self._loop = _client_loop()
         asyncio.run_coroutine_threadsafe(self._setup(), self._loop).result()
 
     # ------------------------------------------------------------------ public API (any thread)
@@ -385,12 +402,7 @@ class RewardClient:
         if self._closed:
             return
         self._closed = True
-        try:
-            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            self._loop.close()
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
 
     def __enter__(self) -> "RewardClient":
         return self
@@ -565,7 +577,7 @@ class RewardClient:
         job.done = True
         job.call.complete_part(job.index, [
             RewardResult(reward=r.reward, components=dict(r.components), label=r.label,
-                         model_version=resp.model_version, worker_id=resp.worker_id, cached=r.cached)
+                         model_version=r.model_version or resp.model_version, worker_id=resp.worker_id, cached=r.cached)
             for r in resp.rewards])
 
     def _on_timeout(self, conn: _WorkerConn, job: _Job) -> None:

@@ -150,6 +150,27 @@ class RewardWorkerPool:
             self._actors.pop(wid, None)
         log.info("removed reward workers %s", worker_ids)
 
+    def update_weights(self, version: str, state: bytes, timeout_s: float = 120.0) -> Dict[str, str]:
+        """Hot-swap new weights into every live worker (no restart; requests keep being answered).
+
+        Returns ``{worker_id: version now served}``; raises :class:`PoolError` naming the workers
+        that did not take the update (a worker whose scorer has no ``update_weights`` says so).
+        """
+        handles = ray.get(self.registry.handles.remote(), timeout=30)
+        if not handles:
+            raise PoolError("no live reward workers to update")
+        state_ref = ray.put(bytes(state))
+        refs = {wid: h.update_weights.remote(version, state_ref) for wid, h in handles.items()}
+        served, failed = {}, {}
+        for wid, ref in refs.items():
+            try:
+                served[wid] = ray.get(ref, timeout=timeout_s)
+            except Exception as e:  # noqa: BLE001 - collected and raised below with every failure
+                failed[wid] = f"{type(e).__name__}: {e}"
+        if failed:
+            raise PoolError(f"weight update to version {version!r} failed on worker(s) {failed}")
+        return served
+
     # ------------------------------------------------------------------ inspection
     def status(self, timeout_s: float = 10.0) -> List[Dict[str, Any]]:
         """One dict per live worker: id, address, queue depth, items/s, model version, batches, cache hits, ..."""

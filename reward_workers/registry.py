@@ -51,6 +51,13 @@ class WorkerRegistry:
                                     "started_at": time.time(), **(extra or {})}
         self._handles[worker_id] = handle
 
+    async def set_model_version(self, worker_id: str, model_version: str) -> bool:
+        """Record a worker's new model version after a weight hot swap; True if it is listed."""
+        if worker_id not in self._workers:
+            return False
+        self._workers[worker_id]["model_version"] = model_version
+        return True
+
     async def deregister(self, worker_id: str) -> bool:
         """Remove a worker from the list (clients stop sending to it); True if it was listed."""
         self._handles.pop(worker_id, None)

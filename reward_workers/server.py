@@ -219,9 +219,11 @@ class RewardServer:
                 raise RequestError(grpc.StatusCode.UNAVAILABLE, str(e)) from None
             response = reward_pb2.ScoreResponse(
                 request_id=request.request_id, scorer=self.scorer.name,
-                model_version=self.scorer.model_version, worker_id=self.worker_id,
+                model_version=outcomes[-1].model_version if outcomes else self.scorer.model_version,
+                worker_id=self.worker_id,
                 rewards=[reward_pb2.ItemReward(reward=o.result.reward, components=o.result.components,
-                                               label=o.result.label, cached=o.cached) for o in outcomes],
+                                               label=o.result.label, cached=o.cached, model_version=o.model_version)
+                         for o in outcomes],
             )
             self.stats.record_latency((time.perf_counter() - t0) * 1000.0)
             return response
@@ -240,6 +242,16 @@ class RewardServer:
         return reward_pb2.ScoreResponse(request_id=request.request_id, scorer=self.scorer.name,
                                         worker_id=self.worker_id,
                                         error=reward_pb2.Error(code=code.value[0], message=message))
+
+    async def update_weights(self, version: str, state: bytes) -> str:
+        """Hot swap: hand new weights to the scorer on its own thread, between two batches; returns the new version.
+
+        Requests keep flowing: items already in a running batch are answered by the old version,
+        the next batch by the new one, and each answer names the version that produced it.
+        """
+        await self.batcher.run_in_scorer_thread(self.scorer.update_weights, str(version), bytes(state))
+        log.info("reward worker %s now serves model version %s", self.worker_id, self.scorer.model_version)
+        return self.scorer.model_version
 
     def info(self) -> reward_pb2.InfoResponse:
         """Scorer, model and batching statistics of this worker."""
@@ -301,6 +313,12 @@ class ServerThread:
         async def get():
             return self.server.info()
         return self._call(get(), 10.0)
+
+    def update_weights(self, version: str, state: bytes, timeout: float | None = 120.0) -> str:
+        """:meth:`RewardServer.update_weights` from a synchronous caller; returns the version now served."""
+        if self.server is None:
+            raise RuntimeError("server thread not started")
+        return self._call(self.server.update_weights(version, state), timeout)
 
     def stop(self, grace_s: float | None = None) -> None:
         """Graceful stop (see :meth:`RewardServer.stop`), then end the loop thread."""

@@ -75,6 +75,13 @@ class RewardWorkerActor:
         d["address"] = self.address
         return d
 
+    def update_weights(self, version: str, state: bytes) -> str:
+        """Hot-swap the scorer's weights without restarting (see ``RewardServer.update_weights``); returns the
+        version now served and records it in the registry."""
+        served = self.server.update_weights(version, state)
+        ray.get(self.registry.set_model_version.remote(self.worker_id, served), timeout=30)
+        return served
+
     def stop(self, grace_s: float | None = None) -> bool:
         """Deregister (clients stop sending new requests), then drain in-flight requests and stop."""
         try:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0creward.proto\x12\x0fvlmrl.reward.v1\"`\n\x05\x46rame\x12\r\n\x05shape\x18\x01 \x03(\x05\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12+\n\x08\x65ncoding\x18\x03 \x01(\x0e\x32\x19.vlmrl.reward.v1.Encoding\x12\r\n\x05\x64type\x18\x04 \x01(\t\"Z\n\tFramePair\x12%\n\x05\x66irst\x18\x01 \x01(\x0b\x32\x16.vlmrl.reward.v1.Frame\x12&\n\x06second\x18\x02 \x01(\x0b\x32\x16.vlmrl.reward.v1.Frame\"5\n\x0b\x46rameWindow\x12&\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x16.vlmrl.reward.v1.Frame\"\x93\x01\n\x04Item\x12\'\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x16.vlmrl.reward.v1.FrameH\x00\x12*\n\x04pair\x18\x02 \x01(\x0b\x32\x1a.vlmrl.reward.v1.FramePairH\x00\x12.\n\x06window\x18\x03 \x01(\x0b\x32\x1c.vlmrl.reward.v1.FrameWindowH\x00\x42\x06\n\x04kind\"f\n\x0cScoreRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12$\n\x05items\x18\x03 \x03(\x0b\x32\x15.vlmrl.reward.v1.Item\x12\x0e\n\x06scorer\x18\x04 \x01(\t\"\xaf\x01\n\nItemReward\x12\x0e\n\x06reward\x18\x01 \x01(\x02\x12?\n\ncomponents\x18\x02 \x03(\x0b\x32+.vlmrl.reward.v1.ItemReward.ComponentsEntry\x12\r\n\x05label\x18\x03 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x04 \x01(\x08\x1a\x31\n\x0f\x43omponentsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xb2\x01\n\rScoreResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12,\n\x07rewards\x18\x02 \x03(\x0b\x32\x1b.vlmrl.reward.v1.ItemReward\x12\x0e\n\x06scorer\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x11\n\tworker_id\x18\x05 \x01(\t\x12%\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x16.vlmrl.reward.v1.Error\"\r\n\x0bInfoRequest\"\xf6\x02\n\rBatchingStats\x12\x10\n\x08requests\x18\x01 \x01(\x04\x12\r\n\x05items\x18\x02 \x01(\x04\x12\x0f\n\x07\x62\x61tches\x18\x03 \x01(\x04\x12\x17\n\x0fmean_batch_size\x18\x04 \x01(\x01\x12\x13\n\x0bqueue_depth\x18\x05 \x01(\r\x12\x19\n\x11rejected_requests\x18\x06 \x01(\x04\x12\x18\n\x10invalid_requests\x18\x07 \x01(\x04\x12\x12\n\ncache_hits\x18\x08 \x01(\x04\x12\x14\n\x0c\x63\x61\x63he_misses\x18\t \x01(\x04\x12\x18\n\x10items_per_second\x18\n \x01(\x01\x12\x16\n\x0emean_scorer_ms\x18\x0b \x01(\x01\x12\x17\n\x0fmean_latency_ms\x18\x0c \x01(\x01\x12\x1a\n\x12in_flight_requests\x18\r \x01(\r\x12\x11\n\tmax_batch\x18\x0e \x01(\r\x12\x13\n\x0bmax_wait_ms\x18\x0f \x01(\x01\x12\x17\n\x0f\x66\x61iled_requests\x18\x10 \x01(\x04\"\x9c\x01\n\x0cInfoResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06scorer\x18\x02 \x01(\t\x12\x11\n\titem_kind\x18\x03 \x01(\t\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12-\n\x05stats\x18\x06 \x01(\x0b\x32\x1e.vlmrl.reward.v1.BatchingStats*&\n\x08\x45ncoding\x12\x07\n\x03RAW\x10\x00\x12\x07\n\x03PNG\x10\x01\x12\x08\n\x04JPEG\x10\x02\x32\xee\x01\n\rRewardService\x12\x46\n\x05Score\x12\x1d.vlmrl.reward.v1.ScoreRequest\x1a\x1e.vlmrl.reward.v1.ScoreResponse\x12P\n\x0bScoreStream\x12\x1d.vlmrl.reward.v1.ScoreRequest\x1a\x1e.vlmrl.reward.v1.ScoreResponse(\x01\x30\x01\x12\x43\n\x04Info\x12\x1c.vlmrl.reward.v1.InfoRequest\x1a\x1d.vlmrl.reward.v1.InfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0creward.proto\x12\x0fvlmrl.reward.v1\"`\n\x05\x46rame\x12\r\n\x05shape\x18\x01 \x03(\x05\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12+\n\x08\x65ncoding\x18\x03 \x01(\x0e\x32\x19.vlmrl.reward.v1.Encoding\x12\r\n\x05\x64type\x18\x04 \x01(\t\"Z\n\tFramePair\x12%\n\x05\x66irst\x18\x01 \x01(\x0b\x32\x16.vlmrl.reward.v1.Frame\x12&\n\x06second\x18\x02 \x01(\x0b\x32\x16.vlmrl.reward.v1.Frame\"5\n\x0b\x46rameWindow\x12&\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x16.vlmrl.reward.v1.Frame\"\x93\x01\n\x04Item\x12\'\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x16.vlmrl.reward.v1.FrameH\x00\x12*\n\x04pair\x18\x02 \x01(\x0b\x32\x1a.vlmrl.reward.v1.FramePairH\x00\x12.\n\x06window\x18\x03 \x01(\x0b\x32\x1c.vlmrl.reward.v1.FrameWindowH\x00\x42\x06\n\x04kind\"f\n\x0cScoreRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12$\n\x05items\x18\x03 \x03(\x0b\x32\x15.vlmrl.reward.v1.Item\x12\x0e\n\x06scorer\x18\x04 \x01(\t\"\xc6\x01\n\nItemReward\x12\x0e\n\x06reward\x18\x01 \x01(\x02\x12?\n\ncomponents\x18\x02 \x03(\x0b\x32+.vlmrl.reward.v1.ItemReward.ComponentsEntry\x12\r\n\x05label\x18\x03 \x01(\t\x12\x0e\n\x06\x63\x61\x63hed\x18\x04 \x01(\x08\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x1a\x31\n\x0f\x43omponentsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xb2\x01\n\rScoreResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12,\n\x07rewards\x18\x02 \x03(\x0b\x32\x1b.vlmrl.reward.v1.ItemReward\x12\x0e\n\x06scorer\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x11\n\tworker_id\x18\x05 \x01(\t\x12%\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x16.vlmrl.reward.v1.Error\"\r\n\x0bInfoRequest\"\xf6\x02\n\rBatchingStats\x12\x10\n\x08requests\x18\x01 \x01(\x04\x12\r\n\x05items\x18\x02 \x01(\x04\x12\x0f\n\x07\x62\x61tches\x18\x03 \x01(\x04\x12\x17\n\x0fmean_batch_size\x18\x04 \x01(\x01\x12\x13\n\x0bqueue_depth\x18\x05 \x01(\r\x12\x19\n\x11rejected_requests\x18\x06 \x01(\x04\x12\x18\n\x10invalid_requests\x18\x07 \x01(\x04\x12\x12\n\ncache_hits\x18\x08 \x01(\x04\x12\x14\n\x0c\x63\x61\x63he_misses\x18\t \x01(\x04\x12\x18\n\x10items_per_second\x18\n \x01(\x01\x12\x16\n\x0emean_scorer_ms\x18\x0b \x01(\x01\x12\x17\n\x0fmean_latency_ms\x18\x0c \x01(\x01\x12\x1a\n\x12in_flight_requests\x18\r \x01(\r\x12\x11\n\tmax_batch\x18\x0e \x01(\r\x12\x13\n\x0bmax_wait_ms\x18\x0f \x01(\x01\x12\x17\n\x0f\x66\x61iled_requests\x18\x10 \x01(\x04\"\x9c\x01\n\x0cInfoResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06scorer\x18\x02 \x01(\t\x12\x11\n\titem_kind\x18\x03 \x01(\t\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12-\n\x05stats\x18\x06 \x01(\x0b\x32\x1e.vlmrl.reward.v1.BatchingStats*&\n\x08\x45ncoding\x12\x07\n\x03RAW\x10\x00\x12\x07\n\x03PNG\x10\x01\x12\x08\n\x04JPEG\x10\x02\x32\xee\x01\n\rRewardService\x12\x46\n\x05Score\x12\x1d.vlmrl.reward.v1.ScoreRequest\x1a\x1e.vlmrl.reward.v1.ScoreResponse\x12P\n\x0bScoreStream\x12\x1d.vlmrl.reward.v1.ScoreRequest\x1a\x1e.vlmrl.reward.v1.ScoreResponse(\x01\x30\x01\x12\x43\n\x04Info\x12\x1c.vlmrl.reward.v1.InfoRequest\x1a\x1d.vlmrl.reward.v1.InfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ITEMREWARD_COMPONENTSENTRY']._loaded_options = None
   _globals['_ITEMREWARD_COMPONENTSENTRY']._serialized_options = b'8\001'
-  _globals['_ENCODING']._serialized_start=1482
-  _globals['_ENCODING']._serialized_end=1520
+  _globals['_ENCODING']._serialized_start=1505
+  _globals['_ENCODING']._serialized_end=1543
   _globals['_FRAME']._serialized_start=33
   _globals['_FRAME']._serialized_end=129
   _globals['_FRAMEPAIR']._serialized_start=131
@@ -46,19 +46,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCOREREQUEST']._serialized_start=428
   _globals['_SCOREREQUEST']._serialized_end=530
   _globals['_ITEMREWARD']._serialized_start=533
-  _globals['_ITEMREWARD']._serialized_end=708
-  _globals['_ITEMREWARD_COMPONENTSENTRY']._serialized_start=659
-  _globals['_ITEMREWARD_COMPONENTSENTRY']._serialized_end=708
-  _globals['_ERROR']._serialized_start=710
-  _globals['_ERROR']._serialized_end=748
-  _globals['_SCORERESPONSE']._serialized_start=751
-  _globals['_SCORERESPONSE']._serialized_end=929
-  _globals['_INFOREQUEST']._serialized_start=931
-  _globals['_INFOREQUEST']._serialized_end=944
-  _globals['_BATCHINGSTATS']._serialized_start=947
-  _globals['_BATCHINGSTATS']._serialized_end=1321
-  _globals['_INFORESPONSE']._serialized_start=1324
-  _globals['_INFORESPONSE']._serialized_end=1480
-  _globals['_REWARDSERVICE']._serialized_start=1523
-  _globals['_REWARDSERVICE']._serialized_end=1761
+  _globals['_ITEMREWARD']._serialized_end=731
+  _globals['_ITEMREWARD_COMPONENTSENTRY']._serialized_start=682
+  _globals['_ITEMREWARD_COMPONENTSENTRY']._serialized_end=731
+  _globals['_ERROR']._serialized_start=733
+  _globals['_ERROR']._serialized_end=771
+  _globals['_SCORERESPONSE']._serialized_start=774
+  _globals['_SCORERESPONSE']._serialized_end=952
+  _globals['_INFOREQUEST']._serialized_start=954
+  _globals['_INFOREQUEST']._serialized_end=967
+  _globals['_BATCHINGSTATS']._serialized_start=970
+  _globals['_BATCHINGSTATS']._serialized_end=1344
+  _globals['_INFORESPONSE']._serialized_start=1347
+  _globals['_INFORESPONSE']._serialized_end=1503
+  _globals['_REWARDSERVICE']._serialized_start=1546
+  _globals['_REWARDSERVICE']._serialized_end=1784
 # @@protoc_insertion_point(module_scope)

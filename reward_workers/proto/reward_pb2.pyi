@@ -65,7 +65,7 @@ class ScoreRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., task: _Optional[str] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., scorer: _Optional[str] = ...) -> None: ...
 
 class ItemReward(_message.Message):
-    __slots__ = ("reward", "components", "label", "cached")
+    __slots__ = ("reward", "components", "label", "cached", "model_version")
     class ComponentsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -77,11 +77,13 @@ class ItemReward(_message.Message):
     COMPONENTS_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     CACHED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     reward: float
     components: _containers.ScalarMap[str, float]
     label: str
     cached: bool
-    def __init__(self, reward: _Optional[float] = ..., components: _Optional[_Mapping[str, float]] = ..., label: _Optional[str] = ..., cached: _Optional[bool] = ...) -> None: ...
+    model_version: str
+    def __init__(self, reward: _Optional[float] = ..., components: _Optional[_Mapping[str, float]] = ..., label: _Optional[str] = ..., cached: _Optional[bool] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "message")

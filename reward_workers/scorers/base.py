@@ -79,6 +79,15 @@ class Scorer(ABC):
     def score_batch(self, tasks: Sequence[str], items: Sequence[np.ndarray]) -> list[ScoreResult]:
         """Score ``items[i]`` (uint8, ``(k, H, W, C)``) against ``tasks[i]``; one result per item, same order."""
 
+    def update_weights(self, version: str, state: bytes) -> None:
+        """Swap in new model weights (a serialized state) that ``model_version`` then reports as ``version``.
+
+        The server calls this on the scorer's own thread, between two batches, so a batch is always
+        scored by one version (hot swap, see ``RewardServer.update_weights``). Scorers whose model
+        is learned during training (``bt_reward``) override it; the rest refuse.
+        """
+        raise ScorerError(f"scorer {self.name!r} does not take weight updates")
+
     def close(self) -> None:
         """Release models and threads (called on server shutdown)."""
 
@@ -100,7 +109,8 @@ def _load_builtin_scorers() -> None:
     # Importing the modules registers their scorers; optional ones may be absent.
     import importlib
 
-    for module in ("synthetic", "cnn", "compact_lrm", "lrm", "preference", "window", "clip"):
+    for module in ("synthetic", "cnn", "compact_lrm", "lrm", "preference", "window", "clip", "bt_reward",
+                   "toy_reach_oracle"):
         importlib.import_module(f"vlmrl.reward_workers.scorers.{module}")
 
 

@@ -1,0 +1,154 @@
+"""The Bradley-Terry reward model trainer of the preference mode, run as its own Ray actor.
+
+:class:`RewardModelTrainer` holds the :class:`~vlmrl.reward_workers.scorers.bt_reward.BtRewardModel`
+(the network the ``bt_reward`` scorer serves), bounded buffers of labelled training and held-out
+pairs, and an Adam optimizer. :meth:`train` takes ``steps`` gradient steps of the BT cross-entropy
+(:func:`bt_loss`: P[second preferred] = sigmoid(r(second) - r(first)), every ensemble member on its
+own random minibatch), then evaluates on the held-out pairs (loss, accuracy, Pearson correlation of
+r(s) with the ground-truth dense reward) and names the new weights ``bt-<updates>-<hash>``;
+:meth:`weights` returns them as bytes for ``RewardWorkerPool.update_weights``.
+Build the actor with :func:`remote_trainer_class`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vlmrl.reward_workers.scorers.bt_reward import BtModelParams, BtRewardModel, state_to_bytes
+
+
+def bt_loss(r_first: torch.Tensor, r_second: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Bradley-Terry cross-entropy: ``y`` = 1 where the second item is preferred; r_* are (..., B) rewards."""
+    return F.binary_cross_entropy_with_logits(r_second - r_first, y.expand_as(r_first))
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 3 or x.std() < 1e-12 or y.std() < 1e-12:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def model_params(scorer_params: Mapping[str, Any]) -> BtModelParams:
+    """The architecture fields of ``scorer.params`` (the rest: weights, device, belong to the scorer)."""
+    from dataclasses import fields
+
+    names = {f.name for f in fields(BtModelParams)}
+    return BtModelParams(**{k: (list(v) if isinstance(v, (list, tuple)) else v)
+                            for k, v in dict(scorer_params).items() if k in names})
+
+
+class RewardModelTrainer:
+    """Trains the BT reward model on labelled frame pairs (see module doc); one instance per run, in a Ray actor."""
+
+    def __init__(self, scorer_params: Mapping[str, Any], lr: float = 3e-4, max_pairs: int = 10000,
+                 seed: int = 0, device: str = "cpu", num_threads: int = 1) -> None:
+        if num_threads > 0:
+            torch.set_num_threads(int(num_threads))
+        self.device = torch.device(device)
+        self.model = BtRewardModel(model_params(scorer_params)).to(self.device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=float(lr))
+        self.rng = np.random.default_rng(seed)
+        self.train_pairs: deque = deque(maxlen=int(max_pairs))
+        self.heldout_pairs: deque = deque(maxlen=max(1, int(max_pairs) // 4))
+        self.updates = 0
+        self.version = f"init-{self.model.p.seed}"
+        self._state: Optional[bytes] = None
+
+    # ------------------------------------------------------------------ data
+    def add_pairs(self, pairs: List[Tuple[np.ndarray, np.ndarray, str, float, float, float]], heldout: bool) -> int:
+        """Add labelled pairs ``(first, second, task, y, gt_first, gt_second)``; returns the buffer's size."""
+        buf = self.heldout_pairs if heldout else self.train_pairs
+        for a, b, task, y, ga, gb in pairs:
+            if y not in (0.0, 1.0):
+                raise ValueError(f"a preference target must be 0.0 (first) or 1.0 (second), got {y!r}")
+            buf.append((np.asarray(a, np.uint8), np.asarray(b, np.uint8), str(task), float(y), float(ga), float(gb)))
+        return len(buf)
+
+    def sizes(self) -> Dict[str, int]:
+        return {"train_pairs": len(self.train_pairs), "heldout_pairs": len(self.heldout_pairs)}
+
+    def _forward(self, rows) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = len(rows)
+        frames = [r[0] for r in rows] + [r[1] for r in rows]
+        tasks = [r[2] for r in rows] * 2
+        r = self.model(*self.model.preprocess(frames, tasks, self.device))  # (E, 2n)
+        y = torch.tensor([row[3] for row in rows], dtype=torch.float32, device=self.device)
+        return r[:, :n], r[:, n:], y
+
+    # ------------------------------------------------------------------ training
+    def train(self, steps: int, batch_size: int) -> Dict[str, Any]:
+        """``steps`` BT gradient steps, then held-out evaluation; returns the metrics and the new version."""
+        if not self.train_pairs:
+            raise ValueError("the reward model trainer has no labelled training pairs yet")
+        self.model.train()
+        losses, accs = [], []
+        pairs = list(self.train_pairs)
+        e = len(self.model.members)
+        for _ in range(int(steps)):
+            loss = 0.0
+            for m in range(e):  # each member gets its own minibatch (bootstrap-like diversity)
+                idx = self.rng.integers(0, len(pairs), size=min(int(batch_size), len(pairs)))
+                rows = [pairs[i] for i in idx]
+                frames = [r[0] for r in rows] + [r[1] for r in rows]
+                x = self.model.preprocess(frames, [r[2] for r in rows] * 2, self.device)
+                r = self.model.members[m](*x)
+                y = torch.tensor([row[3] for row in rows], dtype=torch.float32, device=self.device)
+                lm = bt_loss(r[: len(rows)], r[len(rows):], y)
+                loss = loss + lm
+                accs.append(float(((r[len(rows):] > r[: len(rows)]).float() == y).float().mean()))
+            self.opt.zero_grad(set_to_none=True)
+            (loss / e).backward()
+            self.opt.step()
+            losses.append(float(loss.detach()) / e)
+        self.model.eval()
+        self.updates += 1
+        self._state = state_to_bytes(self.model)
+        self.version = f"bt-{self.updates}-{hashlib.sha1(self._state).hexdigest()[:8]}"
+        out: Dict[str, Any] = {"version": self.version, "updates": self.updates, "bt_loss": float(np.mean(losses)),
+                               "bt_train_acc": float(np.mean(accs)), **self.sizes()}
+        out.update(self.evaluate())
+        return out
+
+    @torch.no_grad()
+    def evaluate(self, rows: Optional[list] = None) -> Dict[str, Any]:
+        """BT loss/accuracy on held-out pairs (ensemble mean) and Pearson(r(s), ground-truth dense reward)."""
+        rows = list(self.heldout_pairs) if rows is None else rows
+        if not rows:
+            return {}
+        self.model.eval()
+        losses, correct, rs, gts = [], 0, [], []
+        for i in range(0, len(rows), 128):
+            chunk = rows[i:i + 128]
+            ra, rb, y = self._forward(chunk)
+            ra, rb = ra.mean(0), rb.mean(0)
+            losses.append(float(bt_loss(ra, rb, y)) * len(chunk))
+            correct += int(((rb > ra).float() == y).sum())
+            rs += ra.tolist() + rb.tolist()
+            gts += [r[4] for r in chunk] + [r[5] for r in chunk]
+        out = {"bt_heldout_loss": sum(losses) / len(rows), "bt_heldout_acc": correct / len(rows)}
+        c = pearson(rs, gts)
+        if c is not None:
+            out["heldout_pearson_reward_vs_dense"] = c
+        return out
+
+    def weights(self) -> Tuple[str, bytes]:
+        """``(version, state_dict bytes)`` of the newest weights (what the reward workers hot-swap in)."""
+        if self._state is None:
+            self._state = state_to_bytes(self.model)
+        return self.version, self._state
+
+
+def remote_trainer_class(num_cpus: float = 0.0, num_gpus: float = 0.0):
+    """:class:`RewardModelTrainer` as a Ray actor class (its own process, so training never blocks the driver)."""
+    import ray
+
+    return ray.remote(num_cpus=float(num_cpus), num_gpus=float(num_gpus), max_restarts=0)(RewardModelTrainer)
