@@ -200,3 +200,32 @@ def test_prompts_used_for_training_are_the_scorers(tiny_vlm, dataset):
     assert texts[0] == P.LRM_PROGRESS.format(task=batch.tasks[0], scale=10)
     assert texts[1] == P.LRM_COMPLETION.format(task=batch.tasks[0])
     assert ex[0].request.messages[0]["content"][0]["text"] == P.SYSTEM
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_grads(tiny_vlm, dataset):
+    cfg = lora_cfg(tiny_vlm)
+    entries = split_entries([dataset], "train", cfg.val_fraction)
+    examples = batch_examples(next(ShuffleBufferBatches(entries, 56, 2, TargetRule(), seed=2).epoch()), 10)
+    weights = {"progress": 1.0, "completion": 1.0, "contrastive": 1.0}
+    results = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        base, proc, _ = load_base(cfg.vlm)
+        model = lora_model(base, cfg.vlm)
+        if ckpt:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.train()
+        loss = step_losses(model, proc, examples, weights)["loss"]
+        grads = torch.cat([p.grad.flatten() for n, p in model.named_parameters() if p.requires_grad and "lora_B" in n])
+        results.append((loss, grads))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bf16 LoRA training path)")
+def test_bf16_training_with_checkpointing_on_cuda(tiny_vlm, dataset, tmp_path):
+    metrics = train_lora_lrm(lora_cfg(tiny_vlm, device="cuda", bf16=True, gradient_checkpointing=True, steps=3),
+                             [dataset], str(tmp_path / "gpu"), log=lambda m: None)
+    assert metrics["device"] == "cuda" and metrics["steps"] == 3
+    assert np.isfinite(metrics["train_loss_last"]) and metrics["val_after"]["loss"] < metrics["val_before"]["loss"]
