@@ -348,12 +348,65 @@ class RewardConfig:
 
 
 @dataclass
+class PreferenceConfig:
+    """``preference``: the RL-VLM-F mode of ``vlmrl train`` (``train.mode=preference``).
+
+    Frames of recent episodes -> random pairs -> preference labels from a labeller pool (a second
+    reward worker pool, running ``labeller_scorer``) -> Bradley-Terry reward model trained in its own
+    Ray actor -> weights hot-swapped into the reward pool (which runs ``scorer.name=bt_reward``,
+    whose ``scorer.params`` also set the model architecture) -> PPO on the learned reward.
+    """
+
+    labeller_scorer: ScorerConfig = field(default_factory=lambda: ScorerConfig(name="preference"))
+    """Scorer of the labeller pool: ``preference`` (VLM labeller, RL-VLM-F) or, for the ToyReach test env,
+    ``toy_reach_oracle`` (a ground-truth oracle, not a VLM). It must take PAIR items and set ``label``."""
+    labeller_workers: int = 1
+    """Workers of the labeller pool (started with the job)."""
+    labeller_registry_name: str = "vlmrl-labeller-registry"
+    """Registry of the labeller pool (in ``pool.namespace``); must differ from ``pool.registry_name``."""
+    labeller_num_cpus_per_worker: float = 1.0
+    labeller_num_gpus_per_worker: float = 0.0
+    frames_per_runner: int = 512
+    """Frames an env runner keeps between two collections (oldest dropped first)."""
+    frame_buffer_size: int = 2000
+    """Recent frames the driver samples pairs from (oldest dropped first)."""
+    pairs_per_iteration: int = 64
+    """Pairs sent to the labeller after every training iteration."""
+    label_batch: int = 16
+    """Pairs per labeller request."""
+    label_timeout_s: float = 600.0
+    """Wait at most this long for one iteration's labels; unanswered pairs count as label failures."""
+    max_label_failure_fraction: float = 1.0
+    """Fail the run when more than this fraction of an iteration's pairs could not be labelled
+    (1.0 = never fail, only count and report them)."""
+    heldout_fraction: float = 0.2
+    """Labelled pairs kept out of training to measure BT loss/accuracy."""
+    max_pairs: int = 10000
+    """Labelled training pairs the trainer actor keeps (oldest dropped first); held-out pairs: a quarter of it."""
+    train_every: int = 1
+    """Train the reward model and hot-swap its weights every this many iterations."""
+    train_steps: int = 50
+    """Gradient steps per reward model update."""
+    batch_size: int = 32
+    """Labelled pairs per gradient step."""
+    lr: float = 3e-4
+    """Adam learning rate of the reward model."""
+    trainer_num_cpus: float = 0.0
+    """CPUs Ray reserves for the RewardModelTrainer actor."""
+    trainer_num_gpus: float = 0.0
+    """GPUs of the trainer actor (> 0 trains on cuda)."""
+    save_weights: bool = True
+    """Write the newest weights to ``<run dir>/reward_model/latest.pt`` (loadable as ``scorer.params.weights``)."""
+
+
+@dataclass
 class TrainConfig:
     """``vlmrl train``: online PPO (RLlib new API stack) on ``env`` with rewards from the reward worker pool."""
 
     mode: str = "vlm-score"
     """``vlm-score``: the policy trains on the configured scorer's reward (``reward`` section);
-    ``env``: ground-truth baseline on the env's own reward (``env.reward_mode``), no reward workers."""
+    ``env``: ground-truth baseline on the env's own reward (``env.reward_mode``), no reward workers;
+    ``preference``: RL-VLM-F, the policy trains on a reward model learned from preference labels (``preference``)."""
     iterations: int = 10
     """Training iterations (each samples ``train_batch_size`` env steps)."""
     num_env_runners: int = 0
@@ -484,6 +537,79 @@ class LabelConfig:
 
 
 @dataclass
+class OfflineConfig:
+    """``vlmrl offline``: language-conditioned IQL with AWR policy extraction (RLlib ``IQLConfig``) on a labelled
+    (``vlmrl label``) or plain episode dataset, then evaluation in the simulator on held-out seeds with seen
+    and unseen task texts (learner/offline_trainer.py). The ``env`` section says which env evaluates."""
+
+    dataset: str = ""
+    """Labelled dataset folder (``vlmrl label`` output, has shards/) or episode dataset folder (index.jsonl); required."""
+    dataset_format: str = "auto"
+    """``auto`` (detect), ``labelled`` or ``episodes``."""
+    max_episodes: int = 0
+    """Use at most this many episodes of the dataset (0 = all)."""
+    reward: str = "vlm+sparse"
+    """What the learner trains on: ``env_sparse`` (success at t+1), ``env_dense`` (the dataset's own dense reward),
+    ``vlm`` (normalised scorer reward r_vlm), ``vlm+sparse`` (vlm_weight * r_vlm + sparse_weight * sparse) or
+    ``labelled`` (the ``reward`` column as ``vlmrl label`` combined it). VLM choices need a labelled dataset."""
+    vlm_weight: float = 1.0
+    """Weight of r_vlm in ``reward=vlm+sparse``."""
+    sparse_weight: float = 1.0
+    """Weight of the sparse success reward in ``reward=vlm+sparse``."""
+    success_reward: float = 1.0
+    """Sparse reward of a step whose next state is a success."""
+    terminal_on_success: bool = True
+    """A step into a success state is terminal (IQL does not bootstrap past it)."""
+    action_clip: float = 0.999
+    """Dataset actions are clipped to +-this (the tanh-squashed policy has infinite log-likelihood at +-1)."""
+    text_embedding: str = "minilm"
+    """Task-text embedding appended to the state: ``minilm`` (384-d all-MiniLM-L6-v2, the compact LRM's
+    embedder) or ``none`` (no language conditioning, an ablation)."""
+    iterations: int = 20
+    """Training iterations; each runs ``updates_per_iteration`` learner updates."""
+    updates_per_iteration: int = 50
+    """Learner updates (mini-batches) per iteration (RLlib ``dataset_num_iters_per_learner``)."""
+    batch_size: int = 256
+    """Transitions per learner update (``train_batch_size_per_learner``)."""
+    gamma: float = 0.99
+    beta: float = 3.0
+    """AWR inverse temperature: actor weights are exp(beta * (Q - V)) (larger = greedier; IQL paper: 3 / 10)."""
+    awr_weight_clip: float = 100.0
+    """Cap on the AWR weights exp(beta * advantage) (IQL paper and RLlib: 100)."""
+    expectile: float = 0.7
+    """Expectile tau of the value regression (IQL paper: 0.7 locomotion, 0.9 AntMaze)."""
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    value_lr: float = 3e-4
+    tau: float = 0.005
+    """Polyak rate of the target Q networks, applied every ``target_update_every`` learner updates."""
+    target_update_every: int = 0
+    """Learner updates between target-network updates (0 = every update)."""
+    twin_q: bool = True
+    hidden: List[int] = field(default_factory=lambda: [256, 256])
+    """Hidden layers of the policy, Q and V MLPs."""
+    materialize: bool = True
+    """Run RLlib's OfflinePreLearner over the whole dataset once and keep the batches in Ray's object store
+    (right for datasets that fit in memory: removes the per-iteration pre-learner cost)."""
+    shuffle_buffer: int = 10000
+    """Local shuffle buffer (transitions) of the batch iterator; 0 = no shuffling."""
+    checkpoint_every: int = 10
+    """Save a checkpoint every this many iterations (and after the last); 0 = only after the last."""
+    eval_every: int = 0
+    """Evaluate in the simulator every this many iterations (0 = only after the last one)."""
+    eval_episodes: int = 10
+    """Evaluation episodes per task-text split (seen and unseen texts cycled over the episodes)."""
+    eval_splits: List[str] = field(default_factory=lambda: ["seen", "unseen"])
+    """Task-text splits evaluated (``envs/tasks.py``: ``seen`` texts are the training wordings, ``unseen`` held out)."""
+    eval_seed: int = 100000
+    """First env seed of evaluation episodes (held out: recorded datasets start at ``record_demos.seed``)."""
+    eval_max_steps: Optional[int] = None
+    """Evaluation episode limit; None = the env's limit."""
+    num_threads: int = 1
+    """torch CPU threads of the learner and the evaluation."""
+
+
+@dataclass
 class VlmrlConfig:
     """Root of the config tree."""
 
@@ -503,6 +629,8 @@ class VlmrlConfig:
     label: LabelConfig = field(default_factory=LabelConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    offline: OfflineConfig = field(default_factory=OfflineConfig)
+    preference: PreferenceConfig = field(default_factory=PreferenceConfig)
 
 
 class ConfigError(ValueError):

@@ -1,0 +1,178 @@
+"""Offline learner: conversion to RLlib rows, task-text embedding connector, a tiny IQL run with evaluation.
+
+One Ray instance for the whole module (the IQL run); the other tests need no Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from vlmrl.envs.dataset import iter_episodes
+from vlmrl.envs.toy_reach_dataset import TOY_TEXTS, write_toy_dataset
+from vlmrl.learner.offline_conversion import DATA_FILE, ConversionError, RewardSpec, convert_offline_dataset
+
+
+@pytest.fixture(scope="module")
+def toy_dataset(tmp_path_factory):
+    """24 ToyReach episodes (demo / noisy_demo / random cycled, <= 20 steps)."""
+    return write_toy_dataset(tmp_path_factory.mktemp("toy_ds"), 24, max_steps=20)
+
+
+@pytest.fixture(scope="module")
+def labelled_dataset(tmp_path_factory):
+    """6 synthetic episodes labelled by the real ``vlmrl label`` (in-process synthetic window scorer)."""
+    from vlmrl.envs.synthetic_episodes import write_synthetic_dataset
+    from vlmrl.system.cli import main
+
+    src = write_synthetic_dataset(tmp_path_factory.mktemp("synth"), 6, num_steps=10, image_size=16)
+    out = tmp_path_factory.mktemp("labelled") / "l"
+    assert main(["label", f"label.input.path={src}", f"label.output_dir={out}", "label.workers=local",
+                 "pool.num_workers=1", "scorer.name=synthetic", "scorer.params.item_kind=window",
+                 "scorer.params.window=4", "label.window_size=4", "label.progress=false",
+                 "label.w_vlm=0.5", "label.w_env=2.0"]) == 0
+    return out
+
+
+def _rows(out_dir):
+    return pq.read_table(out_dir / DATA_FILE).to_pylist()
+
+
+def test_episode_dataset_round_trip_sparse_rewards_done_flags_and_next_obs(toy_dataset, tmp_path):
+    s = convert_offline_dataset(toy_dataset, tmp_path, RewardSpec(reward="env_sparse", success_reward=2.0))
+    rows = _rows(tmp_path)
+    eps = list(iter_episodes(toy_dataset))
+    assert s.num_rows == len(rows) == sum(e.num_steps for e in eps) and s.num_episodes == 24
+    assert (s.state_dim, s.action_dim) == (6, 2)
+    i = 0
+    for ep in eps:
+        T = ep.num_steps
+        mine = rows[i:i + T]
+        i += T
+        assert len({r["eps_id"] for r in mine}) == 1 and "_" not in mine[0]["eps_id"]
+        np.testing.assert_allclose([r["obs"] for r in mine], ep.states[:-1], rtol=1e-6)
+        np.testing.assert_allclose([r["new_obs"] for r in mine], ep.states[1:], rtol=1e-6)
+        for a, b in zip(mine[:-1], mine[1:]):  # next_obs of step t is obs of step t+1
+            assert a["new_obs"] == b["obs"]
+        np.testing.assert_allclose([r["rewards"] for r in mine], 2.0 * ep.success[1:])
+        assert [r["terminateds"] for r in mine] == list(ep.success[1:])
+        assert [r["truncateds"] for r in mine] == [False] * (T - 1) + [not ep.success[-1]]
+        assert {r["infos"]["task_text"] for r in mine} == {ep.task}
+        assert np.abs(np.array([r["actions"] for r in mine])).max() <= 0.999 + 1e-6
+    assert any(e.succeeded for e in eps) and any(not e.succeeded for e in eps)
+
+
+def test_dense_reward_is_the_datasets_own(toy_dataset, tmp_path):
+    convert_offline_dataset(toy_dataset, tmp_path, RewardSpec(reward="env_dense"), max_episodes=3)
+    rows = _rows(tmp_path)
+    eps = list(iter_episodes(toy_dataset))[:3]
+    np.testing.assert_allclose([r["rewards"] for r in rows], np.concatenate([e.rewards for e in eps]), rtol=1e-6)
+
+
+def test_vlm_rewards_on_an_unlabelled_dataset_are_refused(toy_dataset, tmp_path):
+    with pytest.raises(ConversionError, match="needs VLM labels"):
+        convert_offline_dataset(toy_dataset, tmp_path, RewardSpec(reward="vlm+sparse"))
+    with pytest.raises(ConversionError, match="must be one of"):
+        RewardSpec(reward="dense-ish")
+    with pytest.raises(ConversionError, match="neither a labelled dataset"):
+        convert_offline_dataset(tmp_path, tmp_path / "o", RewardSpec())
+
+
+@pytest.mark.parametrize("reward", ["env_sparse", "vlm", "vlm+sparse", "labelled"])
+def test_labelled_dataset_reward_column_is_chosen_by_config(labelled_dataset, tmp_path, reward):
+    from vlmrl.learner.labelling import read_labelled
+
+    src = read_labelled(labelled_dataset).to_pylist()
+    s = convert_offline_dataset(labelled_dataset, tmp_path, RewardSpec(reward=reward, vlm_weight=3.0, sparse_weight=0.5))
+    rows = _rows(tmp_path)
+    assert s.source_format == "labelled" and len(rows) == len(src)
+    sparse = np.array([1.0 if r["success"] else 0.0 for r in src])
+    r_vlm = np.array([r["r_vlm"] for r in src])
+    expected = {"env_sparse": sparse, "vlm": r_vlm, "vlm+sparse": 3.0 * r_vlm + 0.5 * sparse,
+                "labelled": np.array([r["reward"] for r in src])}[reward]
+    np.testing.assert_allclose([r["rewards"] for r in rows], expected, rtol=1e-5)
+    np.testing.assert_allclose([r["reward"] for r in src], 0.5 * r_vlm + 2.0 * sparse, rtol=1e-5)  # label's own mix
+    assert r_vlm.std() > 0  # the scorer reward varies, so the choice matters
+    assert [r["terminateds"] for r in rows] == [r["success"] for r in src]
+    assert [r["truncateds"] for r in rows] == [r["is_last"] and not r["success"] for r in src]
+    assert [r["new_obs"] for r in rows] == [r["next_state"] for r in src]
+    assert [r["infos"]["task_text"] for r in rows] == [r["task"] for r in src]
+
+
+def test_task_embedding_connector_appends_the_minilm_embedding_per_task_text():
+    import gymnasium as gym
+    from ray.rllib.core.columns import Columns
+    from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+
+    from vlmrl.learner.task_embedding_connector import AppendTaskEmbedding, append_embedding, build_embedding_table
+
+    texts = [TOY_TEXTS["seen"][0], TOY_TEXTS["unseen"][0]]
+    table = build_embedding_table(texts)
+    assert {t: v.shape for t, v in table.items()} == {t: (384,) for t in texts}
+    assert np.linalg.norm(table[texts[0]] - table[texts[1]]) > 0.1
+    conn = AppendTaskEmbedding(gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Box(-1, 1, (2,), np.float32),
+                               table=table)
+    assert conn.observation_space.shape == (3 + 384,)
+    state, nxt = np.array([0.1, 0.2, 0.3], np.float32), np.array([0.4, 0.5, 0.6], np.float32)
+    eps = [SingleAgentEpisode(id_=f"ep-{i}", observations=[state, nxt], actions=[np.zeros(2, np.float32)],
+                              rewards=[0.0], infos=[{}, {"task_text": t}], terminated=True, len_lookback_buffer=0)
+           for i, t in enumerate(texts)]
+    batch = conn(rl_module=None, batch={}, episodes=eps, shared_data={})
+    ids = [e.id_ for e in eps]
+    assert ids == ["ep-0_0", "ep-1_1"]  # ids made unique per row (rows of one episode share an id)
+    obs = [np.asarray(batch[Columns.OBS][(i,)][0]).reshape(-1) for i in ids]
+    new = [np.asarray(batch[Columns.NEXT_OBS][(i,)][0]).reshape(-1) for i in ids]
+    for o, n, t in zip(obs, new, texts):
+        np.testing.assert_allclose(o, np.concatenate([state, table[t]]), atol=1e-6)
+        np.testing.assert_allclose(n, np.concatenate([nxt, table[t]]), atol=1e-6)
+    assert not np.allclose(obs[0], obs[1])  # same state, different task text -> different input
+    np.testing.assert_allclose(append_embedding(state[None], [texts[1]], table)[0], obs[1], atol=1e-6)
+    with pytest.raises(KeyError, match="no task embedding for task text 'fly'"):
+        append_embedding(state[None], ["fly"], table)
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="vlmrl-test-offline")
+    yield
+    ray.shutdown()
+
+
+def test_tiny_iql_run_trains_checkpoints_logs_and_evaluates_seen_and_unseen(toy_dataset, tmp_path, ray_session):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from vlmrl.learner.offline_trainer import OfflineTrainer
+    from vlmrl.system.config import load_config
+
+    cfg = load_config("offline_toy", [
+        f"output_dir={tmp_path}", f"offline.dataset={toy_dataset}", "offline.iterations=2",
+        "offline.updates_per_iteration=3", "offline.batch_size=32", "offline.hidden=[32,32]", "offline.beta=3.0",
+        "offline.eval_every=0", "offline.eval_episodes=2", "offline.checkpoint_every=0", "env.max_episode_steps=10"])
+    lines = []
+    trainer = OfflineTrainer(cfg, tmp_path / "offline_toy", print_fn=lines.append)
+    assert trainer.run() == 0
+    run = tmp_path / "offline_toy"
+    assert (run / "checkpoints" / "iter_000002").is_dir()
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["iteration"] == 2
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for tag in ("losses/value_loss", "losses/qf_loss", "losses/policy_loss", "values/value_mean",
+                "values/awr_weight_mean", "charts/updates_per_s", "eval/seen_success_rate",
+                "eval/unseen_success_rate", "eval/seen_return"):
+        assert tag in tags, tag
+        assert all(math.isfinite(e.value) for e in acc.Scalars(tag))
+    assert len(acc.Scalars("losses/qf_loss")) == 2
+    ev = json.loads((run / "eval.json").read_text())
+    assert set(ev["splits"]) == {"seen", "unseen"}
+    for split, texts in (("seen", TOY_TEXTS["seen"]), ("unseen", TOY_TEXTS["unseen"])):
+        sp = ev["splits"][split]
+        assert sp["episodes"] == 2 and 0.0 <= sp["success_rate"] <= 1.0 and 0 < sp["length_mean"] <= 10
+        assert set(sp["per_text"]) == set(texts[:2])
+    assert any(line.startswith("iter 2/2") for line in lines)
