@@ -31,10 +31,9 @@ TASK = "push the red cube onto the green goal"
 
 
 @pytest.fixture(scope="module")
-def tiny_vlm(tmp_path_factory):
-    from vlmrl.reward_workers.backends.tiny_models import build_tiny_qwen_vl
-
-    return str(build_tiny_qwen_vl(tmp_path_factory.mktemp("lora_tiny_vlm") / "qwen"))
+def tiny_vlm(tiny_vlm_dir):
+    """The session's tiny random Qwen2.5-VL (tests/conftest.py); read-only: adapters go elsewhere."""
+    return tiny_vlm_dir
 
 
 @pytest.fixture(scope="module")
