@@ -9,7 +9,7 @@
    for the synthetic accelerator-like scorer (goal >= 4x) and, for reference, the CPU CNN.
 3. Synthetic scorer (fixed 20 ms + 0.5 ms/item, spent sleeping: releases the GIL like a GPU
    call) with 1 vs 2 workers, each a reward server in its own process (``ServerThread`` in a
-   spawned process; no Ray) (goal >= 1.8x).
+   forkserver child, see vlmrl.reward_workers.server_process; no Ray) (goal >= 1.8x).
 
 Servers run in separate processes (as in deployment: actors and workers never share a GIL);
 torch uses 1 thread everywhere so in-process and served numbers compare like for like.
@@ -18,7 +18,6 @@ torch uses 1 thread everywhere so in-process and served numbers compare like for
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import threading
 import time
@@ -34,41 +33,24 @@ CNN_PARAMS = {"image_size": 64, "num_threads": 1}
 SYNTH_PARAMS = {"fixed_ms": 20.0, "per_item_ms": 0.5}
 
 
-def _server_main(scorer: str, params: Dict[str, Any], max_batch: int, max_wait_ms: float, conn) -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    from vlmrl.reward_workers.scorers import build_scorer
-    from vlmrl.reward_workers.server import ServerThread
-    from vlmrl.system.config import ServerConfig
-
-    srv = ServerThread(ServerConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue_items=1 << 16),
-                       build_scorer(scorer, params), f"bench-{os.getpid()}")
-    conn.send(srv.start())
-    conn.recv()  # any message: stop
-    conn.send(_info_dict(srv.info()))
-    srv.stop(0)
-
-
 def _info_dict(info) -> Dict[str, float]:
     s = info.stats
     return {"batches": s.batches, "items": s.items, "mean_batch": s.mean_batch_size, "scorer_ms": s.mean_scorer_ms}
 
 
 class ServerProcess:
-    """A reward server (ServerThread) in a spawned process."""
+    """A reward server in its own process (vlmrl.reward_workers.server_process); ``stop()`` returns its stats."""
 
     def __init__(self, scorer: str, params: Dict[str, Any], max_batch: int, max_wait_ms: float = 2.0) -> None:
-        ctx = mp.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_server_main, args=(scorer, params, max_batch, max_wait_ms, child), daemon=True)
-        self.proc.start()
-        self.address = self.conn.recv()
+        from vlmrl.reward_workers.server_process import ServerProcess as _Proc
+
+        self._proc = _Proc(scorer, params, f"bench-{scorer}",
+                           server_cfg={"max_batch": max_batch, "max_wait_ms": max_wait_ms, "max_queue_items": 1 << 16})
+        self.address = self._proc.address
 
     def stop(self) -> Dict[str, float]:
-        self.conn.send("stop")
-        info = self.conn.recv()
-        self.proc.join(10)
+        info = _info_dict(self._proc.info())
+        self._proc.stop(0)
         return info
 
 

@@ -1,5 +1,9 @@
-"""RewardClient against real reward servers (ServerThread + synthetic scorer), no Ray: failover,
-exactly-once delivery, retry budget, INVALID_ARGUMENT, deadlines, splitting, registry discovery."""
+"""RewardClient against real reward servers (synthetic scorer), no Ray: failover, exactly-once
+delivery, retry budget, INVALID_ARGUMENT, deadlines, splitting, registry discovery.
+
+Each server runs in its own process (:class:`ServerProcess`, a ServerThread in a forkserver child):
+several grpc.aio servers in one process can segfault on shutdown, and it makes "a worker dies" real
+(SIGKILL)."""
 
 from __future__ import annotations
 
@@ -15,19 +19,16 @@ from vlmrl.reward_workers.client import (
     RewardUnavailableError,
 )
 from vlmrl.reward_workers.proto import reward_pb2
-from vlmrl.reward_workers.scorers import build_scorer
 from vlmrl.reward_workers.scorers.synthetic import SyntheticScorer
-from vlmrl.reward_workers.server import ServerThread
-from vlmrl.system.config import ClientConfig, ServerConfig
+from vlmrl.reward_workers.server_process import ServerProcess
+from vlmrl.system.config import ClientConfig
 
 TASK = "push the cube"
 
 
-def start_server(worker_id: str, fixed_ms: float = 5.0, per_item_ms: float = 0.2, **server_kw) -> ServerThread:
-    cfg = ServerConfig(max_wait_ms=2.0, grace_s=1.0, **server_kw)
-    srv = ServerThread(cfg, build_scorer("synthetic", {"fixed_ms": fixed_ms, "per_item_ms": per_item_ms}), worker_id)
-    srv.start()
-    return srv
+def start_server(worker_id: str, fixed_ms: float = 5.0, per_item_ms: float = 0.2, **server_kw) -> ServerProcess:
+    return ServerProcess("synthetic", {"fixed_ms": fixed_ms, "per_item_ms": per_item_ms}, worker_id,
+                         server_cfg={"max_wait_ms": 2.0, "grace_s": 1.0, **server_kw})
 
 
 def frames(n: int, seed: int = 0) -> np.ndarray:
@@ -40,7 +41,7 @@ def expected(f: np.ndarray) -> list[float]:
 
 @pytest.fixture
 def servers():
-    started: list[ServerThread] = []
+    started: list[ServerProcess] = []
 
     def make(*args, **kw):
         s = start_server(*args, **kw)
@@ -49,7 +50,7 @@ def servers():
 
     yield make
     for s in started:
-        s.stop(0)
+        s.kill()
 
 
 def test_failover_mid_stream_every_item_exactly_once(servers):
@@ -76,7 +77,7 @@ def test_failover_mid_stream_every_item_exactly_once(servers):
         while sum(f.done() for _, _, f in futures) < 3:
             assert time.monotonic() < deadline, "no answers within 30 s"
             time.sleep(0.005)
-        a.stop(0)  # abrupt: cancels a's streams with requests still pending on them
+        a.kill()  # abrupt: SIGKILL while requests are pending on a's stream
         results = {rid: (i, f.result(timeout=30)) for rid, i, f in futures}
         stats = client.stats()
     assert len(results) == 25 and all(n == 1 for n in answers.values()) and len(answers) == 25
