@@ -51,6 +51,19 @@ class OnlineTrainer:
         self.algo = None
         self.writer = None
         self.iteration = 0
+        self.mode_hook = self._mode_hook()
+
+    def _mode_hook(self):
+        """Per-mode work around PPO iterations (None for vlm-score/env): ``preference`` -> PreferenceMode."""
+        if self.cfg.train.mode == "preference":
+            from vlmrl.learner.preference.mode import PreferenceMode
+
+            return PreferenceMode(self.cfg, self.run_dir, self.print)
+        if self.cfg.train.mode == "lrm":
+            from vlmrl.learner.lrm_refine import LrmRefineMode
+
+            return LrmRefineMode(self.cfg, self.run_dir, self.print)
+        return None
 
     # ------------------------------------------------------------------ setup
     def _start_reward_service(self) -> str:
@@ -95,15 +108,20 @@ class OnlineTrainer:
     def run(self) -> int:
         from torch.utils.tensorboard import SummaryWriter
 
-        from vlmrl.learner.ppo_builder import build_ppo_config
+        from vlmrl.learner.ppo_builder import REWARD_POOL_MODES, build_ppo_config
         from vlmrl.learner.train_metrics import console_line, scalars_from_result
         from vlmrl.reward_workers.pool import ensure_ray
 
         cfg = self.cfg
         ensure_ray(cfg.pool)
         try:
-            item_kind = self._start_reward_service() if cfg.train.mode == "vlm-score" else None
-            self.algo = build_ppo_config(cfg, item_kind=item_kind).build_algo()
+            item_kind = self._start_reward_service() if cfg.train.mode in REWARD_POOL_MODES else None
+            if self.mode_hook is not None:
+                self.mode_hook.start(self.pool)
+            extra = self.mode_hook.extra_callbacks() if self.mode_hook is not None else None
+            self.algo = build_ppo_config(cfg, item_kind=item_kind, extra_callbacks=extra).build_algo()
+            if self.mode_hook is not None and hasattr(self.mode_hook, "on_algo_built"):
+                self.mode_hook.on_algo_built(self.algo)  # lrm: clone the base policy into PPO's module
             if cfg.train.resume:
                 self._restore()
             self.writer = SummaryWriter(str(self.run_dir / TB_DIR))
@@ -124,10 +142,14 @@ class OnlineTrainer:
                 s["charts/iteration_s"] = wall
                 last_steps = steps
                 s.update(self._worker_scalars())
+                if self.mode_hook is not None:
+                    s.update(self.mode_hook.after_iteration(self.algo, self.iteration))
                 for k, v in sorted(s.items()):
                     self.writer.add_scalar(k, v, int(steps))
                 self._maybe_log_timeline(int(steps))
                 self.print(console_line(self.iteration, total, s))
+                if self.mode_hook is not None:
+                    self.print(self.mode_hook.last_console_line)
                 every = int(cfg.train.checkpoint_every)
                 if self.iteration == total or (every > 0 and self.iteration % every == 0):
                     self._save(int(steps))
@@ -138,8 +160,10 @@ class OnlineTrainer:
 
     # ------------------------------------------------------------------ images
     def _maybe_log_timeline(self, step: int) -> None:
+        from vlmrl.learner.ppo_builder import REWARD_POOL_MODES
+
         every = int(self.cfg.train.image_every)
-        if self.cfg.train.mode != "vlm-score" or every <= 0 or self.iteration % every:
+        if self.cfg.train.mode not in REWARD_POOL_MODES or every <= 0 or self.iteration % every:
             return
         from vlmrl.actors.reward_callback import callbacks_of
         from vlmrl.actors.timeline import render_timeline
@@ -184,6 +208,8 @@ class OnlineTrainer:
                 log.warning("closing reward clients failed: %s", e)
             self.algo.stop()
             self.algo = None
+        if self.mode_hook is not None:
+            self.mode_hook.close()
         if self.pool is not None and self._own_pool:
             self.pool.shutdown()
         self.pool = None

@@ -13,8 +13,10 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-TRAIN_MODES = ("vlm-score", "env")
-LATER_MODES = ("preference", "lrm")
+TRAIN_MODES = ("vlm-score", "env", "preference", "lrm")
+LATER_MODES = ()
+REWARD_POOL_MODES = ("vlm-score", "preference", "lrm")
+"""Modes whose PPO rewards come from the reward worker pool through the reward callback."""
 
 
 def register_env_for(cfg: DictConfig) -> str:
@@ -53,12 +55,16 @@ def check_train_config(cfg: DictConfig) -> None:
             raise ValueError(f"train.{name} must be >= 1, got {t[name]}")
     if int(t.num_env_runners) < 0:
         raise ValueError(f"train.num_env_runners must be >= 0, got {t.num_env_runners}")
-    if t.mode == "vlm-score":
+    if t.mode in REWARD_POOL_MODES:
         if not cfg.env.capture_frames:
-            raise ValueError("train.mode=vlm-score needs env.capture_frames=true (the reward comes from frames)")
+            raise ValueError(f"train.mode={t.mode} needs env.capture_frames=true (the reward comes from frames)")
         if float(cfg.reward.env_reward_weight) != 0.0 and cfg.env.reward_mode == "none":
             raise ValueError("reward.env_reward_weight is set but env.reward_mode=none returns no env reward; "
                              "use env.reward_mode=sparse (or dense)")
+    if t.mode == "preference":
+        from vlmrl.learner.preference.mode import check_preference_config
+
+        check_preference_config(cfg)
     if t.mode == "env" and cfg.env.reward_mode == "none":
         raise ValueError("train.mode=env trains on the env's reward, but env.reward_mode=none returns 0; "
                          "use env.reward_mode=dense or sparse")
@@ -88,7 +94,7 @@ def build_ppo_config(cfg: DictConfig, item_kind: Optional[str] = None, extra_cal
     check_train_config(cfg)
     t = cfg.train
     callbacks: List[Any] = [GroundTruthMetricsCallback]
-    if t.mode == "vlm-score":
+    if t.mode in REWARD_POOL_MODES:
         callbacks.append(reward_callback_factory(reward_settings(cfg, item_kind or str(cfg.reward.item_kind))))
     callbacks += list(extra_callbacks or [])
     env_config = OmegaConf.to_container(cfg.env, resolve=True)

@@ -537,6 +537,31 @@ class LabelConfig:
 
 
 @dataclass
+class LrmRefineConfig:
+    """``vlmrl train`` with ``train.mode=lrm`` (the LRM paper's recipe): behaviour-clone a base policy from demos
+    into PPO's RLModule (learner/bc_pretrain.py), then refine it online with PPO on the pool's (compact LRM)
+    rewards (learner/lrm_refine.py). Ground-truth success of greedy evaluation episodes is reported for the base
+    policy (``charts/success_base``) and after each refinement iteration (``charts/success``)."""
+
+    demos: str = ""
+    """Episode dataset with the demonstrations (``vlmrl record-demos`` output); required in lrm mode."""
+    demo_sources: List[str] = field(default_factory=lambda: ["demo"])
+    """Episode sources (index.jsonl ``source``) that BC clones; noisy/random episodes are left out by default."""
+    max_demo_episodes: int = 0
+    """Clone at most this many episodes (0 = all)."""
+    bc_epochs: int = 50
+    """Passes of BC (MARWIL at beta=0) over the demo steps."""
+    bc_lr: float = 1e-3
+    bc_minibatch_size: int = 256
+    eval_episodes: int = 10
+    """Greedy (mean action) evaluation episodes of the base policy and after refinement iterations."""
+    eval_every: int = 1
+    """Evaluate the refined policy every this many iterations (and after the last one)."""
+    eval_seed: int = 100_000
+    """Seed of the first evaluation episode (episode i uses eval_seed + i: base and refined see the same starts)."""
+
+
+@dataclass
 class OfflineConfig:
     """``vlmrl offline``: language-conditioned IQL with AWR policy extraction (RLlib ``IQLConfig``) on a labelled
     (``vlmrl label``) or plain episode dataset, then evaluation in the simulator on held-out seeds with seen
@@ -630,6 +655,7 @@ class VlmrlConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     offline: OfflineConfig = field(default_factory=OfflineConfig)
+    lrm_refine: LrmRefineConfig = field(default_factory=LrmRefineConfig)
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)
 
 

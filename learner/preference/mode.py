@@ -1,0 +1,223 @@
+"""The preference mode (RL-VLM-F) of ``vlmrl train``: labels -> Bradley-Terry reward model -> PPO on it.
+
+:class:`PreferenceMode` is the hook :class:`~vlmrl.learner.online_trainer.OnlineTrainer` calls when
+``train.mode=preference``. The reward pool runs the ``bt_reward`` scorer and the usual reward
+callback turns its r(s) into PPO rewards (``reward.components``). Around every training iteration:
+
+1. the env runners' :class:`~.frame_collector.PreferenceFrameCollector` s are drained into a bounded
+   :class:`~.frame_buffer.FrameBuffer`;
+2. ``preference.pairs_per_iteration`` random pairs go to the *labeller pool* (a second
+   :class:`RewardWorkerPool`, ``preference.labeller_*``) through :class:`~.labeller.PairLabeller`;
+   ``none`` answers are dropped, failures counted and reported;
+3. labelled pairs go to the :class:`~.reward_model_trainer.RewardModelTrainer` Ray actor (a
+   ``heldout_fraction`` share held out), which trains every ``train_every`` iterations;
+4. its new weights are hot-swapped into the running reward workers
+   (:meth:`RewardWorkerPool.update_weights`); the next iteration's rewards come from them.
+
+Scalars go to TensorBoard under ``preference/`` and a second console line per iteration.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import ray
+from omegaconf import DictConfig, OmegaConf
+
+from vlmrl.learner.preference.frame_buffer import FrameBuffer
+from vlmrl.learner.preference.frame_collector import drain_frames, frame_collector_factory
+from vlmrl.learner.preference.labeller import PairLabeller
+from vlmrl.learner.preference.reward_model_trainer import remote_trainer_class
+
+log = logging.getLogger(__name__)
+
+REWARD_SCORER = "bt_reward"
+
+
+class LabelFailureError(RuntimeError):
+    """Too many pairs of an iteration could not be labelled (``preference.max_label_failure_fraction``)."""
+
+
+def check_preference_config(cfg: DictConfig) -> None:
+    """Raise ValueError with the reason when the config cannot run the preference mode."""
+    p = cfg.preference
+    if cfg.scorer.name != REWARD_SCORER:
+        raise ValueError(f"train.mode=preference serves the learned reward with scorer.name={REWARD_SCORER}, "
+                         f"got scorer.name={cfg.scorer.name!r} (the labeller is preference.labeller_scorer)")
+    if not cfg.env.capture_frames:
+        raise ValueError("train.mode=preference needs env.capture_frames=true (labels and rewards come from frames)")
+    if cfg.reward.addresses:
+        raise ValueError("train.mode=preference hot-swaps weights into the pool it starts; unset reward.addresses")
+    if str(cfg.reward.item_kind) not in ("auto", "frame"):
+        raise ValueError(f"train.mode=preference scores single frames; reward.item_kind must be auto or frame, "
+                         f"got {cfg.reward.item_kind!r}")
+    if p.labeller_registry_name == cfg.pool.registry_name:
+        raise ValueError("preference.labeller_registry_name must differ from pool.registry_name (two pools)")
+    for name in ("labeller_workers", "pairs_per_iteration", "label_batch", "train_every", "train_steps", "batch_size",
+                 "frames_per_runner", "max_pairs"):
+        if int(p[name]) < 1:
+            raise ValueError(f"preference.{name} must be >= 1, got {p[name]}")
+    if int(p.frame_buffer_size) < 2:
+        raise ValueError(f"preference.frame_buffer_size must be >= 2, got {p.frame_buffer_size}")
+    if not 0.0 <= float(p.heldout_fraction) < 1.0:
+        raise ValueError(f"preference.heldout_fraction must be in [0, 1), got {p.heldout_fraction}")
+    if not 0.0 <= float(p.max_label_failure_fraction) <= 1.0:
+        raise ValueError(f"preference.max_label_failure_fraction must be in [0, 1], got {p.max_label_failure_fraction}")
+
+
+def labeller_config(cfg: DictConfig) -> DictConfig:
+    """The config of the labeller pool: the job's config with the labeller's scorer, registry and resources."""
+    p = cfg.preference
+    lcfg = copy.deepcopy(cfg)
+    lcfg.scorer.name = str(p.labeller_scorer.name)
+    lcfg.scorer.params = OmegaConf.to_container(p.labeller_scorer.params, resolve=True)  # replaces, not merges
+    lcfg.pool.registry_name = p.labeller_registry_name
+    lcfg.pool.num_workers = int(p.labeller_workers)
+    lcfg.pool.num_cpus_per_worker = float(p.labeller_num_cpus_per_worker)
+    lcfg.pool.num_gpus_per_worker = float(p.labeller_num_gpus_per_worker)
+    return lcfg
+
+
+class PreferenceMode:
+    """Labeller pool + BT trainer actor + weight hot swap around PPO iterations (see module doc).
+
+    ``reward_pool`` is the job's :class:`RewardWorkerPool` running ``bt_reward`` (started by the trainer).
+    """
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, print_fn=print) -> None:
+        check_preference_config(cfg)
+        self.cfg = cfg
+        self.p = cfg.preference
+        self.run_dir = Path(run_dir)
+        self.print = print_fn
+        self.rng = np.random.default_rng(int(cfg.seed))
+        self.frames = FrameBuffer(int(self.p.frame_buffer_size))
+        self.labeller_pool = None
+        self.client = None
+        self.labeller: Optional[PairLabeller] = None
+        self.trainer = None
+        self.reward_pool = None
+        self.version = ""
+        self.updates = 0
+        self.last_console_line = ""
+
+    # ------------------------------------------------------------------ setup
+    def extra_callbacks(self) -> List[Any]:
+        return [frame_collector_factory(int(self.p.frames_per_runner))]
+
+    def start(self, reward_pool) -> None:
+        """Start the labeller pool and the trainer actor (Ray is up and the reward pool runs)."""
+        from vlmrl.reward_workers.client import RewardClient
+        from vlmrl.reward_workers.pool import RewardWorkerPool
+
+        self.reward_pool = reward_pool
+        lcfg = labeller_config(self.cfg)
+        self.labeller_pool = RewardWorkerPool(lcfg)
+        t0 = time.perf_counter()
+        addrs = self.labeller_pool.start()
+        kinds = {r.get("item_kind") for r in self.labeller_pool.status()}
+        if kinds != {"pair"}:
+            raise ValueError(f"preference.labeller_scorer {lcfg.scorer.name!r} takes {sorted(map(str, kinds))} items; "
+                             f"the labeller must take pairs (preference, or toy_reach_oracle on ToyReach)")
+        self.print(f"labeller pool: {len(addrs)} x {lcfg.scorer.name} up in {time.perf_counter() - t0:.1f}s")
+        self.client = RewardClient(lcfg.client, registry=self.labeller_pool.registry_view(), scorer=lcfg.scorer.name)
+        self.labeller = PairLabeller(self.client, int(self.p.label_batch), float(self.p.label_timeout_s))
+        device = "cuda" if float(self.p.trainer_num_gpus) > 0 else "cpu"
+        cls = remote_trainer_class(self.p.trainer_num_cpus, self.p.trainer_num_gpus)
+        self.trainer = cls.remote(OmegaConf.to_container(self.cfg.scorer.params, resolve=True), float(self.p.lr),
+                                  int(self.p.max_pairs), int(self.cfg.seed), device, 1)
+        self.version = ray.get(self.trainer.weights.remote(), timeout=120)[0]
+
+    # ------------------------------------------------------------------ per iteration
+    def after_iteration(self, algo, iteration: int) -> Dict[str, float]:
+        """Collect frames, label pairs, train + hot-swap when due; returns the ``preference/`` scalars."""
+        p = self.p
+        new_frames = drain_frames(algo)
+        self.frames.extend(new_frames)
+        pairs = self.frames.sample_pairs(int(p.pairs_per_iteration), self.rng)
+        t0 = time.perf_counter()
+        batch = self.labeller.label(pairs)
+        label_s = time.perf_counter() - t0
+        asked = max(batch.asked, 1)
+        if batch.counts["failed"] / asked > float(p.max_label_failure_fraction):
+            raise LabelFailureError(f"{batch.counts['failed']} of {batch.asked} preference labels failed at iteration "
+                                    f"{iteration} (preference.max_label_failure_fraction={p.max_label_failure_fraction}); "
+                                    f"errors: {batch.errors[-3:]}")
+        train_rows, held_rows = [], []
+        for lp in batch.pairs:
+            row = (lp.first.frame, lp.second.frame, lp.first.task, lp.y, lp.first.env_reward, lp.second.env_reward)
+            (held_rows if self.rng.random() < float(p.heldout_fraction) else train_rows).append(row)
+        refs = []
+        if train_rows:
+            refs.append(self.trainer.add_pairs.remote(train_rows, False))
+        if held_rows:
+            refs.append(self.trainer.add_pairs.remote(held_rows, True))
+        ray.get(refs, timeout=120)
+        s: Dict[str, float] = {f"preference/labels_{k}": float(v) for k, v in batch.counts.items()}
+        totals = self.labeller.totals
+        s.update({"preference/labels_total": float(totals["first"] + totals["second"]),
+                  "preference/label_failures_total": float(totals["failed"] + totals["unknown"]),
+                  "preference/label_s": label_s, "preference/frames_collected": float(len(new_frames)),
+                  "preference/buffer_frames": float(len(self.frames))})
+        kept = batch.counts["first"] + batch.counts["second"]
+        if kept:
+            s["preference/label_second_fraction"] = batch.counts["second"] / kept
+        sizes = ray.get(self.trainer.sizes.remote(), timeout=60)
+        if iteration % int(p.train_every) == 0 and sizes["train_pairs"] > 0:
+            s.update(self._train_and_swap())
+        s["preference/reward_model_updates"] = float(self.updates)
+        s["preference/train_pairs"] = float(sizes["train_pairs"])
+        s["preference/heldout_pairs"] = float(sizes["heldout_pairs"])
+        self.last_console_line = self.console_line(batch, s)
+        return s
+
+    def _train_and_swap(self) -> Dict[str, float]:
+        t0 = time.perf_counter()
+        m = ray.get(self.trainer.train.remote(int(self.p.train_steps), int(self.p.batch_size)), timeout=3600)
+        train_s = time.perf_counter() - t0
+        version, state = ray.get(self.trainer.weights.remote(), timeout=120)
+        t1 = time.perf_counter()
+        served = self.reward_pool.update_weights(version, state)
+        swap_s = time.perf_counter() - t1
+        if set(served.values()) != {version}:
+            raise RuntimeError(f"reward workers serve {served} after the update to {version}")
+        self.version, self.updates = version, int(m["updates"])
+        if self.p.save_weights:
+            out = self.run_dir / "reward_model"
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "latest.pt").write_bytes(state)
+            (out / "latest_version.txt").write_text(version + "\n")
+        s = {f"preference/{k}": float(v) for k, v in m.items() if isinstance(v, (int, float)) and k != "updates"}
+        s.update({"preference/train_s": train_s, "preference/swap_s": swap_s})
+        return s
+
+    def console_line(self, batch, s: Dict[str, float]) -> str:
+        c = batch.counts
+
+        def g(k, fmt):
+            return format(s[k], fmt) if k in s else "-"
+
+        return (f"  preference: labels +{c['first'] + c['second']} (first {c['first']}, second {c['second']}, "
+                f"none {c['none']}, failed {c['failed'] + c['unknown']}), total {g('preference/labels_total', '.0f')} | "
+                f"BT loss {g('preference/bt_loss', '.3f')}, held-out acc {g('preference/bt_heldout_acc', '.2f')} | "
+                f"reward model {self.version} | corr(r, dense) {g('preference/heldout_pearson_reward_vs_dense', '.2f')}")
+
+    # ------------------------------------------------------------------ teardown
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.trainer is not None:
+            ray.kill(self.trainer)
+            self.trainer = None
+        if self.labeller_pool is not None:
+            try:
+                self.labeller_pool.shutdown()
+            except Exception as e:  # noqa: BLE001 - teardown goes on
+                log.warning("labeller pool shutdown failed: %s", e)
+            self.labeller_pool = None
