@@ -1,7 +1,9 @@
 """``vlmrl train CONFIG [key=value ...]``: online PPO with rewards from the reward worker pool.
 
 Modes (``train.mode``): ``vlm-score`` (the policy trains on the configured scorer's reward; the pool
-is started as part of the job) and ``env`` (ground-truth baseline on the env's reward). Writes the
+is started as part of the job), ``env`` (ground-truth baseline on the env's reward) and ``lrm`` (a base
+policy behaviour-cloned from ``lrm_refine.demos``, refined by PPO on the pool's rewards; see
+:mod:`vlmrl.learner.lrm_refine`). Writes the
 resolved config, TensorBoard logs (``tb/``) and checkpoints (``checkpoints/``) under the run dir;
 ``train.resume=true`` continues from the last checkpoint. See :mod:`vlmrl.learner.online_trainer`.
 """

@@ -1,0 +1,175 @@
+"""``train.mode=lrm``: a BC base policy refined online by PPO on the reward pool's (compact LRM) rewards.
+
+The LRM paper's recipe (initialise with an imitation-learned policy, then correct its failures with RL on
+VLM rewards) on our online path. :class:`LrmRefineMode` is the mode hook of
+:class:`vlmrl.learner.online_trainer.OnlineTrainer`:
+
+1. once PPO is built (``on_algo_built``), it behaviour-clones the ``lrm_refine.demos`` episodes into PPO's
+   own RLModule architecture (:mod:`vlmrl.learner.bc_pretrain`, MARWIL at beta=0), loads the cloned module
+   into the PPO algorithm with RLlib's component restore (``algo.restore_from_path(path,
+   component="learner_group/learner/rl_module/default_policy")``, which also syncs the env runners), and
+   evaluates it: ground-truth success of greedy episodes = ``charts/success_base``;
+2. PPO then trains on the pool's rewards (the reward callback, as in ``vlm-score`` mode); after every
+   ``lrm_refine.eval_every`` iterations the same greedy evaluation (same seeds) gives ``charts/success``.
+
+Evaluation runs in the driver on its own env without frames (no reward worker is asked): the metric is
+the env's ground-truth success at the end of the episode, never a training signal.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+BASE_EVAL_FILE = "base_eval.json"
+BC_COMPONENT = "learner_group/learner/rl_module/default_policy"
+"""Where the PPO algorithm keeps its (single) RLModule, as a ``restore_from_path`` component."""
+
+
+def check_lrm_config(cfg: DictConfig) -> None:
+    """Raise ValueError with the reason when the ``lrm_refine`` section cannot run."""
+    c = cfg.lrm_refine
+    if not c.demos:
+        raise ValueError("train.mode=lrm needs lrm_refine.demos=<episode dataset folder> (the demonstrations the "
+                         "base policy clones; record them with `vlmrl record-demos`)")
+    if not (Path(c.demos) / "index.jsonl").exists():
+        raise ValueError(f"lrm_refine.demos={c.demos} is not an episode dataset (no index.jsonl)")
+    for name in ("bc_epochs", "bc_minibatch_size", "eval_episodes", "eval_every"):
+        if int(c[name]) < 1:
+            raise ValueError(f"lrm_refine.{name} must be >= 1, got {c[name]}")
+    if not c.demo_sources:
+        raise ValueError("lrm_refine.demo_sources is empty; BC needs at least one episode source (e.g. [demo])")
+
+
+def make_eval_env(cfg: DictConfig):
+    """The run's env without frames (evaluation needs states and ground-truth success only)."""
+    from vlmrl.envs.toy_reach_env import TOY_TASK, ToyReachEnv
+
+    env_cfg = OmegaConf.to_container(cfg.env, resolve=True)
+    env_cfg["capture_frames"] = False
+    if cfg.env.task == TOY_TASK:
+        return ToyReachEnv(env_cfg)
+    from vlmrl.envs.maniskill_env import make_env
+
+    return make_env(env_cfg)
+
+
+def greedy_actions(module: Any, obs: np.ndarray) -> np.ndarray:
+    """Mean actions of a PPO (diagonal Gaussian) RLModule for a batch of observations."""
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    with torch.no_grad():
+        out = module.forward_inference({Columns.OBS: torch.as_tensor(np.asarray(obs, np.float32))})
+    dist = module.get_inference_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+    return dist.to_deterministic().sample().cpu().numpy()
+
+
+def greedy_success_rate(module: Any, env: Any, episodes: int, seed: int) -> float:
+    """Fraction of ``episodes`` greedy episodes (seeds ``seed + i``) that end in ground-truth success."""
+    from vlmrl.envs import info_keys as K
+
+    low, high = env.action_space.low, env.action_space.high
+    wins = 0
+    for i in range(int(episodes)):
+        obs, info = env.reset(seed=int(seed) + i)
+        done = False
+        while not done:
+            a = np.clip(greedy_actions(module, obs[None])[0], low, high)
+            obs, _, term, trunc, info = env.step(a)
+            done = bool(term or trunc)
+        wins += int(bool(info[K.SUCCESS]))
+    return wins / max(1, int(episodes))
+
+
+class LrmRefineMode:
+    """Mode hook of ``train.mode=lrm`` (module doc): BC base policy into PPO, greedy GT evaluations."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, print_fn=print) -> None:
+        check_lrm_config(cfg)
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.print = print_fn
+        self.eval_env = None
+        self.success_base: float = float("nan")
+        self.success: float = float("nan")
+        self.last_console_line = ""
+
+    # --------------------------------------------------------------- OnlineTrainer hook protocol
+    def start(self, reward_pool) -> None:
+        """Nothing to do before PPO exists (the pool is already up)."""
+
+    def extra_callbacks(self) -> List[Any]:
+        return []
+
+    def on_algo_built(self, algo) -> None:
+        """Clone the demos into PPO's module (unless resuming: the checkpoint has the weights) and evaluate it."""
+        from vlmrl.learner.online_trainer import latest_checkpoint
+
+        base_file = self.run_dir / BASE_EVAL_FILE
+        if self.cfg.train.resume and latest_checkpoint(self.run_dir) is not None and base_file.exists():
+            self.success_base = float(json.loads(base_file.read_text())["success_base"])
+            self.print(f"lrm: resuming; base policy success was {self.success_base:.2f}")
+            return
+        path = self.pretrain(algo)
+        load_module_into(algo, path)
+        self.success_base = self.evaluate(algo)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        base_file.write_text(json.dumps({"success_base": self.success_base, "bc_module": str(path),
+                                         "eval_episodes": int(self.cfg.lrm_refine.eval_episodes)}))
+        self.print(f"lrm: base policy (BC) loaded into PPO; ground-truth success {self.success_base:.2f} over "
+                   f"{self.cfg.lrm_refine.eval_episodes} greedy episodes")
+
+    def after_iteration(self, algo, iteration: int) -> Dict[str, float]:
+        c = self.cfg.lrm_refine
+        total = int(self.cfg.train.iterations)
+        s = {"charts/success_base": self.success_base}
+        if iteration % int(c.eval_every) == 0 or iteration == total:
+            self.success = self.evaluate(algo)
+            s["charts/success"] = self.success
+        self.last_console_line = (f"  lrm eval: success {self.success:.2f} (base policy {self.success_base:.2f}, "
+                                  f"{c.eval_episodes} greedy episodes)")
+        if iteration == total:
+            self.last_console_line += (f"\nlrm: base policy success {self.success_base:.2f} -> refined "
+                                       f"{self.success:.2f} after {total} PPO iterations")
+        return s
+
+    def close(self) -> None:
+        if self.eval_env is not None:
+            self.eval_env.close()
+            self.eval_env = None
+
+    # --------------------------------------------------------------- steps
+    def pretrain(self, algo) -> Path:
+        """Behaviour-clone the demos with the PPO module's spaces and hidden sizes; the saved module's path."""
+        from vlmrl.learner.bc_pretrain import demos_to_episodes, train_bc
+
+        c = self.cfg.lrm_refine
+        module = algo.get_module()
+        data = demos_to_episodes(c.demos, sources=list(c.demo_sources), max_episodes=int(c.max_demo_episodes))
+        obs_dim = int(np.prod(module.observation_space.shape))
+        act_dim = int(np.prod(module.action_space.shape))
+        if (data.state_dim, data.action_dim) != (obs_dim, act_dim):
+            raise ValueError(f"lrm_refine.demos={c.demos}: demo states/actions have dims {data.state_dim}/"
+                             f"{data.action_dim}, but env {self.cfg.env.task} has {obs_dim}/{act_dim} (recorded with "
+                             f"another obs/control mode?)")
+        self.print(f"lrm: behaviour cloning {len(data.episodes)} demos ({data.num_steps} steps, "
+                   f"{data.demo_success_rate:.0%} successful) into PPO's module")
+        return train_bc(data, module.observation_space, module.action_space, self.run_dir, list(self.cfg.train.hidden),
+                        epochs=int(c.bc_epochs), lr=float(c.bc_lr), minibatch_size=int(c.bc_minibatch_size),
+                        seed=int(self.cfg.seed), print_fn=self.print)
+
+    def evaluate(self, algo) -> float:
+        if self.eval_env is None:
+            self.eval_env = make_eval_env(self.cfg)
+        c = self.cfg.lrm_refine
+        return greedy_success_rate(algo.get_module(), self.eval_env, int(c.eval_episodes), int(c.eval_seed))
+
+
+def load_module_into(algo, module_path: str | Path) -> None:
+    """Load a saved RLModule (same architecture) into the algorithm's learner and sync its env runners."""
+    algo.restore_from_path(str(Path(module_path).resolve()), component=BC_COMPONENT)
