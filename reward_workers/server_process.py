@@ -64,7 +64,13 @@ class ServerProcess:
         if not self._conn.poll(start_timeout_s):
             self.kill()
             raise RuntimeError(f"reward server process {worker_id!r} did not start within {start_timeout_s:g}s")
-        status, value = self._conn.recv()
+        try:
+            status, value = self._conn.recv()
+        except EOFError:
+            self.proc.join(5)
+            raise RuntimeError(f"reward server process {worker_id!r} exited before reporting its address "
+                               f"(exit code {self.proc.exitcode}; a script starting it needs an "
+                               f"`if __name__ == '__main__':` guard)") from None
         if status != "ok":
             self.proc.join(5)
             raise RuntimeError(f"reward server process {worker_id!r} failed to start: {value}")
