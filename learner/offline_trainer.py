@@ -18,6 +18,7 @@ Checkpoints (``algo.save_to_path``) go to ``<run dir>/checkpoints/iter_NNNNNN`` 
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -227,5 +228,6 @@ class OfflineTrainer:
         if self.algo is not None:
             if getattr(self.algo, "offline_data", None) is not None:
                 self.algo.offline_data.batch_iterators = None  # close Ray Data's iterator while Ray is up
+                gc.collect()
             self.algo.stop()
             self.algo = None
