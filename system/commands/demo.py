@@ -1,6 +1,9 @@
-"""``vlmrl demo``: the reward service end to end, with a worker failure in the middle.
+"""``vlmrl demo`` (``make demo``): stage 1, the reward service with a worker failure in the middle; stage 2,
+the LRM recipe on ManiSkill PushCube (record demos -> compact LRM -> BC base policy -> online PPO refinement
+on compact-LRM rewards from a reward worker pool; :mod:`vlmrl.system.demo_pipeline`, ``configs/demo.yaml``).
+``--quick`` runs stage 2 on the ToyReach test env (CI smoke); ``--skip-service`` / ``--service-only`` pick stages.
 
-Starts a local Ray, a pool of CNN reward workers (``configs/reward_service.yaml``: 2 workers),
+Stage 1 starts a local Ray, a pool of CNN reward workers (``configs/reward_service.yaml``: 2 workers),
 streams the frames of a SYNTHETIC moving-object clip (:mod:`vlmrl.envs.synthetic_episodes`)
 through the :class:`~vlmrl.reward_workers.client.RewardClient` with several requests in flight,
 ``ray.kill``s one worker halfway, and shows that every frame still got its reward exactly once:
@@ -17,11 +20,18 @@ from collections import Counter
 
 import numpy as np
 
-from vlmrl.system.commands.config_args import add_config_arguments, config_from_args
+from vlmrl.system.commands.config_args import add_config_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, default="reward_service")
+    add_config_arguments(parser, default="demo")
+    parser.add_argument("--service-config", default="reward_service",
+                        help="config of the reward-service stage (default: %(default)s)")
+    stages = parser.add_mutually_exclusive_group()
+    stages.add_argument("--service-only", action="store_true", help="only the reward-service stage")
+    stages.add_argument("--skip-service", action="store_true", help="skip the reward-service stage")
+    parser.add_argument("--quick", action="store_true",
+                        help="LRM stage on the ToyReach test env with the synthetic scorer (smoke test, < 1 min)")
     parser.add_argument("--frames", type=int, default=400, help="frames in the clip (default: %(default)s)")
     parser.add_argument("--per-request", type=int, default=8, help="frames per request (default: %(default)s)")
     parser.add_argument("--no-kill", action="store_true", help="do not kill a worker halfway")
@@ -31,7 +41,45 @@ def run(args: argparse.Namespace) -> int:
     if args.frames < 2 or args.per_request < 1:
         print("vlmrl demo: need --frames >= 2 and --per-request >= 1", file=sys.stderr)
         return 2
-    cfg = config_from_args(args)
+    from vlmrl.system.config import ConfigError, load_config
+
+    t0 = time.monotonic()
+    if not args.skip_service and not args.quick:
+        try:
+            service_cfg = load_config(args.service_config)
+        except ConfigError as e:
+            print(f"vlmrl demo: {e}", file=sys.stderr)
+            return 2
+        print(f"[demo] stage 1: reward service ({args.service_config}), a worker killed mid-stream", flush=True)
+        rc = run_service_demo(args, service_cfg)
+        if rc != 0 or args.service_only:
+            return rc
+    from vlmrl.system.demo_pipeline import DemoPipeline
+
+    default = "demo_quick" if args.quick else "demo"
+    config, overrides = args.config or default, list(args.overrides)
+    if "=" in config:  # no file given, only overrides
+        config, overrides = default, [config, *overrides]
+    if args.quick and config == "demo":
+        config = "demo_quick"
+    try:
+        pipeline = DemoPipeline(config, overrides, quick=args.quick,
+                                print_fn=lambda m: print(m, flush=True))
+    except (ConfigError, ValueError) as e:
+        print(f"vlmrl demo: {e}", file=sys.stderr)
+        return 2
+    print(f"[demo] stage 2: LRM recipe on {pipeline.cfg.env.task} ({args.config})", flush=True)
+    try:
+        rc = pipeline.run()
+    except RuntimeError as e:
+        print(f"vlmrl demo: {e}", file=sys.stderr)
+        return 1
+    print(f"[demo] all stages done in {time.monotonic() - t0:.0f}s", flush=True)
+    return rc
+
+
+def run_service_demo(args: argparse.Namespace, cfg) -> int:
+    """Stage 1 (module doc): stream a clip through the pool, kill a worker halfway, check no frame is lost."""
     import ray
 
     from vlmrl.envs.synthetic_episodes import make_synthetic_episode
