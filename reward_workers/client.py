@@ -41,6 +41,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 import grpc
 import numpy as np
 
+from vlmrl.reward_workers.aio_loop import shared_loop
 from vlmrl.reward_workers.proto import reward_pb2, reward_pb2_grpc
 from vlmrl.reward_workers.scorers.base import ItemKind
 
@@ -60,22 +61,6 @@ RETRIABLE_CODES = frozenset({
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _LATENCY_WINDOW = 1024
 
-# All RewardClients of a process share ONE event loop thread: grpc.aio on several event loops in
-# one process is fragile (segfaults in grpc's shutdown path were reproduced with several loops).
-_shared_lock = threading.Lock()
-_shared: Dict[str, Any] = {"loop": None, "thread": None, "pid": None}
-
-
-def _client_loop() -> asyncio.AbstractEventLoop:
-    """The process-wide event loop of the reward clients (started on first use, a daemon thread)."""
-    with _shared_lock:
-        loop, thread = _shared["loop"], _shared["thread"]
-        if loop is None or _shared["pid"] != os.getpid() or not thread.is_alive():
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="reward-client-loop", daemon=True)
-            thread.start()
-            _shared.update(loop=loop, thread=thread, pid=os.getpid())
-        return loop
 
 
 class RewardServiceError(RuntimeError):
@@ -353,7 +338,7 @@ class RewardClient:
         self._counters = collections.Counter()
         self._last_discovery_error = ""
 
-        self._loop = _client_loop()
+        self._loop = shared_loop()  # one loop per process for all gRPC work (see aio_loop)
         asyncio.run_coroutine_threadsafe(self._setup(), self._loop).result()
 
     # ------------------------------------------------------------------ public API (any thread)

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from typing import Any, AsyncIterator
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from vlmrl.reward_workers.aio_loop import shared_loop
 from vlmrl.reward_workers.batcher import BatcherClosed, DynamicBatcher, QueueFull, ScorerFailed
 from vlmrl.reward_workers.cache import RewardCache
 from vlmrl.reward_workers.frames import InvalidInput, is_compressed
@@ -265,7 +265,8 @@ class RewardServer:
 
 
 class ServerThread:
-    """Runs a :class:`RewardServer` on its own event loop in a daemon thread, for synchronous callers.
+    """Runs a :class:`RewardServer` on the process's shared gRPC event loop thread (see
+    :mod:`vlmrl.reward_workers.aio_loop`), for synchronous callers.
 
     Usage::
 
@@ -276,7 +277,6 @@ class ServerThread:
     def __init__(self, server_cfg: Any, scorer: Scorer, worker_id: str) -> None:
         self._args = (server_cfg, scorer, worker_id)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self.server: RewardServer | None = None
 
     def _call(self, coro, timeout: float | None = None):
@@ -286,21 +286,14 @@ class ServerThread:
         """Start the loop thread and the server; returns the bound address."""
         if self.server is not None:
             return self.server.address
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name=f"reward-server-{self._args[2]}",
-                                        daemon=True)
-        self._thread.start()
+        self._loop = shared_loop()
 
         async def create_and_start():
             server = RewardServer(*self._args)
             await server.start()
             return server
 
-        try:
-            self.server = self._call(create_and_start(), timeout)
-        except BaseException:
-            self._shutdown_loop()
-            raise
+        self.server = self._call(create_and_start(), timeout)
         return self.server.address
 
     @property
@@ -321,23 +314,13 @@ class ServerThread:
         return self._call(self.server.update_weights(version, state), timeout)
 
     def stop(self, grace_s: float | None = None) -> None:
-        """Graceful stop (see :meth:`RewardServer.stop`), then end the loop thread."""
+        """Graceful stop (see :meth:`RewardServer.stop`); the shared loop keeps running for others."""
         if self.server is None:
             return
         try:
             self._call(self.server.stop(grace_s))
         finally:
             self.server = None
-            self._shutdown_loop()
-
-    def _shutdown_loop(self) -> None:
-        if self._loop is None:
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        if not self._thread.is_alive():
-            self._loop.close()
-        self._loop, self._thread = None, None
 
     def __enter__(self) -> "ServerThread":
         self.start()
