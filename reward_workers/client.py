@@ -82,6 +82,9 @@ class RewardUnavailableError(RewardServiceError):
             f"reward service unavailable for request(s) {self.request_ids} after {attempts} attempt(s); "
             f"last errors: {last}")
 
+    def __reduce__(self):  # Ray pickles exceptions across processes
+        return (type(self), (self.request_ids, self.errors, self.attempts))
+
 
 class InvalidRequestError(RewardServiceError):
     """A worker rejected the request as INVALID_ARGUMENT (bad frame, wrong item kind, ...); not retried."""
@@ -89,7 +92,11 @@ class InvalidRequestError(RewardServiceError):
     def __init__(self, request_id: str, message: str, worker: str = "") -> None:
         self.request_id = request_id
         self.server_message = message
+        self.worker = worker
         super().__init__(f"request {request_id!r} rejected by reward worker {worker or '?'}: {message}")
+
+    def __reduce__(self):  # Ray pickles exceptions across processes
+        return (type(self), (self.request_id, self.server_message, self.worker))
 
 
 class RewardClientClosed(RewardServiceError):

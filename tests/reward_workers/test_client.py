@@ -202,3 +202,15 @@ def test_bad_arguments_are_clear_errors():
             client.submit(TASK, [])
         with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
             client.submit(TASK, frames(1)[0])
+
+
+def test_client_errors_survive_pickling():
+    """Ray ships exceptions between processes by pickling them; the message and fields must survive."""
+    import pickle
+
+    from vlmrl.reward_workers.client import InvalidRequestError, RewardUnavailableError
+
+    e = pickle.loads(pickle.dumps(RewardUnavailableError(["r1"], ["w0: UNAVAILABLE"], 3)))
+    assert e.request_ids == ["r1"] and e.attempts == 3 and "w0: UNAVAILABLE" in str(e)
+    e = pickle.loads(pickle.dumps(InvalidRequestError("r2", "frame 0: bad shape", "w1")))
+    assert e.server_message == "frame 0: bad shape" and "w1" in str(e)
