@@ -129,17 +129,21 @@ class CnnScorer(Scorer):
         return self._version
 
     def _images(self, items: Sequence[np.ndarray]) -> torch.Tensor:
+        """(N, 3, s, s) float images; items of one shape are converted and resized in one call."""
         s = self.params.image_size
-        out = []
-        for item in items:  # item: (1, H, W, C) uint8; frames in one batch may differ in size
-            x = torch.from_numpy(np.ascontiguousarray(item[0])).to(self.device)
-            c = x.shape[-1]
-            x = x[..., :3] if c == 4 else x.expand(-1, -1, 3) if c == 1 else x
-            x = x.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        groups: dict[tuple, list[int]] = {}
+        for i, item in enumerate(items):  # item: (1, H, W, C) uint8; frames in one batch may differ in size
+            groups.setdefault(item.shape, []).append(i)
+        out = torch.empty((len(items), 3, s, s), dtype=torch.float32, device=self.device)
+        for shape, idx in groups.items():
+            x = torch.from_numpy(np.stack([items[i][0] for i in idx])).to(self.device)  # (n, H, W, C)
+            c = shape[-1]
+            x = x[..., :3] if c == 4 else x.expand(-1, -1, -1, 3) if c == 1 else x
+            x = x.permute(0, 3, 1, 2).float().div_(255.0)
             if x.shape[-2:] != (s, s):
                 x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=False)
-            out.append(x)
-        return torch.cat(out, dim=0)
+            out[idx] = x
+        return out
 
     def _tokens(self, tasks: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         ids, offsets = [], []
