@@ -46,7 +46,7 @@ def test_vlmrl_train_runs_as_a_ray_job(tmp_path):
                "pool.ray_address=auto", "train.iterations=1", "train.train_batch_size=100",
                "train.rollout_fragment_length=50", "train.minibatch_size=50", "train.num_epochs=1",
                "env.frame_size=16", "env.max_episode_steps=20"]
-        for _ in range(30):  # the head's job agent comes up some seconds after `ray start` returns
+        for _ in range(60):  # the head's job agent comes up some seconds after `ray start` returns (minutes when loaded)
             job = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=480)
             out = job.stdout + job.stderr
             if "No available agent to submit job" not in out:
@@ -58,4 +58,25 @@ def test_vlmrl_train_runs_as_a_ray_job(tmp_path):
         assert (tmp_path / "job" / "checkpoints" / "latest.json").exists()
         print(f"ray job submit: SUCCEEDED in {wall:.1f}s")
     finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        stop_own_cluster(temp, gcs)
+
+
+def stop_own_cluster(temp: Path, gcs: int) -> None:
+    """Stop THIS test's cluster only (``ray stop`` would kill every Ray instance on the machine): terminate the
+    processes whose command line names its temp dir or GCS port, by pid."""
+    import psutil
+
+    marks = (str(temp), f"127.0.0.1:{gcs}", f"--gcs_server_port={gcs}")
+    procs = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if proc.pid != os.getpid() and any(m in cmd for m in marks):
+            procs.append(proc)
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=15)
+    for proc in alive:
+        proc.kill()
