@@ -72,7 +72,6 @@ def test_train_smoke_writes_tensorboard_and_checkpoint_then_resumes(ray_local, t
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["train.mode=lrm"], "not implemented yet"),
     (["train.mode=fancy"], "train.mode must be one of"),
     (["env.capture_frames=false"], "capture_frames"),
     (["reward.env_reward_weight=1.0"], "env.reward_mode=none"),
