@@ -33,10 +33,16 @@ fi
 if [[ "${VERSION_CODENAME:-}" == "bookworm" ]]; then
     src=/etc/apt/sources.list.d/bookworm-backports.sources
     if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-        log "adding $src"
-        cat >"$src" <<'EOF'
+        # Reuse the Debian mirror this machine already uses for bookworm (deb822 or one-line format).
+        mirror=$(awk '/^URIs:/{u=$2} /^Suites:/ && / bookworm( |$)/ {print u; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+        [[ -n "$mirror" ]] || mirror=$(awk '$1=="deb" && $3=="bookworm" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+        if [[ -z "$mirror" ]]; then
+            log "no apt source for bookworm found: add the bookworm-backports suite yourself, then rerun"; exit 0
+        fi
+        log "adding $src (mirror $mirror)"
+        cat >"$src" <<EOF
 Types: deb
-URIs: ${mirror}
+URIs: $mirror
 Suites: bookworm-backports
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
