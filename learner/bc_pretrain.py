@@ -84,14 +84,15 @@ def demos_to_episodes(dataset: str | Path, sources: Sequence[str] = ("demo",), m
     return BcData(episodes, n_steps, dims[0], dims[1], n_success / len(episodes))
 
 
-def ppo_model_config(hidden: Sequence[int]):
-    """The RLModule model config shared by BC and PPO (they must build the same network)."""
+def ppo_model_config(hidden: Sequence[int], free_log_std: bool = False):
+    """The RLModule model config of PPO (learner/ppo_builder.py); BC must build the same network."""
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
-    return DefaultModelConfig(fcnet_hiddens=[int(h) for h in hidden], fcnet_activation="tanh", vf_share_layers=False)
+    return DefaultModelConfig(fcnet_hiddens=[int(h) for h in hidden], fcnet_activation="tanh", vf_share_layers=False,
+                              free_log_std=bool(free_log_std))
 
 
-def build_bc_config(hidden: Sequence[int], lr: float, seed: int = 0):
+def build_bc_config(hidden: Sequence[int], lr: float, seed: int = 0, free_log_std: bool = False):
     """MARWIL at ``beta=0`` (= BC) with PPO's module (module doc)."""
     from ray.rllib.algorithms.marwil import MARWILConfig
 
@@ -100,13 +101,13 @@ def build_bc_config(hidden: Sequence[int], lr: float, seed: int = 0):
         .framework("torch")
         .learners(num_learners=0)
         .debugging(seed=int(seed))
-        .rl_module(model_config=ppo_model_config(hidden))
+        .rl_module(model_config=ppo_model_config(hidden, free_log_std))
         .training(beta=0.0, lr=float(lr))
     )
 
 
 def train_bc(data: BcData, observation_space: Any, action_space: Any, out_dir: str | Path, hidden: Sequence[int],
-             epochs: int, lr: float = 1e-3, minibatch_size: int = 256, seed: int = 0,
+             epochs: int, lr: float = 1e-3, minibatch_size: int = 256, seed: int = 0, free_log_std: bool = False,
              print_fn: Callable[[str], None] = print) -> Path:
     """Clone ``data`` for ``epochs`` passes (spaces = the online env's); save the module to ``<out_dir>/bc_module``."""
     import torch
@@ -115,7 +116,7 @@ def train_bc(data: BcData, observation_space: Any, action_space: Any, out_dir: s
     if epochs < 1:
         raise ValueError(f"lrm_refine.bc_epochs must be >= 1, got {epochs}")
     torch.manual_seed(int(seed))
-    learner = build_bc_config(hidden, lr, seed).build_learner(
+    learner = build_bc_config(hidden, lr, seed, free_log_std).build_learner(
         spaces={DEFAULT_MODULE_ID: (observation_space, action_space)})
     every = max(1, epochs // 5)
     t0 = time.perf_counter()

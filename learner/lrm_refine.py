@@ -41,6 +41,9 @@ def check_lrm_config(cfg: DictConfig) -> None:
     for name in ("bc_epochs", "bc_minibatch_size", "eval_episodes", "eval_every"):
         if int(c[name]) < 1:
             raise ValueError(f"lrm_refine.{name} must be >= 1, got {c[name]}")
+    if c.refine_log_std is not None and not cfg.train.free_log_std:
+        raise ValueError("lrm_refine.refine_log_std needs train.free_log_std=true (a state-dependent std cannot be "
+                         "reset); set lrm_refine.refine_log_std=null to keep BC's std")
     if not c.demo_sources:
         raise ValueError("lrm_refine.demo_sources is empty; BC needs at least one episode source (e.g. [demo])")
 
@@ -116,6 +119,8 @@ class LrmRefineMode:
             self.print(f"lrm: resuming; base policy success was {self.success_base:.2f}")
             return
         path = self.pretrain(algo)
+        if self.cfg.lrm_refine.refine_log_std is not None:
+            path = with_log_std(path, float(self.cfg.lrm_refine.refine_log_std))
         load_module_into(algo, path)
         self.success_base = self.evaluate(algo)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -161,7 +166,7 @@ class LrmRefineMode:
                    f"{data.demo_success_rate:.0%} successful) into PPO's module")
         return train_bc(data, module.observation_space, module.action_space, self.run_dir, list(self.cfg.train.hidden),
                         epochs=int(c.bc_epochs), lr=float(c.bc_lr), minibatch_size=int(c.bc_minibatch_size),
-                        seed=int(self.cfg.seed), print_fn=self.print)
+                        seed=int(self.cfg.seed), free_log_std=bool(self.cfg.train.free_log_std), print_fn=self.print)
 
     def evaluate(self, algo) -> float:
         if self.eval_env is None:
@@ -173,3 +178,18 @@ class LrmRefineMode:
 def load_module_into(algo, module_path: str | Path) -> None:
     """Load a saved RLModule (same architecture) into the algorithm's learner and sync its env runners."""
     algo.restore_from_path(str(Path(module_path).resolve()), component=BC_COMPONENT)
+
+
+def with_log_std(module_path: str | Path, log_std: float) -> Path:
+    """A copy of a saved free-log-std module (``<path>_refine_init``) whose action log std is ``log_std``."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    module = RLModule.from_checkpoint(str(module_path))
+    state = module.get_state()
+    if "pi.log_std" not in state:
+        raise ValueError(f"{module_path}: the module has no free log std parameter (train.free_log_std=false)")
+    state["pi.log_std"] = np.full_like(state["pi.log_std"], log_std)
+    module.set_state(state)
+    out = Path(str(module_path) + "_refine_init")
+    module.save_to_path(str(out.resolve()))
+    return out

@@ -108,7 +108,7 @@ def build_ppo_config(cfg: DictConfig, item_kind: Optional[str] = None, extra_cal
                   entropy_coeff=float(t.entropy_coeff), vf_clip_param=float(t.vf_clip_param))
         .learners(num_learners=0, learner_connector=learner_connector)
         .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=list(t.hidden), fcnet_activation="tanh",
-                                                   vf_share_layers=False))
+                                                   vf_share_layers=False, free_log_std=bool(t.free_log_std)))
         .callbacks(callbacks_class=callbacks)
         .fault_tolerance(restart_failed_env_runners=False)
         .debugging(seed=int(cfg.seed))

@@ -423,6 +423,10 @@ class TrainConfig:
     vf_clip_param: float = 10.0
     hidden: List[int] = field(default_factory=lambda: [64, 64])
     """Hidden layer sizes of the policy and value MLPs."""
+    free_log_std: bool = False
+    """Action std as a free parameter (not a network output). ``lrm`` mode wants it: BC of demos with constant action
+    dims otherwise collapses the state-dependent log std and hijacks the shared layers (base success 0 vs ~0.9 on
+    PushCube), and the free parameter can be reset for exploration (``lrm_refine.refine_log_std``)."""
     start_pool: bool = True
     """Start the reward worker pool (``pool.num_workers``) as part of the job; False uses a running pool
     (``vlmrl workers scale N``) or ``reward.addresses``."""
@@ -553,6 +557,9 @@ class LrmRefineConfig:
     """Passes of BC (MARWIL at beta=0) over the demo steps."""
     bc_lr: float = 1e-3
     bc_minibatch_size: int = 256
+    refine_log_std: Optional[float] = None
+    """Log std of the actions when PPO starts from the BC policy (needs ``train.free_log_std=true``; e.g. -1.5): BC
+    shrinks the std towards 0, which would leave PPO no exploration. None keeps BC's std."""
     eval_episodes: int = 10
     """Greedy (mean action) evaluation episodes of the base policy and after refinement iterations."""
     eval_every: int = 1

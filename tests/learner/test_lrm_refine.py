@@ -103,6 +103,7 @@ def test_lrm_mode_end_to_end(ray_local, toy_demos, tmp_path):
     args = ["train", "train_toy", f"output_dir={tmp_path}", "run_name=lrm", f"pool.namespace={NAMESPACE}",
             "pool.registry_name=lrm-smoke", "train.mode=lrm", f"lrm_refine.demos={toy_demos}",
             "lrm_refine.bc_epochs=20", "lrm_refine.bc_minibatch_size=64", "lrm_refine.eval_episodes=5",
+            "train.free_log_std=true", "lrm_refine.refine_log_std=-1.0",
             "train.iterations=2", "train.train_batch_size=100", "train.rollout_fragment_length=50",
             "train.minibatch_size=50", "train.num_epochs=1", "train.image_every=0", "env.frame_size=16",
             "env.max_episode_steps=20", "scorer.params.fixed_ms=0", "scorer.params.per_item_ms=0"]
@@ -118,7 +119,11 @@ def test_lrm_mode_end_to_end(ray_local, toy_demos, tmp_path):
             tags[t] = [e.value for e in ea.Scalars(t)]
     assert tags["charts/success_base"] == [pytest.approx(base["success_base"])] * 2
     assert len(tags["charts/success"]) == 2 and all(0.0 <= v <= 1.0 for v in tags["charts/success"])
-    assert "reward/mean" in tags or any(t.startswith("reward/") for t in tags)
+    assert any(t.startswith("reward/") for t in tags)
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    bc = RLModule.from_checkpoint(base["bc_module"]).get_state()["pi.log_std"]
+    np.testing.assert_allclose(bc, -1.0)  # PPO started from the BC module with its std reset for exploration
 
 
 def test_lrm_mode_bad_configs(tmp_path, capsys):
@@ -129,3 +134,8 @@ def test_lrm_mode_bad_configs(tmp_path, capsys):
     assert main(["train", "train_toy", "train.mode=lrm", f"lrm_refine.demos={tmp_path}",
                  f"output_dir={tmp_path}"]) == 2
     assert "no index.jsonl" in capsys.readouterr().err
+    demos = tmp_path / "d"
+    write_toy_dataset(demos, 2, sources=("demo",))
+    assert main(["train", "train_toy", "train.mode=lrm", f"lrm_refine.demos={demos}", "lrm_refine.refine_log_std=-1",
+                 f"output_dir={tmp_path}"]) == 2
+    assert "needs train.free_log_std=true" in capsys.readouterr().err
