@@ -33,3 +33,15 @@ def tiny_clip_dir(tmp_path_factory):
     from vlmrl.reward_workers.backends.tiny_models import build_tiny_clip
 
     return str(build_tiny_clip(tmp_path_factory.mktemp("tiny_clip") / "clip"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _ray_is_shut_down_after_each_module():
+    """Modules that start Ray share nothing: whatever a module (or the code it runs in-process) left
+    initialised is shut down before the next module's own ``ray.init``."""
+    yield
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
