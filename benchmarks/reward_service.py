@@ -4,7 +4,9 @@
 
 1. CNN scorer frames/s vs batch size (1, 8, 32, 64): in-process ``score_batch`` vs over gRPC
    (RewardClient -> one reward server in another process, 128x128 RGB raw frames, a few requests
-   pipelined); ratio gRPC / in-process (goal >= 0.9 at batch 32).
+   pipelined); ratio gRPC / in-process (goal >= 0.9 at batch 32). The CNN runs at the frames' own
+   128x128 resolution; a second line at batch 32 downsamples to 64x64 first (4x cheaper scorer), which
+   shows where the Python gRPC transport (~0.2 ms per 49 KB frame on this machine) becomes the limit.
 2. Dynamic batching gain: 32 concurrent batch-1 requests vs batch-1 requests one at a time,
    for the synthetic accelerator-like scorer (goal >= 4x) and, for reference, the CPU CNN.
 3. Synthetic scorer (fixed 20 ms + 0.5 ms/item, spent sleeping: releases the GIL like a GPU
@@ -29,7 +31,8 @@ import numpy as np
 
 FRAME = 128
 TASK = "push the red cube onto the green goal"
-CNN_PARAMS = {"image_size": 64, "num_threads": 1}
+CNN_PARAMS = {"image_size": 128, "num_threads": 1}
+CHEAP_CNN_PARAMS = {"image_size": 64, "num_threads": 1}
 SYNTH_PARAMS = {"fixed_ms": 20.0, "per_item_ms": 0.5}
 
 
@@ -93,7 +96,8 @@ def closed_loop(client, batch: int, concurrency: int, seconds: float, pool: np.n
     return done[0] / elapsed
 
 
-def bench_cnn_batch_sizes(seconds: float, repeats: int, sizes=(1, 8, 32, 64)) -> List[Dict[str, float]]:
+def bench_cnn_batch_sizes(seconds: float, repeats: int, sizes=(1, 8, 32, 64),
+                          params: Dict[str, Any] = CNN_PARAMS) -> List[Dict[str, float]]:
     """In-process and served runs alternate ``repeats`` times per batch size; medians are reported
     (the machine is shared, so a single run can be hit by someone else's load)."""
     import torch
@@ -105,11 +109,11 @@ def bench_cnn_batch_sizes(seconds: float, repeats: int, sizes=(1, 8, 32, 64)) ->
 
     pool = frames(256)
     items = [f[None] for f in pool]
-    scorer = build_scorer("cnn", CNN_PARAMS)
+    scorer = build_scorer("cnn", params)
     rows = []
     for b in sizes:
         scorer.score_batch([TASK] * b, items[:b])  # warm-up
-        srv = ServerProcess("cnn", CNN_PARAMS, max_batch=b, max_wait_ms=2.0)
+        srv = ServerProcess("cnn", params, max_batch=b, max_wait_ms=2.0)
         inprocs, serveds = [], []
         with RewardClient(ClientConfig(max_items_per_request=b, max_in_flight=4), addresses=[srv.address]) as client:
             for _ in range(repeats):
@@ -124,7 +128,7 @@ def bench_cnn_batch_sizes(seconds: float, repeats: int, sizes=(1, 8, 32, 64)) ->
         inproc, served = float(np.median(inprocs)), float(np.median(serveds))
         rows.append({"batch": b, "in_process": inproc, "grpc": served, "ratio": served / inproc,
                      "server_mean_batch": info["mean_batch"], "server_scorer_ms": info["scorer_ms"]})
-        print(f"  cnn batch {b:3d}: in-process {inproc:8.1f} frames/s | gRPC {served:8.1f} frames/s | "
+        print(f"  cnn@{params['image_size']}px batch {b:3d}: in-process {inproc:8.1f} frames/s | gRPC {served:8.1f} frames/s | "
               f"ratio {served / inproc:.2f} (scorer ms/call: in-process {1000 * b / inproc:.1f}, "
               f"in the server {info['scorer_ms']:.1f}; runs: in-process "
               + "/".join(f"{x:.0f}" for x in inprocs) + ", gRPC " + "/".join(f"{x:.0f}" for x in serveds) + ")",
@@ -186,6 +190,9 @@ def main(argv: List[str] | None = None) -> int:
         for r in rows:
             if r["batch"] == 32:
                 print(f"   ratio gRPC/in-process at batch 32: {r['ratio']:.2f} (goal >= 0.9)")
+        print("   the same at batch 32 with a 4x cheaper scorer (frames downsampled to 64x64 first):")
+        cheap = bench_cnn_batch_sizes(seconds, repeats, [32], CHEAP_CNN_PARAMS)[0]
+        print(f"   ratio with the cheap scorer: {cheap['ratio']:.2f} (transport-bound at {cheap['grpc']:.0f} frames/s)")
     if "2" in args.parts:
         print("2. dynamic batching gain, 32 concurrent batch-1 requests vs batch-1 one at a time:")
         synth = bench_batching_gain("synthetic", SYNTH_PARAMS, seconds)
