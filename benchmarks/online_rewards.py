@@ -13,6 +13,7 @@ the env-only run renders them too and drops them):
 
 Env steps/s = steps / wall time of ``env_runner.sample(num_timesteps=--steps)`` (incl. waiting for the last
 rewards), median of ``--repeats`` calls after one warm-up call. Goal: remote / env-only >= 0.8.
+On the toy env the PushCube LRM's rewards mean nothing (only its cost is measured).
 The ManiSkill env is PushCube-v1 (CPU sim, lavapipe rendering); the reward workers share this machine's
 CPU cores with the actor, so on a 2-core machine the LRM's compute competes with the simulator.
 """
@@ -41,10 +42,10 @@ def _cfg(env: str, mode: str, args) -> "object":
     else:
         over = ["env.task=PushCube-v1", f"env.frame_size={args.frame_size}"]
     over += ["env.reward_mode=dense"] if mode == "env" else [
-        "env.reward_mode=none", "scorer.name=compact_lrm", f"scorer.params={{weights_dir: {args.weights_dir}, "
-        f"num_threads: 1}}", "reward.item_kind=pair", "reward.components={progress: 1.0, completion: 0.5}",
+        "env.reward_mode=none", "scorer.name=compact_lrm", f"scorer.params.weights_dir={args.weights_dir}",
+        "scorer.params.num_threads=1", "reward.item_kind=pair", "reward.components={progress: 1.0, completion: 0.5}",
         "reward.potential_components=[progress]", "server.max_batch=32", "server.max_wait_ms=5.0"]
-    return load_config("train_toy", common + over)
+    return load_config("demo", common + over)  # demo.yaml: compact_lrm scorer params, PushCube reward setup
 
 
 def measure(cfg, steps: int, repeats: int) -> Dict[str, float]:
