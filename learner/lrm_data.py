@@ -14,8 +14,19 @@ Targets (per frame, from the episode's ground truth; the frame at step s of an e
   state) must exceed the earlier one's by at least ``failed_pair_min_gain`` times the episode's
   reward range (the later state really is closer to the goal).
 
-Split: an episode is held out (``val``) when a hash of (split_seed, episode id) falls below
-``val_fraction``: stable across runs, commands and dataset order (lrm-train and eval-reward agree).
+Dataset inputs: the ``dataset_dirs`` list of ``lrm_train`` / ``eval_reward`` takes, per entry, a plain
+path (a dataset in the project's format, ``vlmrl.envs.dataset``) or a mapping with the fields of
+``system.config.DatasetInputConfig`` (``path``, ``format`` = ``episodes`` | ``minari_hdf5`` |
+``d4rl_hdf5``, ``name``, ``task_text``, ``source``, ``hdf5: {state_key, image_key, ...}``); every
+entry is read through ``vlmrl.envs.offline_readers`` (:func:`dataset_sources`, :func:`load_entry`),
+so one run can mix formats.
+
+Split: an episode is held out (``val``) when a hash of (split_seed, split key) falls below
+``val_fraction``: stable across runs, commands and dataset order (lrm-train and eval-reward agree),
+and a source's split does not depend on the other sources in the list. The split key is the
+episode id qualified by its source's name, ``<name>/<id>`` (HDF5 ids like ``episode_0`` repeat
+across files); a project-format dataset given without a ``name`` keeps the bare id, so the split of
+existing runs is unchanged (give such inputs a ``name`` when their ids repeat across datasets).
 
 Streaming: training episodes are read in shuffled chunks of ``buffer_episodes`` (a shuffle
 buffer); a dataset that fits in one chunk is loaded once and kept in memory across epochs.
@@ -23,15 +34,18 @@ buffer); a dataset that fits in one chunk is loaded once and kept in memory acro
 
 from __future__ import annotations
 
+import hashlib
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from vlmrl.envs.dataset import Episode, load_episode, read_index
+from vlmrl.envs.dataset import Episode, load_episode
+from vlmrl.envs.offline_readers import READER_FORMATS, EpisodeReader
 from vlmrl.learner.compact_lrm import stack_frames
 
 SPLITS = ("train", "val", "all")
@@ -85,36 +99,160 @@ def pair_labels(ep: Episode, a: np.ndarray, b: np.ndarray, rule: TargetRule = Ta
     return label, valid
 
 
-def is_val_episode(entry: dict, val_fraction: float, split_seed: int = 0) -> bool:
-    h = zlib.crc32(f"{split_seed}:{entry['id']}".encode()) / 2 ** 32
-    return h < val_fraction
+@dataclass(frozen=True)
+class DatasetSource:
+    """One entry of a dataset list, resolved (hashable: entries of a split name their source by it)."""
+
+    path: str
+    format: str = "episodes"
+    name: str = ""
+    """Label of the source (explicit ``name``, else the folder / file name)."""
+    task_text: Optional[str] = None
+    source: str = "external"
+    hdf5: Tuple[Tuple[str, Any], ...] = ()
+    qualified: bool = True
+    """Split keys are ``<name>/<id>`` (False: the bare id, for project-format inputs without a ``name``)."""
+
+    def split_key(self, entry: dict) -> str:
+        return f"{self.name}/{entry['id']}" if self.qualified else str(entry["id"])
+
+    def open(self) -> EpisodeReader:
+        from vlmrl.envs.offline_mix import open_input
+
+        return open_input(self)
 
 
-def split_entries(dataset_dirs: Sequence[str], split: str, val_fraction: float,
-                  split_seed: int = 0) -> List[Tuple[str, dict]]:
-    """(dataset dir, index line) of every episode in ``split`` across datasets (no arrays loaded)."""
+def dataset_sources(items: Sequence[Any]) -> List[DatasetSource]:
+    """The dataset list of a config (plain paths and/or ``DatasetInputConfig``-like mappings) as sources.
+
+    Raises ValueError for an empty list, an unknown format or key, or a mapping without a path."""
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException as OmegaConfBaseError
+
+    from vlmrl.system.config import DatasetInputConfig
+
+    if items is None or len(items) == 0:
+        raise ValueError("no dataset_dirs given: list at least one dataset (a folder, or {path: ..., format: ...})")
+    out: List[DatasetSource] = []
+    for item in items:
+        if isinstance(item, (str, os.PathLike)):
+            out.append(DatasetSource(path=str(item), name=Path(item).name, qualified=False))
+            continue
+        if isinstance(item, DatasetInputConfig):
+            item = OmegaConf.structured(item)
+        elif not isinstance(item, (dict, DictConfig)):
+            raise ValueError(f"dataset entry {item!r}: expected a path or a mapping {{path: ..., format: ...}}")
+        try:
+            inp = OmegaConf.merge(OmegaConf.structured(DatasetInputConfig), item)
+        except OmegaConfBaseError as e:
+            raise ValueError(f"dataset entry {OmegaConf.to_container(OmegaConf.create(item)) if isinstance(item, dict) else item}: {e}") from e
+        if inp.format not in READER_FORMATS:
+            raise ValueError(f"dataset {inp.path!r}: format {inp.format!r} cannot be read here; "
+                             f"choose one of {list(READER_FORMATS)}")
+        if not inp.path:
+            raise ValueError(f"a dataset entry of format {inp.format!r} needs a path")
+        if inp.counts or inp.max_episodes:
+            raise ValueError(f"dataset {inp.path!r}: counts / max_episodes are build-offline-dataset settings")
+        name = inp.name
+        if not name:
+            p = Path(inp.path)
+            name = p.stem if p.suffix in (".hdf5", ".h5") else p.name
+            if p.name == "main_data.hdf5":  # <name>/data/main_data.hdf5 (Minari's folder)
+                name = p.parent.parent.name if p.parent.name == "data" else p.parent.name
+        hdf5 = tuple(sorted(OmegaConf.to_container(inp.hdf5, resolve=True).items()))
+        out.append(DatasetSource(path=str(inp.path), format=inp.format, name=name, task_text=inp.task_text or None,
+                                 source=inp.source, hdf5=hdf5,
+                                 qualified=not (inp.format == "episodes" and not inp.name)))
+    return out
+
+
+def sources_label(sources: Sequence[DatasetSource]) -> str:
+    return ",".join(s.name if s.format == "episodes" else f"{s.name} ({s.format})" for s in sources)
+
+
+_READERS: Dict[Tuple[DatasetSource, int], EpisodeReader] = {}
+
+
+def _reader(src: DatasetSource) -> EpisodeReader:
+    """An open reader of ``src``, reused while its file is unchanged (HDF5 files stay open)."""
+    p = Path(src.path)
+    stamp = p / "index.jsonl" if src.format == "episodes" and p.is_dir() else p
+    key = (src, stamp.stat().st_mtime_ns if stamp.exists() else 0)
+    if key not in _READERS:
+        for k in [k for k in _READERS if k[0] == src]:
+            _READERS.pop(k).close()
+        _READERS[key] = src.open()
+    return _READERS[key]
+
+
+def load_entry(src: DatasetSource, entry: dict) -> Episode:
+    """The episode of one split entry (``entry['_i']`` = its index in the source's reader)."""
+    if src.format == "episodes":
+        ep = load_episode(src.path, entry)
+        if src.task_text:
+            ep.task = src.task_text
+        return ep
+    return _reader(src).load(int(entry["_i"]))
+
+
+def check_datasets(items: Sequence[Any]) -> Optional[str]:
+    """None when every dataset entry resolves and opens, else a message naming the bad ones (for the commands)."""
+    from vlmrl.envs.dataset import DatasetFormatError
+
+    try:
+        sources = dataset_sources(items)
+    except ValueError as e:
+        return str(e)
+    bad = []
+    for src in sources:
+        try:
+            reader = _reader(src)
+            if len(reader):
+                reader.entry(0)  # e.g. an HDF5 file without task text fails here
+        except (DatasetFormatError, ValueError, OSError) as e:
+            bad.append(f"{src.path} ({src.format}): {e}")
+    return ("cannot read dataset(s): " + "; ".join(bad)) if bad else None
+
+
+def is_val_episode(entry: dict, val_fraction: float, split_seed: int = 0,
+                   source: Optional[DatasetSource] = None) -> bool:
+    if source is None or not source.qualified:  # the original hash of bare ids (existing splits unchanged)
+        return zlib.crc32(f"{split_seed}:{entry['id']}".encode()) / 2 ** 32 < val_fraction
+    # crc32 is affine in its input: same-length names would give correlated splits, so a real hash here
+    digest = hashlib.blake2b(f"{split_seed}:{source.split_key(entry)}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2 ** 64 < val_fraction
+
+
+def split_entries(datasets: Sequence[Any], split: str, val_fraction: float,
+                  split_seed: int = 0) -> List[Tuple[DatasetSource, dict]]:
+    """(source, entry) of every episode in ``split`` across datasets (no arrays loaded).
+
+    ``datasets``: plain paths and/or dataset-input mappings (see the module docstring), or sources."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    if not dataset_dirs:
-        raise ValueError("no dataset_dirs given: list at least one episode dataset folder")
+    sources = [d if isinstance(d, DatasetSource) else dataset_sources([d])[0] for d in (datasets or [])]
+    if not sources:
+        raise ValueError("no dataset_dirs given: list at least one dataset (a folder, or {path: ..., format: ...})")
     out = []
-    for d in dataset_dirs:
-        for entry in read_index(d):
-            if split == "all" or (split == "val") == is_val_episode(entry, val_fraction, split_seed):
-                out.append((str(d), entry))
+    for src in sources:
+        reader = _reader(src)
+        for i in range(len(reader)):
+            entry = dict(reader.entry(i), _i=i)
+            if split == "all" or (split == "val") == is_val_episode(entry, val_fraction, split_seed, src):
+                out.append((src, entry))
     return out
 
 
-def iter_split_episodes(dataset_dirs: Sequence[str], split: str, val_fraction: float, split_seed: int = 0,
+def iter_split_episodes(datasets: Sequence[Any], split: str, val_fraction: float, split_seed: int = 0,
                         max_episodes: int = 0) -> Iterator[Episode]:
     """Stream the episodes of one split, one at a time."""
-    entries = split_entries(dataset_dirs, split, val_fraction, split_seed)
+    entries = split_entries(datasets, split, val_fraction, split_seed)
     if max_episodes > 0:
         entries = entries[:max_episodes]
-    for d, entry in entries:
-        yield load_episode(d, entry)
+    for src, entry in entries:
+        yield load_entry(src, entry)
 
 
 @dataclass
@@ -157,7 +295,7 @@ class TrainBatch:
 class ShuffleBufferBatches:
     """Training batches streamed from episode datasets through a shuffle buffer of whole episodes."""
 
-    def __init__(self, entries: List[Tuple[str, dict]], image_size: int, batch_size: int, rule: TargetRule,
+    def __init__(self, entries: List[Tuple[DatasetSource, dict]], image_size: int, batch_size: int, rule: TargetRule,
                  buffer_episodes: int = 512, seed: int = 0) -> None:
         if not entries:
             raise ValueError("no training episodes (check dataset_dirs and val_fraction)")
@@ -172,7 +310,7 @@ class ShuffleBufferBatches:
             return
         order = self.rng.permutation(len(self.entries))
         for start in range(0, len(order), self.buffer_episodes):
-            chunk = [prepare_episode(load_episode(d, e), self.image_size, self.rule)
+            chunk = [prepare_episode(load_entry(d, e), self.image_size, self.rule)
                      for d, e in (self.entries[i] for i in order[start:start + self.buffer_episodes])]
             if len(self.entries) <= self.buffer_episodes:
                 self._resident = chunk
@@ -212,5 +350,5 @@ class ShuffleBufferBatches:
             b_later=torch.tensor(label, dtype=f), pair_valid=torch.tensor(valid, dtype=f))
 
 
-def dataset_label(dataset_dirs: Sequence[str]) -> str:
-    return ",".join(Path(d).name for d in dataset_dirs)
+def dataset_label(datasets: Sequence[Any]) -> str:
+    return sources_label(dataset_sources(datasets))

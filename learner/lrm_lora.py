@@ -35,7 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vlmrl.learner.lrm_data import ShuffleBufferBatches, TargetRule, TrainBatch, split_entries
+from vlmrl.learner.lrm_data import (ShuffleBufferBatches, TargetRule, TrainBatch, dataset_sources, sources_label,
+                                    split_entries)
 from vlmrl.reward_workers.backends.base import VLMRequest, candidate_token_ids
 from vlmrl.reward_workers.scorers.lrm import lrm_requests
 from vlmrl.reward_workers.scorers.prompts import LRM_COMPLETION_ANSWERS, LRM_CONTRASTIVE_ANSWERS
@@ -271,16 +272,17 @@ def train_lora_lrm(cfg, dataset_dirs: Optional[Sequence[str]] = None, out_dir: O
 
     vcfg = cfg.vlm
     _validate(cfg, vcfg)
-    dirs = [str(d) for d in (dataset_dirs if dataset_dirs is not None else cfg.dataset_dirs)]
+    dirs = list(dataset_dirs if dataset_dirs is not None else cfg.dataset_dirs)
+    sources = dataset_sources(dirs)
     out = Path(out_dir if out_dir is not None else cfg.out_dir)
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     rule = TargetRule(cfg.failed_progress_scale, cfg.failed_pair_min_gain)
-    train_entries = split_entries(dirs, "train", cfg.val_fraction, cfg.split_seed)
-    val_entries = split_entries(dirs, "val", cfg.val_fraction, cfg.split_seed)
+    train_entries = split_entries(sources, "train", cfg.val_fraction, cfg.split_seed)
+    val_entries = split_entries(sources, "val", cfg.val_fraction, cfg.split_seed)
     if not train_entries:
-        raise ValueError(f"no training episodes in {dirs} with val_fraction={cfg.val_fraction}")
+        raise ValueError(f"no training episodes in {sources_label(sources)} with val_fraction={cfg.val_fraction}")
     weights = {k: float(vcfg.task_weights.get(k, 0.0)) for k in KINDS}
     scale = int(vcfg.progress_scale)
 
@@ -292,7 +294,7 @@ def train_lora_lrm(cfg, dataset_dirs: Optional[Sequence[str]] = None, out_dir: O
     n_train, n_all = sum(p.numel() for p in trainable), sum(p.numel() for p in model.parameters())
     log(f"lrm-train (vlm): base {vcfg.base_model} on {device} ({next(base.parameters()).dtype}), LoRA r={vcfg.lora_r} "
         f"on {list(vcfg.target_modules)}: {n_train / 1e6:.3f} M trainable of {n_all / 1e6:.1f} M; "
-        f"{len(train_entries)} train / {len(val_entries)} val episodes from {dirs}")
+        f"{len(train_entries)} train / {len(val_entries)} val episodes from {sources_label(sources)}")
 
     batches = ShuffleBufferBatches(train_entries, vcfg.image_size, vcfg.batch_size, rule, cfg.buffer_episodes, cfg.seed)
     val_batches: List[TrainBatch] = []
@@ -354,10 +356,12 @@ def train_lora_lrm(cfg, dataset_dirs: Optional[Sequence[str]] = None, out_dir: O
         model.save_pretrained(str(out))
         section = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
         resolved = OmegaConf.to_container(section, resolve=True)
-        resolved.update(dataset_dirs=dirs, out_dir=str(out))
+        resolved.update(dataset_dirs=[d if isinstance(d, (str, dict)) else
+                                      (OmegaConf.to_container(d, resolve=True) if isinstance(d, DictConfig) else str(d))
+                                      for d in dirs], out_dir=str(out))
         OmegaConf.save(OmegaConf.create({"lrm_train": resolved}), out / "train_config.yaml")
         if vcfg.eval_episodes > 0 and val_entries:
-            metrics["eval"] = _evaluate_adapter(cfg, vcfg, dirs, out, rule, log)
+            metrics["eval"] = _evaluate_adapter(cfg, vcfg, sources, out, rule, log)
         metrics["out_dir"] = str(out)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
         log(f"lrm-train (vlm): saved LoRA adapter to {out} ({step} steps, {metrics['seconds']:.1f}s); "

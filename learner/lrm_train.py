@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict
 
 import numpy as np
 import torch
@@ -18,8 +18,8 @@ import torch.nn.functional as F
 
 from vlmrl.envs.dataset import Episode
 from vlmrl.learner.compact_lrm import CompactLRM, CompactLRMConfig, frames_to_input
-from vlmrl.learner.lrm_data import (ShuffleBufferBatches, TargetRule, TrainBatch, iter_split_episodes,
-                                    split_entries)
+from vlmrl.learner.lrm_data import (ShuffleBufferBatches, TargetRule, TrainBatch, dataset_sources,
+                                    iter_split_episodes, sources_label, split_entries)
 from vlmrl.learner.reward_eval import EpisodePredictions, Predictor, evaluate_predictors
 
 
@@ -82,9 +82,10 @@ def build_model(cfg) -> CompactLRM:
                                        text_encoder=cfg.text_encoder, hash_buckets=cfg.hash_buckets))
 
 
-def validate(model: CompactLRM, cfg, rule: TargetRule) -> Dict[str, object]:
+def validate(model: CompactLRM, cfg, rule: TargetRule, sources=None) -> Dict[str, object]:
     model.eval()
-    eps = iter_split_episodes(list(cfg.dataset_dirs), "val", cfg.val_fraction, cfg.split_seed, cfg.max_val_episodes)
+    sources = sources if sources is not None else dataset_sources(list(cfg.dataset_dirs))
+    eps = iter_split_episodes(sources, "val", cfg.val_fraction, cfg.split_seed, cfg.max_val_episodes)
     res = evaluate_predictors(eps, {"compact_lrm": model_predictor(model)}, rule=rule, seed=cfg.seed)["compact_lrm"]
     model.train()
     return res
@@ -96,13 +97,17 @@ def train_compact_lrm(cfg, log: Callable[[str], None] = print, writer=None) -> D
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
     rule = TargetRule(cfg.failed_progress_scale, cfg.failed_pair_min_gain)
-    dirs: List[str] = list(cfg.dataset_dirs)
-    train_entries = split_entries(dirs, "train", cfg.val_fraction, cfg.split_seed)
-    val_entries = split_entries(dirs, "val", cfg.val_fraction, cfg.split_seed)
+    sources = dataset_sources(list(cfg.dataset_dirs))
+    train_entries = split_entries(sources, "train", cfg.val_fraction, cfg.split_seed)
+    val_entries = split_entries(sources, "val", cfg.val_fraction, cfg.split_seed)
     if not val_entries:
         raise ValueError(f"no held-out episodes with val_fraction={cfg.val_fraction} "
                          f"({len(train_entries)} episodes in all); raise val_fraction or add episodes")
-    log(f"lrm-train: {len(train_entries)} train / {len(val_entries)} val episodes from {dirs}")
+    per_source = {s.name: [sum(src == s for src, _ in train_entries), sum(src == s for src, _ in val_entries)]
+                  for s in sources}
+    log(f"lrm-train: {len(train_entries)} train / {len(val_entries)} val episodes from {sources_label(sources)}"
+        + (" (" + ", ".join(f"{k}: {a}/{b}" for k, a, b in ((k, *v) for k, v in per_source.items())) + ")"
+           if len(sources) > 1 else ""))
     model = build_model(cfg)
     log(f"lrm-train: compact LRM, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params, "
         f"text encoder {cfg.text_encoder}, {cfg.image_size}px")
@@ -135,7 +140,7 @@ def train_compact_lrm(cfg, log: Callable[[str], None] = print, writer=None) -> D
                 break
         sched.step()
         means = {k: v / max(n, 1) for k, v in sums.items()}
-        val = validate(model, cfg, rule)
+        val = validate(model, cfg, rule, sources)
         model.save_pretrained(out_dir)
         acc = val["progress_acc"] or {}
         history.append({"epoch": epoch, "loss": means, "val": val})
@@ -155,7 +160,8 @@ def train_compact_lrm(cfg, log: Callable[[str], None] = print, writer=None) -> D
         if cfg.max_minutes > 0 and time.time() - t0 > 60 * cfg.max_minutes:
             log(f"lrm-train: stopping after epoch {epoch}: max_minutes={cfg.max_minutes} reached")
             break
-    return {"val": val, "history": history, "out_dir": str(out_dir), "steps": step}
+    return {"val": val, "history": history, "out_dir": str(out_dir), "steps": step,
+            "episodes_per_source": {k: {"train": a, "val": b} for k, (a, b) in per_source.items()}}
 
 
 def _num(v) -> str:

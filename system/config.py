@@ -247,8 +247,11 @@ class LrmTrainConfig:
 
     model: str = "compact"
     """``compact`` (learner/compact_lrm.py, CPU-sized CNN) or ``vlm`` (learner/lrm_lora.py's ``train_lora_lrm``)."""
-    dataset_dirs: List[str] = field(default_factory=list)
-    """Episode dataset folders (envs/dataset.py format); several = multi-source training."""
+    dataset_dirs: List[Any] = field(default_factory=list)
+    """Datasets; several = multi-source training. Per entry a folder in the project's format (envs/dataset.py), or a
+    mapping with DatasetInputConfig's fields, e.g. ``{path: d.hdf5, format: minari_hdf5, task_text: ..., hdf5:
+    {state_key: observations/state, image_key: observations/pixels}}`` (formats: ``episodes``, ``minari_hdf5``,
+    ``d4rl_hdf5``; read through envs/offline_readers.py; see learner/lrm_data.py)."""
     out_dir: str = "runs/lrm/compact"
     """Where the trained model folder (config.json + model.safetensors), resolved config and TensorBoard logs go."""
     epochs: int = 10
@@ -291,7 +294,8 @@ class LrmTrainConfig:
 class EvalRewardConfig:
     """``vlmrl eval-reward``: reward quality of scorers on held-out episodes (see learner/reward_eval.py)."""
 
-    dataset_dirs: List[str] = field(default_factory=list)
+    dataset_dirs: List[Any] = field(default_factory=list)
+    """Datasets, as ``lrm_train.dataset_dirs`` (paths and/or {path, format, task_text, hdf5, ...} mappings)."""
     split: str = "val"
     """``val`` (the held-out episodes of lrm-train's split), ``train`` or ``all``."""
     val_fraction: float = 0.2

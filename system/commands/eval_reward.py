@@ -30,6 +30,12 @@ def run(args: argparse.Namespace) -> int:
     if not sec.dataset_dirs:
         print("vlmrl eval-reward: no datasets: set eval_reward.dataset_dirs=[dir1,dir2]", file=sys.stderr)
         return 2
+    from vlmrl.learner.lrm_data import check_datasets
+
+    problem = check_datasets(list(sec.dataset_dirs))
+    if problem:
+        print(f"vlmrl eval-reward: {problem}", file=sys.stderr)
+        return 2
     from omegaconf import OmegaConf
     from torch.utils.tensorboard import SummaryWriter
 

@@ -1,5 +1,8 @@
 """``vlmrl lrm-train [CONFIG] [key=value ...]``: train a reward model on episode datasets (section ``lrm_train``).
 
+``lrm_train.dataset_dirs`` lists the datasets: folders in the project's format and/or mappings
+``{path, format: episodes|minari_hdf5|d4rl_hdf5, task_text, hdf5: {...}}`` (learner/lrm_data.py).
+
 ``lrm_train.model=compact`` trains the compact CNN LRM (learner/lrm_train.py); ``model=vlm``
 hands the section to ``vlmrl.learner.lrm_lora.train_lora_lrm`` (LoRA on a VLM) when that module
 exists. Writes the model folder, the resolved config and TensorBoard scalars (``lrm/...``,
@@ -32,9 +35,11 @@ def run(args: argparse.Namespace) -> int:
     if not sec.dataset_dirs:
         print("vlmrl lrm-train: no datasets: set lrm_train.dataset_dirs=[dir1,dir2]", file=sys.stderr)
         return 2
-    missing = [d for d in sec.dataset_dirs if not (Path(d) / "index.jsonl").exists()]
-    if missing:
-        print(f"vlmrl lrm-train: not episode datasets (no index.jsonl): {missing}", file=sys.stderr)
+    from vlmrl.learner.lrm_data import check_datasets
+
+    problem = check_datasets(list(sec.dataset_dirs))
+    if problem:
+        print(f"vlmrl lrm-train: {problem}", file=sys.stderr)
         return 2
     out = Path(sec.out_dir)
     out.mkdir(parents=True, exist_ok=True)
