@@ -26,3 +26,25 @@ def config_from_args(args: argparse.Namespace) -> DictConfig:
     except ConfigError as e:
         print(f"vlmrl: {e}", file=sys.stderr)
         raise SystemExit(2) from e
+
+
+def run_trainer_command(command: str, trainer_cls, args: argparse.Namespace,
+                        user_errors: tuple[type[BaseException], ...] = ()) -> int:
+    """The shape of ``vlmrl train`` and ``vlmrl offline``: build the trainer for the run dir, save the
+    resolved config next to its outputs, run it; a bad setting (ValueError while building, or one of
+    ``user_errors`` while running) exits 2 with a one-line message instead of a traceback."""
+    from vlmrl.system.config import run_dir, save_resolved
+
+    cfg = config_from_args(args)
+    try:
+        trainer = trainer_cls(cfg, run_dir(cfg), print_fn=lambda s: print(s, flush=True))
+    except ValueError as e:
+        print(f"vlmrl {command}: {e}", file=sys.stderr)
+        return 2
+    out = save_resolved(cfg, trainer.run_dir)
+    print(f"run dir: {trainer.run_dir} (config: {out})", flush=True)
+    try:
+        return trainer.run()
+    except user_errors as e:
+        print(f"vlmrl {command}: {e}", file=sys.stderr)
+        return 2

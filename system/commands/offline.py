@@ -10,10 +10,8 @@ under the run dir. See :mod:`vlmrl.learner.offline_trainer`.
 from __future__ import annotations
 
 import argparse
-import sys
 
-from vlmrl.system.commands.config_args import add_config_arguments, config_from_args
-from vlmrl.system.config import run_dir, save_resolved
+from vlmrl.system.commands.config_args import add_config_arguments, run_trainer_command
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,16 +22,4 @@ def run(args: argparse.Namespace) -> int:
     from vlmrl.learner.offline_conversion import ConversionError
     from vlmrl.learner.offline_trainer import OfflineTrainer
 
-    cfg = config_from_args(args)
-    try:
-        trainer = OfflineTrainer(cfg, run_dir(cfg), print_fn=lambda s: print(s, flush=True))
-    except ValueError as e:
-        print(f"vlmrl offline: {e}", file=sys.stderr)
-        return 2
-    out = save_resolved(cfg, trainer.run_dir)
-    print(f"run dir: {trainer.run_dir} (config: {out})", flush=True)
-    try:
-        return trainer.run()
-    except ConversionError as e:
-        print(f"vlmrl offline: {e}", file=sys.stderr)
-        return 2
+    return run_trainer_command("offline", OfflineTrainer, args, user_errors=(ConversionError,))

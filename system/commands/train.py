@@ -11,10 +11,8 @@ resolved config, TensorBoard logs (``tb/``) and checkpoints (``checkpoints/``) u
 from __future__ import annotations
 
 import argparse
-import sys
 
-from vlmrl.system.commands.config_args import add_config_arguments, config_from_args
-from vlmrl.system.config import run_dir, save_resolved
+from vlmrl.system.commands.config_args import add_config_arguments, run_trainer_command
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,12 +22,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from vlmrl.learner.online_trainer import OnlineTrainer
 
-    cfg = config_from_args(args)
-    try:
-        trainer = OnlineTrainer(cfg, run_dir(cfg), print_fn=lambda s: print(s, flush=True))
-    except ValueError as e:
-        print(f"vlmrl train: {e}", file=sys.stderr)
-        return 2
-    out = save_resolved(cfg, trainer.run_dir)
-    print(f"run dir: {trainer.run_dir} (config: {out})", flush=True)
-    return trainer.run()
+    return run_trainer_command("train", OnlineTrainer, args)
