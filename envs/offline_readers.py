@@ -49,13 +49,13 @@ from __future__ import annotations
 import os
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 
 from vlmrl.envs.dataset import DatasetFormatError, Episode, load_episode, read_index
+from vlmrl.system.config import HDF5KeysConfig
 
 READER_FORMATS = ("episodes", "minari_hdf5", "d4rl_hdf5")
 
@@ -114,23 +114,9 @@ class EpisodeDatasetReader(EpisodeReader):
         return ep
 
 
-@dataclass
-class HDF5Keys:
-    """Where the fields of an episode live in an HDF5 file (paths relative to an episode group for
-    Minari, to the file root for D4RL). Mirrors the config's ``hdf5`` section."""
-
-    state_key: str = "observations"
-    """State observations; for dict observations e.g. ``observations/state``."""
-    image_key: Optional[str] = None
-    """Image observations, uint8 (.., H, W, 3), e.g. ``observations/pixels`` (Minari) or ``images`` (D4RL); None = no frames."""
-    action_key: str = "actions"
-    reward_key: str = "rewards"
-    success_key: str = "infos/success"
-    """Success per step; when missing, ``terminations`` (Minari) / ``terminals`` (D4RL) stand in."""
-    task_attr: str = "task"
-    """Attribute holding the task text (episode group first, then the file root)."""
-    source_attr: str = "source"
-    """Attribute holding the episode's source label (``demo``, ``random``, ...)."""
+# Where the fields of an episode live in an HDF5 file (paths relative to an episode group for Minari,
+# to the file root for D4RL): the config's ``hdf5`` section itself.
+HDF5Keys = HDF5KeysConfig
 
 
 def _open_h5(path: str | os.PathLike):
