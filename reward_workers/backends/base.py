@@ -38,21 +38,23 @@ class VLMRequest:
 class VLMBackend(ABC):
     """A loaded VLM that scores candidate answers and generates short texts for batches of requests."""
 
-    def __init__(self) -> None:
+    def __init__(self, model: str = "", adapter: str | None = None) -> None:
+        self._model_path, self._adapter = str(model), adapter
+        self._version = files_version(model, adapter) if model else ""
         self.timings: Dict[str, float] = {"preprocess_s": 0.0, "forward_s": 0.0, "generate_s": 0.0,
                                           "requests": 0, "batches": 0}
         """Cumulative wall time of CPU preprocessing (chat template, tokenizer, image processor) and of
         model forwards, plus counts; read it to see whether preprocessing or the model bounds throughput."""
 
     @property
-    @abstractmethod
     def model_id(self) -> str:
         """The model path or id (plus adapter) this backend runs."""
+        return self._model_path + (f"+{self._adapter}" if self._adapter else "")
 
     @property
-    @abstractmethod
     def model_version(self) -> str:
         """A content hash of the model (and adapter) files."""
+        return self._version
 
     @abstractmethod
     def score_candidates(self, requests: Sequence[VLMRequest]) -> List[np.ndarray]:

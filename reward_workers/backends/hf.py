@@ -23,7 +23,6 @@ from vlmrl.reward_workers.backends.base import (
     VLMBackend,
     VLMRequest,
     candidate_token_ids,
-    files_version,
     to_pil,
 )
 
@@ -98,13 +97,12 @@ class HFBackend(VLMBackend):
     def __init__(self, model: str, adapter: Optional[str] = None, dtype: str = "auto",
                  attn_implementation: str = "auto", device: str = "auto", max_pixels: Optional[int] = None,
                  micro_batch: int = 32) -> None:
-        super().__init__()
+        super().__init__(model, adapter)
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self._model_path, self._adapter = model, adapter
         self.micro_batch = int(micro_batch)
         if self.micro_batch < 1:
             raise BackendError(f"micro_batch must be >= 1, got {micro_batch}")
@@ -128,18 +126,8 @@ class HFBackend(VLMBackend):
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.end_token_id = self._end_token_id()
-        self._version = files_version(model, adapter)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlm-preprocess")
         self._torch = torch
-
-    # ---- identity -------------------------------------------------------------------------------
-    @property
-    def model_id(self) -> str:
-        return self._model_path + (f"+{self._adapter}" if self._adapter else "")
-
-    @property
-    def model_version(self) -> str:
-        return self._version
 
     def _end_token_id(self) -> int:
         for tok in ("<|im_end|>", self.tokenizer.eos_token):

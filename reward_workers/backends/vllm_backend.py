@@ -23,7 +23,6 @@ from vlmrl.reward_workers.backends.base import (
     VLMBackend,
     VLMRequest,
     candidate_token_ids,
-    files_version,
     to_pil,
 )
 
@@ -33,7 +32,7 @@ class VLLMBackend(VLMBackend):
 
     def __init__(self, model: str, adapter: Optional[str] = None, dtype: str = "auto", max_pixels: Optional[int] = None,
                  gpu_memory_utilization: float = 0.5, max_model_len: int = 8192, max_images_per_prompt: int = 16) -> None:
-        super().__init__()
+        super().__init__(model, adapter)
         try:
             from vllm import LLM
             from vllm.lora.request import LoRARequest
@@ -57,16 +56,6 @@ class VLLMBackend(VLMBackend):
             mm_processor_kwargs=proc_kwargs or None,
         )
         self.lora = LoRARequest("adapter", 1, adapter) if adapter else None
-        self._model_path, self._adapter = model, adapter
-        self._version = files_version(model, adapter)
-
-    @property
-    def model_id(self) -> str:
-        return self._model_path + (f"+{self._adapter}" if self._adapter else "")
-
-    @property
-    def model_version(self) -> str:
-        return self._version
 
     def visual_tokens(self, image_hw: Sequence[tuple[int, int]]) -> List[int]:
         ip = self.processor.image_processor
