@@ -22,7 +22,7 @@ Default dataset: ToyReach episodes (``envs/toy_reach_dataset.write_toy_dataset``
 by replaying each episode's actions in the env (the writer itself keeps no frames; labelling needs them).
 Usage::
 
-    .venv/bin/python -m benchmarks.offline_comparison [--quick] [--dataset DIR --env PushCube-v1]
+    .venv/bin/python -m benchmarks.offline_comparison [--quick] [--dataset DIR --env PushCube-v1 --config offline_pushcube]
         [--vlm PATH] [--clip PATH] [--compact-lrm PATH] [--device cpu|cuda] [--iterations N] [--seeds 0 1 2]
         [--rows sparse vlm_w8 ...] [--out DIR] [key=value ...   extra offline.* overrides]
 """
