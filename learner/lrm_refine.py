@@ -184,7 +184,7 @@ def with_log_std(module_path: str | Path, log_std: float) -> Path:
     """A copy of a saved free-log-std module (``<path>_refine_init``) whose action log std is ``log_std``."""
     from ray.rllib.core.rl_module.rl_module import RLModule
 
-    module = RLModule.from_checkpoint(str(module_path))
+    module = RLModule.from_checkpoint(str(Path(module_path).resolve()))  # RLlib reads paths as URIs: absolute only
     state = module.get_state()
     if "pi.log_std" not in state:
         raise ValueError(f"{module_path}: the module has no free log std parameter (train.free_log_std=false)")

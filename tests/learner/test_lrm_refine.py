@@ -139,3 +139,18 @@ def test_lrm_mode_bad_configs(tmp_path, capsys):
     assert main(["train", "train_toy", "train.mode=lrm", f"lrm_refine.demos={demos}", "lrm_refine.refine_log_std=-1",
                  f"output_dir={tmp_path}"]) == 2
     assert "needs train.free_log_std=true" in capsys.readouterr().err
+
+
+def test_log_std_reset_accepts_a_relative_module_path(bc_module_path, monkeypatch):
+    """`make demo` passes run-relative paths (runs/demo/bc_module); RLlib reads checkpoint paths as URIs."""
+    import os
+
+    from vlmrl.learner.lrm_refine import with_log_std
+
+    monkeypatch.chdir(bc_module_path.parent)
+    try:
+        out = with_log_std(os.path.relpath(bc_module_path), -1.5)
+    except ValueError as e:  # a module without a free log std is refused with a clear message, not a URI error
+        assert "free log std" in str(e)
+    else:
+        assert out.exists()
