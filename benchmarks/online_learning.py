@@ -1,0 +1,252 @@
+"""Learning outcomes after the SAME number of env steps, in one command:
+
+    .venv/bin/python -m benchmarks.online_learning [--env toy|pushcube] [--env-steps N] [--seeds 0,1] [--quick]
+
+(a) PPO from scratch on the compact-LRM reward from the reward-worker pool (``train.mode=vlm-score``, scorer
+    ``compact_lrm``, (previous, current) frame pairs, progress as a potential + completion) vs PPO from scratch
+    on the env's dense reward (``train.mode=env``, ``env.reward_mode=dense``): greedy ground-truth success of each
+    and the ratio LRM / env (goal >= 0.9);
+(b) the BC base policy vs the LRM-refined policy (``train.mode=lrm``: BC from the demos, then PPO on the same
+    compact-LRM pool rewards for the same env steps).
+
+Stages, each the project's own entry point on ``configs/demo.yaml`` plus overrides (``vlmrl.system.cli.main``):
+
+1. demos: ``vlmrl record-demos`` (PushCube). ToyReach has no ``record-demos`` (that command drives ManiSkill) and
+   ``envs/toy_reach_dataset.py`` keeps no frames, so for ToyReach this script records the same three sources
+   (scripted demo / noisy demo / random, same policies as ``toy_reach_dataset``) with frames from
+   ``ToyReachEnv`` itself (``frame_stride=1``) into the project's episode format;
+2. ``vlmrl lrm-train``: the compact LRM on those episodes;
+3. per seed: ``vlmrl train`` three times (env / vlm-score / lrm), each ``iterations x train_batch_size`` env steps
+   (OnlineTrainer; the reward pool is started by the job), final checkpoint saved;
+4. evaluation: ``learner/lrm_refine.py``'s greedy evaluation (``greedy_success_rate`` on ``make_eval_env``,
+   episode i uses ``eval_seed + i``, the same seeds for every policy) of each run's final RLModule; the BC base
+   policy's number is the lrm run's ``base_eval.json`` (same function, same seeds, same episode count).
+
+Everything goes under ``--out`` (default ``runs/bench_online_learning/<env>``); results in ``results.json`` there.
+On ToyReach the LRM is trained on toy frames (a test env: the number says whether the pipeline *learns*, not
+what a VLM reward achieves on a real task). PushCube (~30-40 env steps/s with rendering on this CPU) needs a
+long or GPU run: from-scratch PPO there needs far more env steps than fit in minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Dict, List
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+TOY_SOURCES = {"demo": 24, "noisy_demo": 12, "random": 8}
+
+PRESETS = {
+    # env-specific overrides of configs/demo.yaml (shared by every stage)
+    "toy": dict(
+        env=["env.task=ToyReach-v0", "env.frame_size=32", "env.frame_stride=2", "env.max_episode_steps=50"],
+        lrm=["lrm_train.image_size=32", "lrm_train.widths=[16,32]", "lrm_train.embed_dim=64", "lrm_train.epochs=15",
+             "lrm_train.max_minutes=2.0", "lrm_train.augment_shift_px=2"],
+        train=["train.train_batch_size=1000", "train.rollout_fragment_length=250", "train.minibatch_size=250",
+               "train.num_epochs=6", "train.gamma=0.95", "train.hidden=[64,64]"],
+        # a deliberately weak BC base (8 demos, 40 epochs): 24 demos x 200 epochs already solve ToyReach (1.00),
+        # which would leave refinement nothing to show
+        bc=["lrm_refine.max_demo_episodes=8", "lrm_refine.bc_epochs=40"],
+        env_steps=20000, quick_steps=2000, eval_episodes=30,
+    ),
+    "pushcube": dict(
+        env=["env.task=PushCube-v1", "env.frame_size=64", "env.frame_stride=4"],
+        lrm=[],  # demo.yaml's compact LRM (64 px)
+        train=["train.train_batch_size=2000", "train.rollout_fragment_length=500", "train.minibatch_size=250",
+               "train.num_epochs=8", "train.gamma=0.8", "train.hidden=[128,128]"],
+        bc=[],  # demo.yaml: all demos, 200 epochs
+        env_steps=200_000, quick_steps=1600, eval_episodes=20,
+    ),
+}
+
+
+def cli(argv: List[str]) -> float:
+    """Run ``vlmrl <argv>`` in-process (the project's CLI); raises on a non-zero exit code; returns seconds."""
+    from vlmrl.system.cli import main
+
+    print(f"[bench] vlmrl {' '.join(argv)}", flush=True)
+    t0 = time.monotonic()
+    rc = main(argv)
+    if rc != 0:
+        raise RuntimeError(f"vlmrl {argv[0]} exited with {rc}")
+    return time.monotonic() - t0
+
+
+def record_toy_demos(root: Path, frame_size: int, max_steps: int) -> None:
+    """ToyReach episodes WITH frames (every step) from the sources of envs/toy_reach_dataset.py."""
+    import numpy as np
+
+    from vlmrl.envs import info_keys as K
+    from vlmrl.envs.dataset import Episode, EpisodeWriter
+    from vlmrl.envs.toy_reach_dataset import TOY_TEXTS
+    from vlmrl.envs.toy_reach_dataset import _action as toy_action
+    from vlmrl.envs.toy_reach_env import TOY_TASK, ToyReachEnv
+
+    writer = EpisodeWriter(root)
+    seen = TOY_TEXTS["seen"]
+    i = 0
+    for source, n in TOY_SOURCES.items():
+        for _ in range(n):
+            seed, text = 1000 + i, seen[i % len(seen)]
+            i += 1
+            env = ToyReachEnv({"task_text": text, "capture_frames": True, "frame_size": frame_size, "frame_stride": 1,
+                               "max_episode_steps": max_steps, "reward_mode": "dense"})
+            rng = np.random.default_rng(seed + 7)
+            obs, info = env.reset(seed=seed)
+            states, actions, rewards, success = [obs], [], [], [bool(info[K.SUCCESS])]
+            frames, fsteps = [info[K.FRAME]], [0]
+            done = False
+            while not done:
+                a = toy_action(source, obs, rng, 0.8)
+                obs, r, term, trunc, info = env.step(a)
+                states.append(obs)
+                actions.append(a)
+                rewards.append(r)
+                success.append(bool(info[K.SUCCESS]))
+                if info[K.HAS_FRAME]:
+                    frames.append(info[K.FRAME])
+                    fsteps.append(int(info[K.FRAME_STEP]))
+                done = term or trunc
+            writer.write(Episode(task=text, env_id=TOY_TASK, frames=np.stack(frames), frame_steps=np.asarray(fsteps, np.int32),
+                                 states=np.asarray(states, np.float32), actions=np.asarray(actions, np.float32),
+                                 rewards=np.asarray(rewards, np.float32), success=np.asarray(success), source=source,
+                                 seed=seed).validate())
+
+
+def evaluate_checkpoint(cfg_overrides: List[str], run_dir: Path, episodes: int) -> float:
+    """Greedy ground-truth success of a run's final RLModule (lrm_refine's evaluation, lrm_refine.eval_seed...)."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    from vlmrl.learner.lrm_refine import BC_COMPONENT, greedy_success_rate, make_eval_env
+    from vlmrl.learner.online_trainer import latest_checkpoint
+    from vlmrl.system.config import load_config
+
+    cfg = load_config("demo", cfg_overrides)
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise RuntimeError(f"no checkpoint in {run_dir}")
+    module = RLModule.from_checkpoint(str(Path(ckpt["path"]) / BC_COMPONENT))
+    env = make_eval_env(cfg)
+    try:
+        return greedy_success_rate(module, env, episodes, int(cfg.lrm_refine.eval_seed))
+    finally:
+        env.close()
+
+
+def train_success(run_dir: Path, last: int = 2) -> float:
+    """Mean ground-truth success of the (stochastic) training episodes over the run's last ``last`` iterations."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    values = []
+    for f in sorted((run_dir / "tb").iterdir()):
+        ea = EventAccumulator(str(f), size_guidance={"scalars": 0})
+        ea.Reload()
+        if "charts/gt_success_rate" in ea.Tags()["scalars"]:
+            values += [(e.step, e.value) for e in ea.Scalars("charts/gt_success_rate")]
+    values.sort()
+    return statistics.mean(v for _, v in values[-last:]) if values else float("nan")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env", choices=sorted(PRESETS), default="toy")
+    p.add_argument("--env-steps", type=int, default=None, help="env steps per PPO run (rounded up to whole iterations)")
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--quick", action="store_true", help="a tiny budget: plumbing check, not a result")
+    p.add_argument("--workers", type=int, default=1, help="compact-LRM reward workers")
+    p.add_argument("--eval-episodes", type=int, default=None)
+    p.add_argument("--out", default=None)
+    p.add_argument("--skip-data", action="store_true", help="reuse <out>/demos and <out>/lrm from a previous run")
+    p.add_argument("--summarize-only", action="store_true",
+                   help="no data, LRM or PPO runs: evaluate the runs already in <out> (same seeds/budget flags)")
+    args = p.parse_args(argv)
+    pre = PRESETS[args.env]
+    steps = args.env_steps or (pre["quick_steps"] if args.quick else pre["env_steps"])
+    episodes = args.eval_episodes or (5 if args.quick else pre["eval_episodes"])
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    out = Path(args.out or f"runs/bench_online_learning/{args.env}").resolve()
+    demos, lrm_dir = out / "demos", out / "lrm"
+    batch = int(next(o for o in pre["train"] if o.startswith("train.train_batch_size=")).split("=")[1])
+    iterations = max(1, math.ceil(steps / batch))
+    common = [f"output_dir={out}", *pre["env"], "train.num_env_runners=0", "train.checkpoint_every=0",
+              "train.image_every=0", f"pool.num_workers={args.workers}", "pool.num_cpus_per_worker=0.5",
+              f"lrm_refine.demos={demos}", f"lrm_refine.eval_episodes={episodes}"]
+    timings: Dict[str, float] = {}
+    t_all = time.monotonic()
+
+    if not (args.skip_data or args.summarize_only):
+        for d in (demos, lrm_dir):
+            if d.exists():
+                shutil.rmtree(d)
+        t0 = time.monotonic()
+        if args.env == "toy":
+            record_toy_demos(demos, frame_size=32, max_steps=50)
+            print(f"[bench] recorded {sum(TOY_SOURCES.values())} ToyReach episodes with frames in {demos}", flush=True)
+        else:
+            n = ["record_demos.num_demo=4", "record_demos.num_noisy=2", "record_demos.num_random=1"] if args.quick else []
+            cli(["record-demos", "demo", *common, f"record_demos.output_dir={demos}", *n])
+        timings["demos"] = time.monotonic() - t0
+        quick_lrm = ["lrm_train.epochs=2", "lrm_train.max_minutes=0.5"] if args.quick else []
+        timings["lrm_train"] = cli(["lrm-train", "demo", *common, f"lrm_train.dataset_dirs=[{demos}]",
+                                    f"lrm_train.out_dir={lrm_dir}", *pre["lrm"], *quick_lrm])
+
+    lrm_reward = ["scorer.name=compact_lrm", f"scorer.params.weights_dir={lrm_dir}"]  # demo.yaml: pair, progress+completion
+    modes = {
+        "env_dense": ["train.mode=env", "env.reward_mode=dense", "train.lr=0.0003"],
+        "lrm_reward": ["train.mode=vlm-score", "env.reward_mode=none", "train.lr=0.0003", *lrm_reward],
+        "lrm_refine": ["train.mode=lrm", "env.reward_mode=none", *lrm_reward, *pre["bc"]],  # demo.yaml: lr 1e-4, free log std
+    }
+    per_seed: Dict[int, Dict[str, float]] = {}
+    for seed in seeds:
+        row: Dict[str, float] = {}
+        for name, mode_over in modes.items():
+            run_name = f"{name}_s{seed}"
+            run_dir = out / run_name
+            over = [*common, *pre["train"], f"train.iterations={iterations}", f"seed={seed}", f"run_name={run_name}",
+                    *mode_over]
+            if not args.summarize_only:
+                if run_dir.exists():
+                    shutil.rmtree(run_dir)
+                timings[run_name] = cli(["train", "demo", *over])
+            row[name] = evaluate_checkpoint(over, run_dir, episodes)
+            row[name + "_train_episodes"] = train_success(run_dir)
+            if name == "lrm_refine":
+                row["bc_base"] = float(json.loads((run_dir / "base_eval.json").read_text())["success_base"])
+            print(f"[bench] seed {seed} {name}: greedy success {row[name]:.3f}, training episodes (stochastic, last 2 "
+                  f"iterations) {row[name + '_train_episodes']:.3f} ({timings.get(run_name, float('nan')):.0f}s)",
+                  flush=True)
+        per_seed[seed] = row
+
+    keys = ["env_dense", "lrm_reward", "bc_base", "lrm_refine", "env_dense_train_episodes",
+            "lrm_reward_train_episodes", "lrm_refine_train_episodes"]
+    mean = {k: statistics.mean(r[k] for r in per_seed.values()) for k in keys}
+    ratio = mean["lrm_reward"] / mean["env_dense"] if mean["env_dense"] > 0 else float("nan")
+    t = "_train_episodes"
+    ratio_train = mean["lrm_reward" + t] / mean["env_dense" + t] if mean["env_dense" + t] > 0 else float("nan")
+    result = {"env": args.env, "env_steps_per_run": iterations * batch, "iterations": iterations, "train_batch": batch,
+              "eval_episodes": episodes, "seeds": seeds, "quick": args.quick, "per_seed": per_seed, "mean": mean,
+              "ratio_lrm_over_env": ratio, "ratio_lrm_over_env_train_episodes": ratio_train, "timings_s": timings, "total_s": time.monotonic() - t_all}
+    (out / "results.json").write_text(json.dumps(result, indent=1))
+    print(f"\n[bench] {args.env}: {iterations} iterations x {batch} = {iterations * batch} env steps per run, greedy "
+          f"success over {episodes} fixed-seed episodes")
+    print("greedy (training episodes) | seed | PPO env dense | PPO compact-LRM reward | BC base | BC + LRM refine |")
+    for s, r in [*per_seed.items(), ("mean", mean)]:
+        print(f"| {s} | {r['env_dense']:.3f} ({r['env_dense' + t]:.2f}) | {r['lrm_reward']:.3f} "
+              f"({r['lrm_reward' + t]:.2f}) | {r['bc_base']:.3f} | {r['lrm_refine']:.3f} ({r['lrm_refine' + t]:.2f}) |")
+    print(f"[bench] (a) LRM-reward / env-dense success ratio {ratio:.2f} greedy, {ratio_train:.2f} training episodes "
+          f"(goal >= 0.9); (b) BC base "
+          f"{mean['bc_base']:.3f} -> LRM-refined {mean['lrm_refine']:.3f}; total {result['total_s']:.0f}s; "
+          f"{out / 'results.json'}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
