@@ -336,6 +336,11 @@ class RewardClient:
         self._scorer = scorer
         self._registry = registry
         self._static = list(addresses) if addresses is not None else None
+        # Registry reads block (a Ray call): they get this client's own thread, and a bounded wait, so a
+        # slow or dead registry can never stall dispatch or starve the shared loop's default executor.
+        self._discovery_executor = (concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="reward-client-discovery")
+                                    if registry is not None else None)
+        self._discovery_timeout_s = max(5.0, 5 * self._cfg_discovery_s)
 
         self._conns: Dict[str, _WorkerConn] = {}
         self._queue: collections.deque[_Job] = collections.deque()
@@ -394,7 +399,11 @@ class RewardClient:
         if self._closed:
             return
         self._closed = True
-        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+        finally:
+            if self._discovery_executor is not None:
+                self._discovery_executor.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> "RewardClient":
         return self
@@ -450,11 +459,13 @@ class RewardClient:
     # -- discovery ------------------------------------------------------------------------
     async def _discover(self) -> None:
         try:
-            found = await asyncio.get_running_loop().run_in_executor(None, self._registry.workers)
+            found = await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(self._discovery_executor, self._registry.workers),
+                timeout=self._discovery_timeout_s)
             found = dict(found)
             self._last_discovery_error = ""
-        except Exception as e:  # noqa: BLE001 - keep the known workers when the registry is unreachable
-            self._last_discovery_error = f"{type(e).__name__}: {e}"
+        except (Exception, asyncio.TimeoutError) as e:  # noqa: BLE001 - keep the known workers when the registry is unreachable
+            self._last_discovery_error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
             log.warning("reward worker discovery failed: %s", self._last_discovery_error)
             return
         addresses = {addr: wid for wid, addr in found.items()}

@@ -214,3 +214,42 @@ def test_client_errors_survive_pickling():
     assert e.request_ids == ["r1"] and e.attempts == 3 and "w0: UNAVAILABLE" in str(e)
     e = pickle.loads(pickle.dumps(InvalidRequestError("r2", "frame 0: bad shape", "w1")))
     assert e.server_message == "frame 0: bad shape" and "w1" in str(e)
+
+
+def test_a_hanging_registry_never_stalls_scoring():
+    """Registry reads run on the client's own thread with a bounded wait: when the registry stops
+    answering, requests keep flowing to the known workers and close() returns promptly."""
+    import threading
+    import time
+
+    import numpy as np
+
+    from vlmrl.reward_workers.client import RewardClient
+    from vlmrl.reward_workers.scorers import build_scorer
+    from vlmrl.reward_workers.server import ServerThread
+    from vlmrl.system.config import ClientConfig, ServerConfig
+
+    hang = threading.Event()
+    release = threading.Event()
+
+    with ServerThread(ServerConfig(max_wait_ms=1.0), build_scorer("synthetic", {"fixed_ms": 0.0, "per_item_ms": 0.0}),
+                      "w0") as srv:
+        class HangingRegistry:
+            def workers(self):
+                if hang.is_set():
+                    release.wait(30)  # a registry call that does not come back
+                return {"w0": srv.address}
+
+        client = RewardClient(ClientConfig(discovery_interval_s=0.05, deadline_s=5.0), registry=HangingRegistry())
+        try:
+            hang.set()
+            time.sleep(0.3)  # discovery is now stuck inside workers()
+            frames = np.full((3, 8, 8, 3), 51, np.uint8)
+            t0 = time.monotonic()
+            rewards = [r.reward for r in client.score("t", frames)]
+            assert rewards == pytest.approx([0.2] * 3) and time.monotonic() - t0 < 3.0
+        finally:
+            t0 = time.monotonic()
+            client.close()
+            release.set()
+        assert time.monotonic() - t0 < 5.0
