@@ -116,13 +116,21 @@ class RegistryView:
     def __init__(self, name: str, namespace: str, timeout_s: float = 5.0, handle: Any = None) -> None:
         self._name, self._namespace, self._timeout = name, namespace, timeout_s
         self._handle = handle
+        self._job = ray.get_runtime_context().get_job_id() if handle is not None and ray.is_initialized() else None
 
     @classmethod
     def from_pool_config(cls, pool_cfg: Any) -> "RegistryView":
         return cls(pool_cfg.registry_name, pool_cfg.namespace)
 
     def workers(self) -> Dict[str, str]:
+        # Never auto-start Ray from a client's polling thread, and never use a handle from an earlier
+        # Ray session in this process (a client that outlived its cluster): both fail fast instead.
+        if not ray.is_initialized():
+            raise RegistryNotFound(f"Ray is not running in this process: registry {self._name!r} is unreachable")
+        job = ray.get_runtime_context().get_job_id()
+        if self._handle is not None and self._job not in (None, job):
+            raise RegistryNotFound(f"registry {self._name!r} belongs to an earlier Ray session of this process")
         if self._handle is None:
-            self._handle = get_registry(self._name, self._namespace)
+            self._handle, self._job = get_registry(self._name, self._namespace), job
         listed = ray.get(self._handle.list_workers.remote(), timeout=self._timeout)
         return {wid: w["address"] for wid, w in listed.items()}

@@ -253,3 +253,16 @@ def test_a_hanging_registry_never_stalls_scoring():
             client.close()
             release.set()
         assert time.monotonic() - t0 < 5.0
+
+
+def test_registry_view_never_starts_ray_from_a_polling_thread():
+    """A client that outlived its Ray cluster gets a clear discovery error, not a new local Ray."""
+    import ray
+
+    from vlmrl.reward_workers.registry import RegistryNotFound, RegistryView
+
+    if ray.is_initialized():
+        pytest.skip("Ray is running in this test process")
+    with pytest.raises(RegistryNotFound, match="Ray is not running"):
+        RegistryView("some-registry", "some-namespace").workers()
+    assert not ray.is_initialized()
