@@ -195,6 +195,13 @@ def load_entry(src: DatasetSource, entry: dict) -> Episode:
     return _reader(src).load(int(entry["_i"]))
 
 
+def dataset_config_problem(items: Sequence[Any], key: str) -> Optional[str]:
+    """What the commands print for a bad ``<key>`` dataset list: empty, or an entry that does not open."""
+    if not items:
+        return f"no datasets: set {key}=[dir1,dir2]"
+    return check_datasets(list(items))
+
+
 def check_datasets(items: Sequence[Any]) -> Optional[str]:
     """None when every dataset entry resolves and opens, else a message naming the bad ones (for the commands)."""
     from vlmrl.envs.dataset import DatasetFormatError

@@ -27,12 +27,9 @@ def run(args: argparse.Namespace) -> int:
     if not sec.scorers:
         print("vlmrl eval-reward: no scorers: set eval_reward.scorers=[{name: ..., params: {...}}]", file=sys.stderr)
         return 2
-    if not sec.dataset_dirs:
-        print("vlmrl eval-reward: no datasets: set eval_reward.dataset_dirs=[dir1,dir2]", file=sys.stderr)
-        return 2
-    from vlmrl.learner.lrm_data import check_datasets
+    from vlmrl.learner.lrm_data import dataset_config_problem
 
-    problem = check_datasets(list(sec.dataset_dirs))
+    problem = dataset_config_problem(sec.dataset_dirs, "eval_reward.dataset_dirs")
     if problem:
         print(f"vlmrl eval-reward: {problem}", file=sys.stderr)
         return 2

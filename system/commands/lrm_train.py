@@ -4,15 +4,13 @@
 ``{path, format: episodes|minari_hdf5|d4rl_hdf5, task_text, hdf5: {...}}`` (learner/lrm_data.py).
 
 ``lrm_train.model=compact`` trains the compact CNN LRM (learner/lrm_train.py); ``model=vlm``
-hands the section to ``vlmrl.learner.lrm_lora.train_lora_lrm`` (LoRA on a VLM) when that module
-exists. Writes the model folder, the resolved config and TensorBoard scalars (``lrm/...``,
+hands the section to ``vlmrl.learner.lrm_lora.train_lora_lrm`` (LoRA on a VLM). Writes the model folder, the resolved config and TensorBoard scalars (``lrm/...``,
 under ``<out_dir>/tb``) into ``lrm_train.out_dir``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
@@ -32,12 +30,9 @@ def run(args: argparse.Namespace) -> int:
     if sec.model not in MODELS:
         print(f"vlmrl lrm-train: lrm_train.model must be one of {MODELS}, got {sec.model!r}", file=sys.stderr)
         return 2
-    if not sec.dataset_dirs:
-        print("vlmrl lrm-train: no datasets: set lrm_train.dataset_dirs=[dir1,dir2]", file=sys.stderr)
-        return 2
-    from vlmrl.learner.lrm_data import check_datasets
+    from vlmrl.learner.lrm_data import dataset_config_problem
 
-    problem = check_datasets(list(sec.dataset_dirs))
+    problem = dataset_config_problem(sec.dataset_dirs, "lrm_train.dataset_dirs")
     if problem:
         print(f"vlmrl lrm-train: {problem}", file=sys.stderr)
         return 2
@@ -45,16 +40,10 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, out)
     if sec.model == "vlm":
+        from vlmrl.learner.lrm_lora import train_lora_lrm
+
         try:
-            lora = importlib.import_module("vlmrl.learner.lrm_lora")
-        except ModuleNotFoundError:
-            lora = None
-        if lora is None or not hasattr(lora, "train_lora_lrm"):
-            print("vlmrl lrm-train: model=vlm is not available yet (vlmrl.learner.lrm_lora.train_lora_lrm "
-                  "does not exist); use lrm_train.model=compact", file=sys.stderr)
-            return 2
-        try:
-            lora.train_lora_lrm(sec, log=lambda m: print(m, flush=True))
+            train_lora_lrm(sec, log=lambda m: print(m, flush=True))
         except ValueError as e:
             print(f"vlmrl lrm-train: {e}", file=sys.stderr)
             return 2

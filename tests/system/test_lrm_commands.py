@@ -1,12 +1,10 @@
 """CLI smoke test: `vlmrl lrm-train` then `vlmrl eval-reward` on a tiny synthetic dataset, in a subprocess."""
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 
-import pytest
 
 
 def vlmrl(*args, timeout=180):
@@ -42,11 +40,3 @@ def test_clear_errors(tmp_path):
     assert r.returncode == 2 and "index.jsonl" in r.stderr
     r = vlmrl("eval-reward", f"eval_reward.dataset_dirs=[{tmp_path}]")
     assert r.returncode == 2 and "no scorers" in r.stderr
-
-
-@pytest.mark.skipif(importlib.util.find_spec("vlmrl.learner.lrm_lora") is not None,
-                    reason="learner.lrm_lora exists: model=vlm is available")
-def test_vlm_model_not_available_yet(synthetic_dataset, tmp_path):
-    r = vlmrl("lrm-train", "lrm_train.model=vlm", f"lrm_train.dataset_dirs=[{synthetic_dataset}]",
-              f"lrm_train.out_dir={tmp_path}")
-    assert r.returncode == 2 and "not available yet" in r.stderr
