@@ -35,6 +35,17 @@ def tiny_clip_dir(tmp_path_factory):
     return str(build_tiny_clip(tmp_path_factory.mktemp("tiny_clip") / "clip"))
 
 
+@pytest.fixture(scope="module")
+def ray_local(request):
+    """A local Ray (2 CPUs) for one test module, in the module's ``NAMESPACE`` (default ``vlmrl-test``)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             namespace=getattr(request.module, "NAMESPACE", "vlmrl-test"))
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _ray_is_shut_down_after_each_module():
     """Modules that start Ray share nothing: whatever a module (or the code it runs in-process) left

@@ -25,11 +25,7 @@ NAMESPACE = "vlmrl-test-actors"
 STRIDE = 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, namespace=NAMESPACE, log_to_driver=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray_local")  # one Ray per module (tests/conftest.py)
 
 
 def train_config(*extra):

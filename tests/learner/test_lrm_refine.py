@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-import ray
 import torch
 
 from vlmrl.envs.toy_reach_dataset import write_toy_dataset
@@ -19,13 +18,6 @@ from vlmrl.learner.lrm_refine import greedy_actions, greedy_success_rate, load_m
 NAMESPACE = "vlmrl-test-lrm"
 EVAL_EPISODES = 30
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, namespace=NAMESPACE, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,9 @@ from vlmrl.envs.toy_reach_dataset import TOY_TEXTS, write_toy_dataset
 from vlmrl.learner.offline_conversion import DATA_FILE, ConversionError, RewardSpec, convert_offline_dataset
 
 
+NAMESPACE = "vlmrl-test-offline"  # Ray namespace of this module's ray_local
+
+
 @pytest.fixture(scope="module")
 def toy_dataset(tmp_path_factory):
     """24 ToyReach episodes (demo / noisy_demo / random cycled, <= 20 steps)."""
@@ -135,16 +138,7 @@ def test_task_embedding_connector_appends_the_minilm_embedding_per_task_text():
         append_embedding(state[None], ["fly"], table)
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="vlmrl-test-offline")
-    yield
-    ray.shutdown()
-
-
-def test_tiny_iql_run_trains_checkpoints_logs_and_evaluates_seen_and_unseen(toy_dataset, tmp_path, ray_session):
+def test_tiny_iql_run_trains_checkpoints_logs_and_evaluates_seen_and_unseen(toy_dataset, tmp_path, ray_local):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from vlmrl.learner.offline_trainer import OfflineTrainer

@@ -16,13 +16,6 @@ from vlmrl.system.config import load_config
 NAMESPACE = "vlmrl-test-preference"
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, namespace=NAMESPACE, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def overrides(tmp_path, *extra):
     return [f"output_dir={tmp_path}", "run_name=pref", f"pool.namespace={NAMESPACE}", "pool.registry_name=pref-reward",
             "preference.labeller_registry_name=pref-labeller", "train.train_batch_size=100",

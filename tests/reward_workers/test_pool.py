@@ -19,13 +19,6 @@ from vlmrl.system.config import load_config
 TASK = "lift the cube"
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, namespace="vlmrl-test", log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def pool_config(name: str):
     return load_config(None, [
         "scorer.name=synthetic", "scorer.params.fixed_ms=10", "scorer.params.per_item_ms=0.2",

@@ -7,20 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import ray
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vlmrl.system.cli import main
 
 NAMESPACE = "vlmrl-test-train"
 BATCH = 100
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, namespace=NAMESPACE, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def overrides(tmp_path, *extra):
