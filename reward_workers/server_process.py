@@ -1,10 +1,10 @@
 """A reward server in a child process, for tests and benchmarks that need several servers at once.
 
-grpc.aio servers on several event loops in ONE process (several ``ServerThread``s) can segfault
-in grpc's shutdown path (reproduced here with grpcio 1.85.1: two ServerThreads, one stopped while
-serving, crash within ~25 rounds; one ServerThread per process never crashed). Deployment has one
-server per Ray actor process anyway; :class:`ServerProcess` gives tests and benchmarks the same
-shape. Children come from a ``forkserver`` that has preloaded the server and scorer modules (but
+Deployment has one server per Ray actor process; :class:`ServerProcess` gives tests and
+benchmarks the same shape: servers that do not share a Python interpreter's GIL, and that can be
+killed abruptly like a crashed worker. (It also kept grpcio 1.85.1's shutdown segfault out of the
+test process before its cause was found: see tests/reward_workers/test_shared_loop.py.)
+Children come from a ``forkserver`` that has preloaded the server and scorer modules (but
 never touched grpc's runtime), so starting one takes a fraction of a second.
 """
 

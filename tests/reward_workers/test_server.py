@@ -191,6 +191,30 @@ def test_stop_cancels_after_grace(serve, stub_for, make_request, make_frame):
         fut.result(timeout=5)
 
 
+def test_concurrent_stops_share_one_shutdown(serve, stub_for, make_request, make_frame, monkeypatch):
+    st = serve("synthetic", {"fixed_ms": 300.0}, max_wait_ms=0.0)
+    grpc_server = st.server._server
+    calls = []
+    real_stop = grpc_server.stop
+
+    async def counting_stop(grace):
+        calls.append(grace)
+        await real_stop(grace)
+
+    monkeypatch.setattr(grpc_server, "stop", counting_stop)
+    fut = stub_for(st).Score.future(make_request("in-flight", [make_frame(3)]))
+    wait_for(lambda s: s.in_flight_requests == 1, st)
+    server = st.server
+    stoppers = [threading.Thread(target=st._call, args=(server.stop(2.0),)) for _ in range(3)]
+    for t in stoppers:
+        t.start()
+    assert fut.result(timeout=10).rewards[0].reward == pytest.approx(3 / 255)
+    for t in stoppers:
+        t.join(10)
+        assert not t.is_alive()
+    assert len(calls) == 1  # a second grpc shutdown while one runs is what crashed grpcio 1.85.1
+
+
 def test_client_deadline_cancels_cleanly(serve, stub_for, make_request, make_frame):
     st = serve("synthetic", {"fixed_ms": 300.0}, max_wait_ms=0.0)
     stub = stub_for(st)

@@ -1,15 +1,17 @@
 """Several reward servers in one process share one gRPC event loop and survive start/stop under load.
 
-With one event loop per ServerThread, grpcio 1.85.1 segfaulted in grpc.aio's shutdown path within
-5-25 rounds of this exact sequence; the test runs it in a child process so a crash fails the test
-instead of killing the test session.
+grpcio 1.85.1 segfaulted in grpc.aio's shutdown path on this exact sequence twice over: with one
+event loop per ServerThread (within 5-25 rounds), and, on the shared loop, when RewardServer.stop
+issued a second grpc Server.stop() while the first was still running (3 of 6 runs of 40 rounds;
+0 of 12 runs since stop makes exactly one call). The test runs it in a child process so a crash
+fails the test instead of killing the test session.
 """
 
 import subprocess
 import sys
 import textwrap
 
-ROUNDS = 15
+ROUNDS = 40
 
 SCRIPT = textwrap.dedent(f"""
     import faulthandler, time, grpc
