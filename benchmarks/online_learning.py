@@ -1,13 +1,15 @@
 """Learning outcomes after the SAME number of env steps, in one command:
 
     .venv/bin/python -m benchmarks.online_learning [--env toy|pushcube] [--env-steps N] [--seeds 0,1] [--quick]
+        [--runs env_dense,lrm_reward,lrm_refine,env_refine]
 
 (a) PPO from scratch on the compact-LRM reward from the reward-worker pool (``train.mode=vlm-score``, scorer
     ``compact_lrm``, (previous, current) frame pairs, progress as a potential + completion) vs PPO from scratch
     on the env's dense reward (``train.mode=env``, ``env.reward_mode=dense``): greedy ground-truth success of each
     and the ratio LRM / env (goal >= 0.9);
 (b) the BC base policy vs the LRM-refined policy (``train.mode=lrm``: BC from the demos, then PPO on the same
-    compact-LRM pool rewards for the same env steps).
+    compact-LRM pool rewards for the same env steps), and vs the same BC base refined by PPO on the env's dense
+    reward (``lrm_refine.reward=env``: the ground-truth control of the refinement; ratio LRM / env, goal >= 0.9).
 
 Stages, each the project's own entry point on ``configs/demo.yaml`` plus overrides (``vlmrl.system.cli.main``):
 
@@ -16,7 +18,7 @@ Stages, each the project's own entry point on ``configs/demo.yaml`` plus overrid
    (scripted demo / noisy demo / random, same policies as ``toy_reach_dataset``) with frames from
    ``ToyReachEnv`` itself (``frame_stride=1``) into the project's episode format;
 2. ``vlmrl lrm-train``: the compact LRM on those episodes;
-3. per seed: ``vlmrl train`` three times (env / vlm-score / lrm), each ``iterations x train_batch_size`` env steps
+3. per seed: ``vlmrl train`` once per run of ``--runs`` (env / vlm-score / lrm / lrm with env reward), each ``iterations x train_batch_size`` env steps
    (OnlineTrainer; the reward pool is started by the job), final checkpoint saved;
 4. evaluation: ``learner/lrm_refine.py``'s greedy evaluation (``greedy_success_rate`` on ``make_eval_env``,
    episode i uses ``eval_seed + i``, the same seeds for every policy) of each run's final RLModule; the BC base
@@ -56,14 +58,17 @@ PRESETS = {
         # which would leave refinement nothing to show
         bc=["lrm_refine.max_demo_episodes=8", "lrm_refine.bc_epochs=40"],
         env_steps=20000, quick_steps=2000, eval_episodes=30,
+        runs=["env_dense", "lrm_reward", "lrm_refine", "env_refine"],
     ),
     "pushcube": dict(
         env=["env.task=PushCube-v1", "env.frame_size=64", "env.frame_stride=4"],
         lrm=[],  # demo.yaml's compact LRM (64 px)
         train=["train.train_batch_size=2000", "train.rollout_fragment_length=500", "train.minibatch_size=250",
                "train.num_epochs=8", "train.gamma=0.8", "train.hidden=[128,128]"],
-        bc=[],  # demo.yaml: all demos, 200 epochs
+        # a weak BC base (4 of the 16 demos): demo.yaml's 16 demos x 200 epochs already give ~0.9 greedy success
+        bc=["lrm_refine.max_demo_episodes=4"],
         env_steps=200_000, quick_steps=1600, eval_episodes=20,
+        runs=["env_dense", "lrm_reward", "lrm_refine", "env_refine"],
     ),
 }
 
@@ -155,6 +160,15 @@ def train_success(run_dir: Path, last: int = 2) -> float:
     return statistics.mean(v for _, v in values[-last:]) if values else float("nan")
 
 
+TRAIN_EPISODES = "_train_episodes"
+COLUMN_TITLES = {"env_dense": "PPO on env dense reward", "lrm_reward": "PPO on compact-LRM reward",
+                 "bc_base": "BC base", "lrm_refine": "BC + PPO on LRM reward", "env_refine": "BC + PPO on env dense reward"}
+
+
+def ratio(mean: Dict[str, float], a: str, b: str) -> float:
+    return mean[a] / mean[b] if mean[b] > 0 else float("nan")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", choices=sorted(PRESETS), default="toy")
@@ -163,6 +177,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="a tiny budget: plumbing check, not a result")
     p.add_argument("--workers", type=int, default=1, help="compact-LRM reward workers")
     p.add_argument("--eval-episodes", type=int, default=None)
+    p.add_argument("--runs", default=None,
+                   help="comma-separated subset of env_dense,lrm_reward,lrm_refine,env_refine (default: the preset's)")
     p.add_argument("--out", default=None)
     p.add_argument("--skip-data", action="store_true", help="reuse <out>/demos and <out>/lrm from a previous run")
     p.add_argument("--summarize-only", action="store_true",
@@ -199,11 +215,19 @@ def main(argv=None) -> int:
                                     f"lrm_train.out_dir={lrm_dir}", *pre["lrm"], *quick_lrm])
 
     lrm_reward = ["scorer.name=compact_lrm", f"scorer.params.weights_dir={lrm_dir}"]  # demo.yaml: pair, progress+completion
-    modes = {
-        "env_dense": ["train.mode=env", "env.reward_mode=dense", "train.lr=0.0003"],
+    no_frames = ["env.capture_frames=false"]  # env-reward runs need no frames: they step at state-only speed
+    all_modes = {
+        "env_dense": ["train.mode=env", "env.reward_mode=dense", "train.lr=0.0003", *no_frames],
         "lrm_reward": ["train.mode=vlm-score", "env.reward_mode=none", "train.lr=0.0003", *lrm_reward],
-        "lrm_refine": ["train.mode=lrm", "env.reward_mode=none", *lrm_reward, *pre["bc"]],  # demo.yaml: lr 1e-4, free log std
+        # demo.yaml: lr 1e-4, free log std; the same BC base (same demos, epochs, seed) for both refinements
+        "lrm_refine": ["train.mode=lrm", "env.reward_mode=none", *lrm_reward, *pre["bc"]],
+        "env_refine": ["train.mode=lrm", "lrm_refine.reward=env", "env.reward_mode=dense", *no_frames, *pre["bc"]],
     }
+    runs = [r.strip() for r in (args.runs or ",".join(pre["runs"])).split(",") if r.strip()]
+    unknown = sorted(set(runs) - set(all_modes))
+    if unknown:
+        p.error(f"--runs: unknown {unknown}; choose from {sorted(all_modes)}")
+    modes = {k: v for k, v in all_modes.items() if k in runs}
     per_seed: Dict[int, Dict[str, float]] = {}
     for seed in seeds:
         row: Dict[str, float] = {}
@@ -217,34 +241,34 @@ def main(argv=None) -> int:
                     shutil.rmtree(run_dir)
                 timings[run_name] = cli(["train", "demo", *over])
             row[name] = evaluate_checkpoint(over, run_dir, episodes)
-            row[name + "_train_episodes"] = train_success(run_dir)
-            if name == "lrm_refine":
+            row[name + TRAIN_EPISODES] = train_success(run_dir)
+            if name.endswith("_refine"):
                 row["bc_base"] = float(json.loads((run_dir / "base_eval.json").read_text())["success_base"])
             print(f"[bench] seed {seed} {name}: greedy success {row[name]:.3f}, training episodes (stochastic, last 2 "
-                  f"iterations) {row[name + '_train_episodes']:.3f} ({timings.get(run_name, float('nan')):.0f}s)",
+                  f"iterations) {row[name + TRAIN_EPISODES]:.3f} ({timings.get(run_name, float('nan')):.0f}s)",
                   flush=True)
         per_seed[seed] = row
 
-    keys = ["env_dense", "lrm_reward", "bc_base", "lrm_refine", "env_dense_train_episodes",
-            "lrm_reward_train_episodes", "lrm_refine_train_episodes"]
+    columns = [c for c in ("env_dense", "lrm_reward", "bc_base", "lrm_refine", "env_refine") if c in per_seed[seeds[0]]]
+    keys = [k for k in per_seed[seeds[0]]]
     mean = {k: statistics.mean(r[k] for r in per_seed.values()) for k in keys}
-    ratio = mean["lrm_reward"] / mean["env_dense"] if mean["env_dense"] > 0 else float("nan")
-    t = "_train_episodes"
-    ratio_train = mean["lrm_reward" + t] / mean["env_dense" + t] if mean["env_dense" + t] > 0 else float("nan")
+    ratios = {f"{a}/{b}": ratio(mean, a, b) for a, b in (("lrm_reward", "env_dense"), ("lrm_refine", "env_refine"))
+              if a in mean and b in mean}
+    ratios.update({f"{a}/{b}{TRAIN_EPISODES}": ratio(mean, a + TRAIN_EPISODES, b + TRAIN_EPISODES)
+                   for a, b in (("lrm_reward", "env_dense"), ("lrm_refine", "env_refine")) if a in mean and b in mean})
     result = {"env": args.env, "env_steps_per_run": iterations * batch, "iterations": iterations, "train_batch": batch,
-              "eval_episodes": episodes, "seeds": seeds, "quick": args.quick, "per_seed": per_seed, "mean": mean,
-              "ratio_lrm_over_env": ratio, "ratio_lrm_over_env_train_episodes": ratio_train, "timings_s": timings, "total_s": time.monotonic() - t_all}
+              "eval_episodes": episodes, "seeds": seeds, "quick": args.quick, "runs": runs, "per_seed": per_seed,
+              "mean": mean, "ratios": ratios, "timings_s": timings, "total_s": time.monotonic() - t_all}
     (out / "results.json").write_text(json.dumps(result, indent=1))
     print(f"\n[bench] {args.env}: {iterations} iterations x {batch} = {iterations * batch} env steps per run, greedy "
-          f"success over {episodes} fixed-seed episodes")
-    print("greedy (training episodes) | seed | PPO env dense | PPO compact-LRM reward | BC base | BC + LRM refine |")
-    for s, r in [*per_seed.items(), ("mean", mean)]:
-        print(f"| {s} | {r['env_dense']:.3f} ({r['env_dense' + t]:.2f}) | {r['lrm_reward']:.3f} "
-              f"({r['lrm_reward' + t]:.2f}) | {r['bc_base']:.3f} | {r['lrm_refine']:.3f} ({r['lrm_refine' + t]:.2f}) |")
-    print(f"[bench] (a) LRM-reward / env-dense success ratio {ratio:.2f} greedy, {ratio_train:.2f} training episodes "
-          f"(goal >= 0.9); (b) BC base "
-          f"{mean['bc_base']:.3f} -> LRM-refined {mean['lrm_refine']:.3f}; total {result['total_s']:.0f}s; "
-          f"{out / 'results.json'}", flush=True)
+          f"success over {episodes} fixed-seed episodes (in brackets: stochastic training episodes, last 2 iterations)")
+    print("| seed | " + " | ".join(COLUMN_TITLES[c] for c in columns) + " |")
+    for s_, r in [*per_seed.items(), ("mean", mean)]:
+        cells = [f"{r[c]:.3f}" + (f" ({r[c + TRAIN_EPISODES]:.2f})" if c + TRAIN_EPISODES in r else "") for c in columns]
+        print(f"| {s_} | " + " | ".join(cells) + " |")
+    print(f"[bench] success ratios (goal >= 0.9): " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items())
+          + (f"; BC base {mean['bc_base']:.3f}" if "bc_base" in mean else "")
+          + f"; total {result['total_s']:.0f}s; {out / 'results.json'}", flush=True)
     return 0
 
 

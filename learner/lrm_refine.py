@@ -9,8 +9,10 @@ VLM rewards) on our online path. :class:`LrmRefineMode` is the mode hook of
    into the PPO algorithm with RLlib's component restore (``algo.restore_from_path(path,
    component="learner_group/learner/rl_module/default_policy")``, which also syncs the env runners), and
    evaluates it: ground-truth success of greedy episodes = ``charts/success_base``;
-2. PPO then trains on the pool's rewards (the reward callback, as in ``vlm-score`` mode); after every
-   ``lrm_refine.eval_every`` iterations the same greedy evaluation (same seeds) gives ``charts/success``.
+2. PPO then trains on the pool's rewards (the reward callback, as in ``vlm-score`` mode) or, with
+   ``lrm_refine.reward=env``, on the env's own reward (the ground-truth control: same base, same budget);
+   after every ``lrm_refine.eval_every`` iterations the same greedy evaluation (same seeds) gives
+   ``charts/success``.
 
 Evaluation runs in the driver on its own env without frames (no reward worker is asked): the metric is
 the env's ground-truth success at the end of the episode, never a training signal.

@@ -108,14 +108,14 @@ class OnlineTrainer:
     def run(self) -> int:
         from torch.utils.tensorboard import SummaryWriter
 
-        from vlmrl.learner.ppo_builder import REWARD_POOL_MODES, build_ppo_config
+        from vlmrl.learner.ppo_builder import build_ppo_config, uses_reward_pool
         from vlmrl.learner.train_metrics import console_line, scalars_from_result
         from vlmrl.reward_workers.pool import ensure_ray
 
         cfg = self.cfg
         ensure_ray(cfg.pool)
         try:
-            item_kind = self._start_reward_service() if cfg.train.mode in REWARD_POOL_MODES else None
+            item_kind = self._start_reward_service() if uses_reward_pool(cfg) else None
             if self.mode_hook is not None:
                 self.mode_hook.start(self.pool)
             extra = self.mode_hook.extra_callbacks() if self.mode_hook is not None else None
@@ -160,10 +160,10 @@ class OnlineTrainer:
 
     # ------------------------------------------------------------------ images
     def _maybe_log_timeline(self, step: int) -> None:
-        from vlmrl.learner.ppo_builder import REWARD_POOL_MODES
+        from vlmrl.learner.ppo_builder import uses_reward_pool
 
         every = int(self.cfg.train.image_every)
-        if self.cfg.train.mode not in REWARD_POOL_MODES or every <= 0 or self.iteration % every:
+        if not uses_reward_pool(self.cfg) or every <= 0 or self.iteration % every:
             return
         from vlmrl.actors.reward_callback import callbacks_of
         from vlmrl.actors.timeline import render_timeline

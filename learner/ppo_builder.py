@@ -17,6 +17,15 @@ TRAIN_MODES = ("vlm-score", "env", "preference", "lrm")
 LATER_MODES = ()
 REWARD_POOL_MODES = ("vlm-score", "preference", "lrm")
 """Modes whose PPO rewards come from the reward worker pool through the reward callback."""
+LRM_REWARDS = ("pool", "env")
+"""``lrm_refine.reward``: refine the BC base on the pool's (LRM) rewards, or on the env's own reward (control)."""
+
+
+def uses_reward_pool(cfg: DictConfig) -> bool:
+    """Whether the run's PPO rewards come from the reward worker pool (else from the env, per ``env.reward_mode``)."""
+    if cfg.train.mode == "lrm":
+        return cfg.lrm_refine.reward == "pool"
+    return cfg.train.mode in REWARD_POOL_MODES
 
 
 def register_env_for(cfg: DictConfig) -> str:
@@ -55,7 +64,9 @@ def check_train_config(cfg: DictConfig) -> None:
             raise ValueError(f"train.{name} must be >= 1, got {t[name]}")
     if int(t.num_env_runners) < 0:
         raise ValueError(f"train.num_env_runners must be >= 0, got {t.num_env_runners}")
-    if t.mode in REWARD_POOL_MODES:
+    if t.mode == "lrm" and cfg.lrm_refine.reward not in LRM_REWARDS:
+        raise ValueError(f"lrm_refine.reward must be one of {list(LRM_REWARDS)}, got {cfg.lrm_refine.reward!r}")
+    if uses_reward_pool(cfg):
         if not cfg.env.capture_frames:
             raise ValueError(f"train.mode={t.mode} needs env.capture_frames=true (the reward comes from frames)")
         if float(cfg.reward.env_reward_weight) != 0.0 and cfg.env.reward_mode == "none":
@@ -65,8 +76,9 @@ def check_train_config(cfg: DictConfig) -> None:
         from vlmrl.learner.preference.mode import check_preference_config
 
         check_preference_config(cfg)
-    if t.mode == "env" and cfg.env.reward_mode == "none":
-        raise ValueError("train.mode=env trains on the env's reward, but env.reward_mode=none returns 0; "
+    if not uses_reward_pool(cfg) and cfg.env.reward_mode == "none":
+        what = "train.mode=env" if t.mode == "env" else f"train.mode={t.mode} with lrm_refine.reward=env"
+        raise ValueError(f"{what} trains on the env's reward, but env.reward_mode=none returns 0; "
                          "use env.reward_mode=dense or sparse")
 
 
@@ -94,7 +106,7 @@ def build_ppo_config(cfg: DictConfig, item_kind: Optional[str] = None, extra_cal
     check_train_config(cfg)
     t = cfg.train
     callbacks: List[Any] = [GroundTruthMetricsCallback]
-    if t.mode in REWARD_POOL_MODES:
+    if uses_reward_pool(cfg):
         callbacks.append(reward_callback_factory(reward_settings(cfg, item_kind or str(cfg.reward.item_kind))))
     callbacks += list(extra_callbacks or [])
     env_config = OmegaConf.to_container(cfg.env, resolve=True)

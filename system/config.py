@@ -553,6 +553,9 @@ class LrmRefineConfig:
 
     demos: str = ""
     """Episode dataset with the demonstrations (``vlmrl record-demos`` output); required in lrm mode."""
+    reward: str = "pool"
+    """What PPO refines the base on: ``pool`` = the reward workers' (LRM) rewards, the paper's recipe; ``env`` = the
+    env's own reward (``env.reward_mode``, no reward workers): the ground-truth control for the same base and budget."""
     demo_sources: List[str] = field(default_factory=lambda: ["demo"])
     """Episode sources (index.jsonl ``source``) that BC clones; noisy/random episodes are left out by default."""
     max_demo_episodes: int = 0

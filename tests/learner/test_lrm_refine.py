@@ -118,6 +118,33 @@ def test_lrm_mode_end_to_end(ray_local, toy_demos, tmp_path):
     np.testing.assert_allclose(bc, -1.0)  # PPO started from the BC module with its std reset for exploration
 
 
+def test_lrm_mode_can_refine_on_the_env_reward_without_a_pool(ray_local, toy_demos, tmp_path):
+    """lrm_refine.reward=env: the same BC base refined on the env's dense reward (the ground-truth control)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from vlmrl.system.cli import main
+
+    args = ["train", "train_toy", f"output_dir={tmp_path}", "run_name=lrm_env", f"pool.namespace={NAMESPACE}",
+            "pool.registry_name=lrm-env-no-pool", "train.mode=lrm", "lrm_refine.reward=env",
+            "env.reward_mode=dense", "env.capture_frames=false", f"lrm_refine.demos={toy_demos}",
+            "lrm_refine.bc_epochs=5", "lrm_refine.bc_minibatch_size=64", "lrm_refine.eval_episodes=3",
+            "train.iterations=1", "train.train_batch_size=100", "train.rollout_fragment_length=50",
+            "train.minibatch_size=50", "train.num_epochs=1", "env.max_episode_steps=20"]
+    assert main(args) == 0
+    run = tmp_path / "lrm_env"
+    assert (run / "base_eval.json").exists()
+    tags = {}
+    for f in (run / "tb").iterdir():
+        ea = EventAccumulator(str(f), size_guidance={"scalars": 0})
+        ea.Reload()
+        for t in ea.Tags()["scalars"]:
+            tags[t] = [e.value for e in ea.Scalars(t)]
+    assert "charts/success" in tags and "charts/success_base" in tags
+    assert not any(t.startswith(("reward/", "workers/")) for t in tags)  # no reward worker was asked
+    # ToyReach's dense reward is in (0, 1] per step: the returns PPO saw are env rewards, not pool rewards
+    assert all(0.0 < r <= 20.0 for r in tags["charts/episode_return_mean"])
+
+
 def test_lrm_mode_bad_configs(tmp_path, capsys):
     from vlmrl.system.cli import main
 
@@ -131,6 +158,12 @@ def test_lrm_mode_bad_configs(tmp_path, capsys):
     assert main(["train", "train_toy", "train.mode=lrm", f"lrm_refine.demos={demos}", "lrm_refine.refine_log_std=-1",
                  f"output_dir={tmp_path}"]) == 2
     assert "needs train.free_log_std=true" in capsys.readouterr().err
+    assert main(["train", "train_toy", "train.mode=lrm", f"lrm_refine.demos={demos}", "lrm_refine.reward=lrm",
+                 f"output_dir={tmp_path}"]) == 2
+    assert "lrm_refine.reward must be one of" in capsys.readouterr().err
+    assert main(["train", "train_toy", "train.mode=lrm", f"lrm_refine.demos={demos}", "lrm_refine.reward=env",
+                 "env.reward_mode=none", f"output_dir={tmp_path}"]) == 2
+    assert "env.reward_mode=none returns 0" in capsys.readouterr().err
 
 
 def test_log_std_reset_accepts_a_relative_module_path(bc_module_path, monkeypatch):
