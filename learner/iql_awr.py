@@ -12,6 +12,10 @@ RLlib's ``beta`` multiplies the advantage, i.e. it is the IQL paper's *inverse* 
 the paper uses 3 on locomotion, 10 on AntMaze). RLlib hard-codes ``w_max = 100``; :class:`AwrIQLTorchLearner`
 reads it from ``awr_weight_clip`` and logs what RLlib does not: the value loss, mean V / Q / advantage and
 the mean and clipped fraction of the AWR weights. The loss terms and the optimizer split are RLlib's.
+
+:class:`AwrIQL` is RLlib's ``IQL`` whose ``restore_from_path`` works without env runners: RLlib 2.60's
+``Algorithm.restore_from_path`` syncs the restored weights to ``env_runner_group`` unconditionally, which
+is None for an offline algorithm (AttributeError after the state was already loaded).
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from typing import Any, Dict, Type, Union
 
 import torch
 from ray.rllib.algorithms.dqn.dqn_learner import QF_LOSS_KEY, QF_PREDS
-from ray.rllib.algorithms.iql.iql import IQLConfig
+from ray.rllib.algorithms.iql.iql import IQL, IQLConfig
 from ray.rllib.algorithms.iql.iql_learner import QF_TARGET_PREDS, VF_LOSS, VF_PREDS_NEXT
 from ray.rllib.algorithms.iql.torch.iql_torch_learner import IQLTorchLearner
 from ray.rllib.algorithms.sac.sac_learner import QF_TWIN_LOSS_KEY, QF_TWIN_PREDS
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.learner import POLICY_LOSS_KEY
+from ray.rllib.utils.checkpoints import Checkpointable
 
 # Learner metric names (under the module id in ``result["learners"]``).
 VALUE_MEAN = "value_mean"
@@ -35,11 +40,25 @@ AWR_WEIGHT_MEAN = "awr_weight_mean"
 AWR_WEIGHT_CLIPPED = "awr_weight_clipped_fraction"
 
 
+class AwrIQL(IQL):
+    """RLlib's IQL with an offline-safe ``restore_from_path`` (module doc)."""
+
+    @classmethod
+    def get_default_config(cls) -> "AwrIQLConfig":
+        return AwrIQLConfig()
+
+    def restore_from_path(self, path, *args, **kwargs):
+        if self.env_runner_group is None:  # offline: nothing to sync the weights to
+            return Checkpointable.restore_from_path(self, path, *args, **kwargs)
+        return super().restore_from_path(path, *args, **kwargs)
+
+
 class AwrIQLConfig(IQLConfig):
-    """``IQLConfig`` + ``awr_weight_clip`` (the cap on exp(beta * advantage)); builds :class:`AwrIQLTorchLearner`."""
+    """``IQLConfig`` + ``awr_weight_clip`` (the cap on exp(beta * advantage)); builds :class:`AwrIQL` with
+    :class:`AwrIQLTorchLearner`."""
 
     def __init__(self, algo_class=None) -> None:
-        super().__init__(algo_class=algo_class)
+        super().__init__(algo_class=algo_class or AwrIQL)
         self.awr_weight_clip = 100.0
 
     def training(self, *, awr_weight_clip: float | None = None, **kwargs: Any) -> "AwrIQLConfig":

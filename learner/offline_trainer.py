@@ -8,11 +8,14 @@ progress line and writes TensorBoard scalars under ``<run dir>/tb`` (same layout
 
     losses/   value_loss (expectile), qf_loss, qf_twin_loss, policy_loss (AWR actor)
     values/   value_mean, q_target_mean, advantage_mean, awr_weight_mean, awr_weight_clipped_fraction
-    charts/   updates_per_s, transitions_per_s, iteration_s, setup_s, transitions_trained
+    charts/   updates_per_s, transitions_per_s, iteration_s, setup_s, transitions_trained, learner_updates
     eval/     <split>_success_rate, <split>_return, <split>_episode_len, generalisation_drop_*_pct
 
 Checkpoints (``algo.save_to_path``) go to ``<run dir>/checkpoints/iter_NNNNNN`` with ``latest.json``
-(``vlmrl train``'s layout). The evaluation (:mod:`vlmrl.learner.offline_eval`) runs every
+(``vlmrl train``'s layout, plus the ``transitions`` and learner ``updates`` counts). ``offline.resume=true``
+restores the newest one (weights, optimizer state, RLlib's metrics and iteration) and continues with the next
+iteration up to ``offline.iterations`` in total; TensorBoard steps (iterations) and counters continue in the
+same run dir. The evaluation (:mod:`vlmrl.learner.offline_eval`) runs every
 ``offline.eval_every`` iterations and after the last one; the final one is saved as ``eval.json``.
 """
 
@@ -29,7 +32,7 @@ from typing import Any, Dict, Mapping, Optional
 import numpy as np
 from omegaconf import DictConfig
 
-from vlmrl.learner.online_trainer import CHECKPOINT_DIR, LATEST, TB_DIR
+from vlmrl.learner.online_trainer import CHECKPOINT_DIR, LATEST, TB_DIR, latest_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,9 @@ def scalars_from_iql_result(result: Mapping[str, Any]) -> Dict[str, float]:
                 out[f"{prefix}/{name}"] = v
     if "num_module_steps_trained" in module:
         out["charts/transitions_this_iter"] = float(module["num_module_steps_trained"])
+    updates = ((result.get("learners", {}) or {}).get("__all_modules__", {}) or {}).get("dataset_num_iters_trained")
+    if updates is not None:
+        out["charts/updates_this_iter"] = float(updates)
     return out
 
 
@@ -65,6 +71,7 @@ class OfflineTrainer:
         check_offline_config(cfg.offline)
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        self.resume_from = self._resume_checkpoint() if cfg.offline.resume else None
         self.print = print_fn
         self.algo = None
         self.writer = None
@@ -72,6 +79,7 @@ class OfflineTrainer:
         self.table: Dict[str, np.ndarray] = {}
         self.iteration = 0
         self.transitions = 0
+        self.updates = 0
         self.timings: Dict[str, float] = {}
         self.last_eval = None
 
@@ -120,14 +128,20 @@ class OfflineTrainer:
         from torch.utils.tensorboard import SummaryWriter
 
         oc = self.cfg.offline
+        total = int(oc.iterations)
+        if self.resume_from is not None and int(self.resume_from["iteration"]) >= total:
+            self.print(f"already at iteration {self.resume_from['iteration']} of {total}; nothing to do")
+            return 0
         try:
             self.prepare_data()
             self.build()
+            if self.resume_from is not None:
+                self._restore()
             self.writer = SummaryWriter(str(self.run_dir / TB_DIR))
             setup_s = sum(self.timings.values())
             self.print(f"setup {setup_s:.1f}s (" + ", ".join(f"{k} {v:.1f}" for k, v in self.timings.items()) + ")")
-            self.writer.add_scalar("charts/setup_s", setup_s, 0)
-            total = int(oc.iterations)
+            self.writer.add_scalar("charts/setup_s", setup_s, self.iteration)
+            first = self.iteration + 1
             while self.iteration < total:
                 t0 = time.perf_counter()
                 result = self.algo.train()
@@ -136,11 +150,14 @@ class OfflineTrainer:
                 s = scalars_from_iql_result(result)
                 n = s.pop("charts/transitions_this_iter", 0.0)
                 self.transitions += int(n)
+                u = int(s.pop("charts/updates_this_iter", oc.updates_per_iteration))
+                self.updates += u
                 s["charts/iteration_s"] = wall
-                s["charts/updates_per_s"] = int(oc.updates_per_iteration) / max(wall, 1e-9)
+                s["charts/updates_per_s"] = u / max(wall, 1e-9)
                 s["charts/transitions_per_s"] = n / max(wall, 1e-9)
                 s["charts/transitions_trained"] = float(self.transitions)
-                if self.iteration == 1:
+                s["charts/learner_updates"] = float(self.updates)
+                if self.iteration == first:
                     self.timings["first_iteration_s"] = wall
                 every = int(oc.eval_every)
                 if self.iteration == total or (every > 0 and self.iteration % every == 0):
@@ -216,9 +233,33 @@ class OfflineTrainer:
         path = root / f"iter_{self.iteration:06d}"
         self.algo.save_to_path(str(path.resolve()))
         (root / LATEST).write_text(json.dumps({"iteration": self.iteration, "path": str(path.resolve()),
-                                               "transitions": self.transitions}))
+                                               "transitions": self.transitions, "updates": self.updates}))
         self.print(f"checkpoint: {path}")
         return path
+
+    def _resume_checkpoint(self) -> Dict[str, Any]:
+        """``latest.json`` of the run dir with ``path`` checked (checked before any setup: a clear error)."""
+        latest = latest_checkpoint(self.run_dir)
+        where = self.run_dir / CHECKPOINT_DIR
+        if latest is None:
+            raise ValueError(f"offline.resume=true but {where / LATEST} does not exist (no checkpoint saved in this "
+                             f"run dir yet; the run dir is <output_dir>/<run_name>)")
+        path = Path(latest["path"])
+        if not path.is_dir() and (where / path.name).is_dir():  # run dir moved since: the same checkpoint here
+            path = where / path.name
+        if not path.is_dir():
+            raise ValueError(f"offline.resume=true but the checkpoint {latest['path']} named by {where / LATEST} "
+                             f"does not exist")
+        return dict(latest, path=str(path.resolve()))
+
+    def _restore(self) -> None:
+        latest = self.resume_from
+        self.algo.restore_from_path(latest["path"])
+        self.iteration = int(latest["iteration"])
+        self.transitions = int(latest.get("transitions", 0))
+        self.updates = int(latest.get("updates", self.iteration * int(self.cfg.offline.updates_per_iteration)))
+        self.print(f"resumed from {latest['path']} (iteration {self.iteration}, {self.updates} learner updates, "
+                   f"{self.transitions} transitions)")
 
     # ------------------------------------------------------------------ teardown
     def close(self) -> None:

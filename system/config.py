@@ -634,6 +634,9 @@ class OfflineConfig:
     """Local shuffle buffer (transitions) of the batch iterator; 0 = no shuffling."""
     checkpoint_every: int = 10
     """Save a checkpoint every this many iterations (and after the last); 0 = only after the last."""
+    resume: bool = False
+    """Continue from the run dir's latest checkpoint (weights, optimizer state, iteration, learner-update and
+    transition counts) up to ``iterations`` in total; TensorBoard steps continue. An error if there is none."""
     eval_every: int = 0
     """Evaluate in the simulator every this many iterations (0 = only after the last one)."""
     eval_episodes: int = 10

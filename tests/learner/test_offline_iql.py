@@ -170,3 +170,116 @@ def test_tiny_iql_run_trains_checkpoints_logs_and_evaluates_seen_and_unseen(toy_
         assert sp["episodes"] == 2 and 0.0 <= sp["success_rate"] <= 1.0 and 0 < sp["length_mean"] <= 10
         assert set(sp["per_text"]) == set(texts[:2])
     assert any(line.startswith("iter 2/2") for line in lines)
+
+
+def _resume_cfg(tmp_path, toy_dataset, *extra):
+    from vlmrl.system.config import load_config
+
+    return load_config("offline_toy", [
+        f"output_dir={tmp_path}", f"offline.dataset={toy_dataset}", "offline.updates_per_iteration=2",
+        "offline.batch_size=32", "offline.hidden=[16,16]", "offline.eval_every=0", "offline.eval_episodes=1",
+        "offline.eval_splits=[seen]", "offline.checkpoint_every=0", "env.max_episode_steps=5", *extra])
+
+
+def _learner_state(trainer):
+    """(module weights, optimizer state) of the local learner, as numpy / plain values."""
+    state = trainer.algo.learner_group.get_state()["learner"]
+    return state["rl_module"]["default_policy"], state["optimizer"]
+
+
+def _assert_same(a, b, where="state"):
+    if isinstance(a, dict):
+        assert set(a) == set(b), where
+        for k in a:
+            _assert_same(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{where}/{i}")
+    elif hasattr(a, "shape") or isinstance(a, (int, float)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=where)
+    else:
+        assert a == b, where
+
+
+def _adam_steps(optimizer_state):
+    return {name: float(opt["state"]["state"][0]["step"]) for name, opt in optimizer_state.items()}
+
+
+def test_offline_resume_without_a_checkpoint_is_a_clear_error(toy_dataset, tmp_path, capsys):
+    from vlmrl.learner.offline_trainer import OfflineTrainer
+    from vlmrl.system.cli import main
+
+    cfg = _resume_cfg(tmp_path, toy_dataset, "offline.resume=true")
+    with pytest.raises(ValueError, match=r"offline.resume=true but .*latest.json does not exist"):
+        OfflineTrainer(cfg, tmp_path / "offline_toy")
+    assert main(["offline", "offline_toy", f"output_dir={tmp_path}", f"offline.dataset={toy_dataset}",
+                 "offline.resume=true"]) == 2
+    assert "offline.resume=true but" in capsys.readouterr().err
+    ck = tmp_path / "offline_toy" / "checkpoints"
+    ck.mkdir(parents=True)
+    (ck / "latest.json").write_text(json.dumps({"iteration": 2, "path": str(ck / "iter_000002")}))
+    with pytest.raises(ValueError, match="iter_000002 named by .* does not exist"):
+        OfflineTrainer(cfg, tmp_path / "offline_toy")
+
+
+def test_offline_resume_restores_weights_optimizer_and_counters_and_continues(toy_dataset, tmp_path, ray_local):
+    """N=2 iterations with a checkpoint, then offline.resume=true up to 2N: the restored learner equals the
+    checkpointed one (weights and Adam state), iterations / learner updates / TensorBoard steps continue."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from vlmrl.learner.offline_trainer import OfflineTrainer
+
+    run, n, upi = tmp_path / "offline_toy", 2, 2
+    seen = {}
+
+    def capture_at_close(trainer, key):
+        close = trainer.close
+
+        def wrapped():
+            if trainer.algo is not None:
+                seen[key] = _learner_state(trainer)
+            close()
+        trainer.close = wrapped
+
+    lines1 = []
+    t1 = OfflineTrainer(_resume_cfg(tmp_path, toy_dataset, f"offline.iterations={n}"), run, print_fn=lines1.append)
+    capture_at_close(t1, "end1")
+    assert t1.run() == 0
+    latest1 = json.loads((run / "checkpoints" / "latest.json").read_text())
+    assert (latest1["iteration"], latest1["updates"]) == (n, n * upi) and latest1["transitions"] > 0
+
+    lines2 = []
+    t2 = OfflineTrainer(_resume_cfg(tmp_path, toy_dataset, f"offline.iterations={2 * n}", "offline.resume=true"),
+                        run, print_fn=lines2.append)
+    restore = t2._restore
+
+    def restore_and_capture():
+        restore()
+        seen["restored"] = _learner_state(t2)
+        seen["algo_iteration"] = t2.algo.training_iteration
+    t2._restore = restore_and_capture
+    capture_at_close(t2, "end2")
+    assert t2.run() == 0
+
+    _assert_same(seen["restored"][0], seen["end1"][0], "weights")
+    _assert_same(seen["restored"][1], seen["end1"][1], "optimizer")
+    assert seen["algo_iteration"] == n
+    assert set(_adam_steps(seen["restored"][1]).values()) == {n * upi}  # each optimizer: one step per update
+    assert set(_adam_steps(seen["end2"][1]).values()) == {2 * n * upi}
+    assert any(line.startswith(f"resumed from {run / 'checkpoints' / 'iter_000002'}") for line in lines2)
+    assert [line.split(" |")[0] for line in lines2 if line.startswith("iter ")] == ["iter 3/4", "iter 4/4"]
+    latest2 = json.loads((run / "checkpoints" / "latest.json").read_text())
+    assert (latest2["iteration"], latest2["updates"]) == (2 * n, 2 * n * upi)
+    assert latest2["transitions"] == 2 * latest1["transitions"]
+    assert (run / "checkpoints" / "iter_000002").is_dir() and (run / "checkpoints" / "iter_000004").is_dir()
+    assert json.loads((run / "eval.json").read_text())["iteration"] == 2 * n
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("losses/qf_loss")] == [1, 2, 3, 4]
+    assert [e.value for e in acc.Scalars("charts/learner_updates")] == [2.0, 4.0, 6.0, 8.0]
+
+    lines3 = []  # already at the configured total: nothing is built
+    assert OfflineTrainer(_resume_cfg(tmp_path, toy_dataset, f"offline.iterations={2 * n}", "offline.resume=true"),
+                          run, print_fn=lines3.append).run() == 0
+    assert lines3 == ["already at iteration 4 of 4; nothing to do"]
