@@ -18,7 +18,8 @@ Items of step t (the action taken in state t, leading to state t+1). Frames may 
 Steps whose items are identical (strided frames) are scored once. Rewards:
 ``r_vlm = clip((raw - vlm_reward_min) / (vlm_reward_max - vlm_reward_min), 0, 1)``,
 ``success_reward = label.success_reward if success[t+1] else 0`` and
-``reward = w_vlm * r_vlm + w_env * success_reward``.
+``reward = w_vlm * r_vlm + w_env * success_reward``. Scorers whose raw rewards are not in [0, 1] (``clip``:
+cosines in a narrow band) are calibrated on the data with :func:`calibrate_score_range`.
 
 Output folder::
 
@@ -74,7 +75,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -182,6 +183,44 @@ def plan_episode(ep: Episode, settings: LabelSettings) -> EpisodePlan:
     per_step = step_items(ep.frame_steps, ep.num_steps, settings.item_kind, settings.window_size)
     unique, inverse = np.unique(per_step, axis=0, return_inverse=True)
     return EpisodePlan(unique, np.asarray(inverse).reshape(-1), per_step)
+
+
+def calibrate_score_range(reader: EpisodeReader, scorer: Any, episodes: int = 16,
+                          percentiles: Sequence[float] = (5.0, 95.0), window_size: int = 8,
+                          batch_items: int = 64) -> Tuple[float, float]:
+    """``(lo, hi)`` for a scorer's ``score_range`` (the ``clip`` scorer): the ``percentiles`` of its raw rewards
+    over the steps of the dataset's first shard (episodes ``[0, episodes)``, i.e. ``label.episodes_per_shard``),
+    each step's item built as ``vlmrl label`` builds it. ``scorer`` is an in-process scorer (``build_scorer``)
+    configured without ``score_range``, so that its rewards are the raw scores. Example::
+
+        from vlmrl.envs.offline_readers import open_reader
+        from vlmrl.reward_workers.scorers import build_scorer
+        lo, hi = calibrate_score_range(open_reader("runs/datasets/mix"), build_scorer("clip", {"model": "/path/to/clip"}))
+        # then: vlmrl label ... scorer.name=clip scorer.params.model=/path/to/clip "scorer.params.score_range=[lo, hi]"
+    """
+    if getattr(getattr(scorer, "params", None), "score_range", None) is not None:
+        raise LabellingError("calibrate_score_range needs the raw scores: build the scorer without score_range")
+    p_lo, p_hi = (float(p) for p in percentiles)
+    if not 0.0 <= p_lo < p_hi <= 100.0:
+        raise LabellingError(f"percentiles must be (low, high) with 0 <= low < high <= 100, got {list(percentiles)}")
+    kind = getattr(scorer.item_kind, "value", scorer.item_kind)
+    settings = LabelSettings(dataset="", item_kind=kind, window_size=window_size)
+    raw: List[np.ndarray] = []
+    for i in range(min(len(reader), max(1, int(episodes)))):
+        ep = reader.load(i)
+        plan = plan_episode(ep, settings)
+        scores = []
+        for a in range(0, len(plan.unique), batch_items):
+            items = ep.frames[plan.unique[a:a + batch_items]]  # (n, k, H, W, 3)
+            scores += [r.reward for r in scorer.score_batch([ep.task] * len(items), list(items))]
+        raw.append(np.asarray(scores, np.float64)[plan.inverse])  # per step, like the r_vlm_raw column
+    if not raw:
+        raise LabellingError("calibrate_score_range: the dataset has no episodes")
+    lo, hi = (float(v) for v in np.percentile(np.concatenate(raw), [p_lo, p_hi]))
+    if not lo < hi:
+        raise LabellingError(f"calibrate_score_range: percentiles {p_lo}/{p_hi} of the raw scores are both {lo} "
+                             f"(constant scores); cannot make a range")
+    return lo, hi
 
 
 # ---------------------------------------------------------------------------------------------- rows
