@@ -122,6 +122,9 @@ class LabelSettings:
     max_episodes: int = 0
     scorer: str = ""
     prompt_variant: str = ""
+    scorer_params: Optional[Dict[str, Any]] = None
+    """The ``scorer.params`` section when it describes the workers' scorer (model path, window, score_range, ...);
+    None when the workers run another scorer than the section names (e.g. remote workers started elsewhere)."""
     input: Dict[str, Any] = field(default_factory=dict)
     """The input section (path, format, task_text, ...) as given."""
 
@@ -493,10 +496,14 @@ def settings_from_config(label_cfg: Any, scorer_cfg: Any, worker_scorer: str, wo
         raise LabellingError(f"label.item_kind={label_cfg.item_kind} but the workers' scorer {worker_scorer!r} "
                              f"takes {worker_item_kind} items")
     inp = OmegaConf.to_container(label_cfg.input, resolve=True) if OmegaConf.is_config(label_cfg.input) else dict(label_cfg.input)
+    params = None
+    if scorer_cfg is not None and scorer_cfg.name == worker_scorer:
+        raw = scorer_cfg.params or {}
+        params = OmegaConf.to_container(raw, resolve=True) if OmegaConf.is_config(raw) else dict(raw)
     return LabelSettings(
         dataset=str(inp.get("path", "")), item_kind=kind, window_size=int(label_cfg.window_size),
         w_vlm=float(label_cfg.w_vlm), w_env=float(label_cfg.w_env), success_reward=float(label_cfg.success_reward),
         vlm_reward_min=float(label_cfg.vlm_reward_min), vlm_reward_max=float(label_cfg.vlm_reward_max),
         terminal_on_success=bool(label_cfg.terminal_on_success), episodes_per_shard=int(label_cfg.episodes_per_shard),
         max_episodes=int(label_cfg.max_episodes), scorer=worker_scorer,
-        prompt_variant=prompt_variant(scorer_cfg, worker_scorer), input=inp)
+        prompt_variant=prompt_variant(scorer_cfg, worker_scorer), scorer_params=params, input=inp)

@@ -234,5 +234,8 @@ def test_label_cli_with_local_workers(small_dataset, tmp_path, capsys):
     assert set(t.column("window_size").to_pylist()) == {8} and (out / "config.yaml").exists()
     assert main(args) == 0  # rerun: nothing left to do
     assert "shards: 0 labelled, 2 already done of 2" in capsys.readouterr().out
+    # other scorer params (e.g. another model or score range) must not mix their labels into this folder
+    assert main([*args, "scorer.params.per_item_ms=0.5"]) == 1
+    assert "differ in ['scorer_params']" in capsys.readouterr().err
     assert main(["label", f"label.input.path={tmp_path / 'missing'}", "label.workers=local"]) == 2
     assert "cannot read" in capsys.readouterr().err
