@@ -10,7 +10,8 @@ One command runs the whole offline pipeline of the project for every reward vari
 
 Rows: ``sparse`` (env success reward only, ``offline.reward=env_sparse``); ``vlm_w4/8/16`` (window reward,
 two-stage prompt, + sparse); ``vlm_w8_single`` (single-stage prompt ablation); ``clip`` (CLIP frame
-reward + sparse); ``compact_lrm`` (compact LRM progress head on pairs + sparse). Columns: seen / unseen
+reward + sparse; its raw cosines mapped to [0, 1] by ``score_range`` = their 5th..95th percentiles on the
+dataset's first shard, ``calibrate_score_range``); ``compact_lrm`` (compact LRM progress head on pairs + sparse). Columns: seen / unseen
 success and return (means over seeds), generalisation drop (seen - unseen) / seen of success and return,
 and the return ratio vs the CLIP row (seen texts).
 
@@ -103,12 +104,28 @@ def scorer_overrides(row: str, a: argparse.Namespace, quick: bool) -> List[str]:
                 "scorer.params.on_overflow=downscale", f"label.window_size={w}", "label.item_kind=window"]
     if row == "clip":
         return ["scorer.name=clip", f"scorer.params.model={a.clip}", f"scorer.params.device={a.device}",
-                "label.item_kind=frame"]
+                "label.item_kind=frame", f"scorer.params.score_range=[{a.clip_range[0]},{a.clip_range[1]}]"]
     if row == "compact_lrm":
         return ["scorer.name=compact_lrm", f"scorer.params.weights_dir={a.compact_lrm}",
                 f"scorer.params.device={a.device}",
                 "scorer.params.weights={progress: 1.0, completion: 0.0, contrastive: 0.0}", "label.item_kind=pair"]
     raise ValueError(row)
+
+
+def calibrate_clip(dataset: str, a: argparse.Namespace) -> List[float]:
+    """Raw CLIP cosines live in a narrow band: map their 5th..95th percentiles on the first shard to [0, 1]."""
+    from vlmrl.envs.offline_readers import open_reader
+    from vlmrl.learner.labelling import calibrate_score_range
+    from vlmrl.reward_workers.scorers import build_scorer
+
+    scorer = build_scorer("clip", {"model": a.clip, "device": a.device})
+    try:
+        with open_reader(dataset) as reader:
+            lo, hi = calibrate_score_range(reader, scorer)
+    finally:
+        scorer.close()
+    print(f"[clip] score_range calibrated on the first shard: [{lo:.4f}, {hi:.4f}] (5th..95th percentile)", flush=True)
+    return [lo, hi]
 
 
 def label(row: str, dataset: str, out: Path, a: argparse.Namespace, quick: bool) -> Dict[str, Any]:
@@ -282,6 +299,8 @@ def main() -> int:
             if row == "sparse":
                 data, reward = dataset, "env_sparse"
             else:
+                if row == "clip":
+                    a.clip_range = calibrate_clip(dataset, a)
                 labels[row] = label(row, dataset, out / "labelled" / row, a, a.quick)
                 data, reward = str(out / "labelled" / row), "vlm+sparse"
             evals[row] = [train_eval(row, data, reward, s, out / "iql", a, a.quick) for s in seeds]
