@@ -180,6 +180,8 @@ class OnlineTrainer:
         ckpt_root = self.run_dir / CHECKPOINT_DIR
         path = ckpt_root / f"iter_{self.iteration:06d}"
         self.algo.save_to_path(str(path.resolve()))
+        if self.mode_hook is not None and hasattr(self.mode_hook, "on_checkpoint_saved"):
+            self.mode_hook.on_checkpoint_saved(path)  # preference: the reward model's state, before latest.json
         (ckpt_root / LATEST).write_text(json.dumps(
             {"iteration": self.iteration, "path": str(path.resolve()), "env_steps": env_steps}))
         self.print(f"checkpoint: {path}")
@@ -193,6 +195,8 @@ class OnlineTrainer:
         self.algo.restore_from_path(latest["path"])
         self.iteration = int(latest["iteration"])
         self.print(f"resumed from {latest['path']} (iteration {self.iteration}, {latest['env_steps']} env steps)")
+        if self.mode_hook is not None and hasattr(self.mode_hook, "on_restored"):
+            self.mode_hook.on_restored(Path(latest["path"]))  # preference: reward model back into the workers
 
     # ------------------------------------------------------------------ teardown
     def close(self) -> None:

@@ -37,6 +37,10 @@ class FrameBuffer:
     def __len__(self) -> int:
         return len(self._frames)
 
+    def records(self) -> List[FrameRecord]:
+        """The buffered frames, oldest first (a copy of the list; what a checkpoint saves)."""
+        return list(self._frames)
+
     def extend(self, records: Iterable[FrameRecord]) -> None:
         for r in records:
             self._frames.append(r)

@@ -15,6 +15,25 @@ callback turns its r(s) into PPO rewards (``reward.components``). Around every t
    (:meth:`RewardWorkerPool.update_weights`); the next iteration's rewards come from them.
 
 Scalars go to TensorBoard under ``preference/`` and a second console line per iteration.
+
+Checkpoints and ``train.resume=true``: when the trainer writes ``checkpoints/iter_NNNNNN`` it calls
+:meth:`PreferenceMode.on_checkpoint_saved`, which adds ``preference_state.pt``
+(:mod:`~.checkpoint`) before ``latest.json`` names the checkpoint. It holds the reward model as
+served (the exact weights bytes incl. every ensemble member, and its version string), the update
+counter, the trainer's Adam state and minibatch RNG, its labelled training and held-out pairs (frames
+included: labels are the expensive part; at most ``max_pairs`` + ``max_pairs // 4`` pairs of two
+frames, so mind the size with large frames), the driver's frame buffer, the pair-sampling RNG and the
+label totals. On resume, :meth:`PreferenceMode.on_restored` loads it into the (fresh) trainer actor
+and hot-swaps the restored weights into the reward workers under the same version before the first
+resumed iteration samples, so PPO keeps training on the reward it had, and the version counter,
+label buffers and ``preference/`` totals continue. Not restored: frames the env runners had collected
+after the last iteration's drain (none at a checkpoint; a crashed partial iteration is lost anyway),
+the labeller pool (started afresh from config), the reward workers' caches (keyed by version; they
+refill), and torch's global RNG in the trainer actor (training draws its minibatches from the
+restored numpy RNG). A checkpoint without the file (an older run's) is refused:
+the run stops with :class:`~.checkpoint.PreferenceStateMissingError` (a ``ValueError``: ``vlmrl train``
+exits 2 with the message, before any worker starts) rather than silently switching PPO to an untrained
+reward model; start a new run dir instead.
 """
 
 from __future__ import annotations
@@ -29,7 +48,8 @@ import numpy as np
 import ray
 from omegaconf import DictConfig, OmegaConf
 
-from vlmrl.learner.preference.frame_buffer import FrameBuffer
+from vlmrl.learner.preference import checkpoint as ckpt
+from vlmrl.learner.preference.frame_buffer import FrameBuffer, FrameRecord
 from vlmrl.learner.preference.frame_collector import drain_frames, frame_collector_factory
 from vlmrl.learner.preference.labeller import PairLabeller
 from vlmrl.learner.preference.reward_model_trainer import remote_trainer_class
@@ -70,6 +90,19 @@ def check_preference_config(cfg: DictConfig) -> None:
         raise ValueError(f"preference.max_label_failure_fraction must be in [0, 1], got {p.max_label_failure_fraction}")
 
 
+def check_resume_state(cfg: DictConfig, run_dir: Path) -> None:
+    """On ``train.resume=true``: the checkpoint ``latest.json`` names must hold the preference state
+    (:class:`~.checkpoint.PreferenceStateMissingError` otherwise, before anything starts). No checkpoint at
+    all is left to the trainer's own error."""
+    from vlmrl.learner.online_trainer import latest_checkpoint
+
+    if not cfg.train.resume:
+        return
+    latest = latest_checkpoint(run_dir)
+    if latest is not None:
+        ckpt.require_state(latest["path"])
+
+
 def labeller_config(cfg: DictConfig) -> DictConfig:
     """The config of the labeller pool: the job's config with the labeller's scorer, registry and resources."""
     p = cfg.preference
@@ -91,6 +124,7 @@ class PreferenceMode:
 
     def __init__(self, cfg: DictConfig, run_dir: Path, print_fn=print) -> None:
         check_preference_config(cfg)
+        check_resume_state(cfg, Path(run_dir))
         self.cfg = cfg
         self.p = cfg.preference
         self.run_dir = Path(run_dir)
@@ -206,6 +240,47 @@ class PreferenceMode:
                 f"none {c['none']}, failed {c['failed'] + c['unknown']}), total {g('preference/labels_total', '.0f')} | "
                 f"BT loss {g('preference/bt_loss', '.3f')}, held-out acc {g('preference/bt_heldout_acc', '.2f')} | "
                 f"reward model {self.version} | corr(r, dense) {g('preference/heldout_pearson_reward_vs_dense', '.2f')}")
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_checkpoint_saved(self, path: Path) -> Path:
+        """Write the reward model's and this mode's state into checkpoint dir ``path`` (see module doc)."""
+        trainer_state = ray.get(self.trainer.get_state.remote(), timeout=600)
+        if trainer_state["version"] != self.version:
+            raise RuntimeError(f"the reward model trainer holds version {trainer_state['version']} but the reward "
+                               f"workers serve {self.version}; not checkpointing a model PPO never trained on")
+        records = self.frames.records()
+        frames = {"frame": ckpt.pack_frames([r.frame for r in records]), "task": [r.task for r in records],
+                  "env_reward": [r.env_reward for r in records], "episode_id": [r.episode_id for r in records],
+                  "step": [r.step for r in records]}
+        mode_state = {"version": self.version, "updates": self.updates, "rng": self.rng.bit_generator.state,
+                      "label_totals": dict(self.labeller.totals), "frames_added": self.frames.added, "frames": frames}
+        return ckpt.save_state(path, {"trainer": trainer_state, "mode": mode_state})
+
+    def on_restored(self, path: Path) -> None:
+        """Load checkpoint dir ``path``'s state into the trainer actor and hot-swap its weights into the reward
+        workers (same version as before the stop); raises PreferenceStateMissingError when it has none."""
+        state = ckpt.load_state(path)
+        version, updates = ray.get(self.trainer.load_state.remote(state["trainer"]), timeout=600)
+        m = state["mode"]
+        if version != m["version"]:
+            raise RuntimeError(f"{ckpt.state_path(path)}: trainer version {version} != mode version {m['version']}")
+        _, weights = ray.get(self.trainer.weights.remote(), timeout=120)
+        served = self.reward_pool.update_weights(version, weights)
+        if set(served.values()) != {version}:
+            raise RuntimeError(f"reward workers serve {served} after restoring reward model {version}")
+        self.version, self.updates = version, int(m["updates"])
+        self.rng.bit_generator.state = m["rng"]
+        self.labeller.totals.clear()
+        self.labeller.totals.update(m["label_totals"])
+        fr = m["frames"]
+        self.frames = FrameBuffer(int(self.p.frame_buffer_size))
+        self.frames.extend(FrameRecord(f, str(t), float(r), str(e), int(st)) for f, t, r, e, st in zip(
+            ckpt.unpack_frames(fr["frame"]), fr["task"], fr["env_reward"], fr["episode_id"], fr["step"]))
+        self.frames.added = int(m["frames_added"])
+        sizes = ray.get(self.trainer.sizes.remote(), timeout=60)
+        self.print(f"preference: restored reward model {version} ({updates} updates, {sizes['train_pairs']} train / "
+                   f"{sizes['heldout_pairs']} held-out pairs, {len(self.frames)} buffered frames) into "
+                   f"{len(served)} reward worker(s)")
 
     # ------------------------------------------------------------------ teardown
     def close(self) -> None:

@@ -7,20 +7,24 @@ pairs, and an Adam optimizer. :meth:`train` takes ``steps`` gradient steps of th
 own random minibatch), then evaluates on the held-out pairs (loss, accuracy, Pearson correlation of
 r(s) with the ground-truth dense reward) and names the new weights ``bt-<updates>-<hash>``;
 :meth:`weights` returns them as bytes for ``RewardWorkerPool.update_weights``.
-Build the actor with :func:`remote_trainer_class`.
+:meth:`get_state` / :meth:`load_state` carry everything a resumed run needs (the served weights
+bytes and their version, the update count, Adam's state, the sampling RNG, both pair buffers) through
+a ``vlmrl train`` checkpoint. Build the actor with :func:`remote_trainer_class`.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import deque
+from dataclasses import asdict
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vlmrl.reward_workers.scorers.bt_reward import BtModelParams, BtRewardModel, state_to_bytes
+from vlmrl.learner.preference.checkpoint import pack_frames, unpack_frames
+from vlmrl.reward_workers.scorers.bt_reward import BtModelParams, BtRewardModel, load_state_bytes, state_to_bytes
 
 
 def bt_loss(r_first: torch.Tensor, r_second: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -145,6 +149,48 @@ class RewardModelTrainer:
         if self._state is None:
             self._state = state_to_bytes(self.model)
         return self.version, self._state
+
+    # ------------------------------------------------------------------ checkpoint
+    def get_state(self) -> Dict[str, Any]:
+        """Everything :meth:`load_state` needs to continue exactly here (see module doc)."""
+        version, weights = self.weights()
+        arch = asdict(self.model.p)
+
+        def pairs(buf) -> Dict[str, Any]:
+            rows = list(buf)
+            return {"first": pack_frames([r[0] for r in rows]), "second": pack_frames([r[1] for r in rows]),
+                    "task": [r[2] for r in rows], "y": [r[3] for r in rows], "gt_first": [r[4] for r in rows],
+                    "gt_second": [r[5] for r in rows]}
+
+        return {"version": version, "weights": weights, "updates": self.updates, "arch": arch,
+                "optimizer": self.opt.state_dict(), "rng": self.rng.bit_generator.state,
+                "train_pairs": pairs(self.train_pairs), "heldout_pairs": pairs(self.heldout_pairs)}
+
+    def load_state(self, state: Mapping[str, Any]) -> Tuple[str, int]:
+        """Restore :meth:`get_state` output (architecture must match; the buffers keep their current bounds).
+
+        Returns ``(version, updates)``; :meth:`weights` then returns the very bytes that were served.
+        """
+        mine = {k: v for k, v in asdict(self.model.p).items() if k != "seed"}
+        theirs = {k: v for k, v in dict(state["arch"]).items() if k != "seed"}
+        if mine != theirs:
+            raise ValueError(f"the checkpointed reward model has architecture {theirs}, scorer.params now give {mine}; "
+                             f"resume with the same scorer.params")
+        weights = bytes(state["weights"])
+        load_state_bytes(self.model, weights)
+        self.model.eval()
+        self.opt.load_state_dict(state["optimizer"])
+        self.rng.bit_generator.state = state["rng"]
+        for buf, packed in ((self.train_pairs, state["train_pairs"]), (self.heldout_pairs, state["heldout_pairs"])):
+            buf.clear()
+            cols = (unpack_frames(packed["first"]), unpack_frames(packed["second"]), packed["task"], packed["y"],
+                    packed["gt_first"], packed["gt_second"])
+            for a, b, task, y, ga, gb in zip(*cols):
+                buf.append((a, b, str(task), float(y), float(ga), float(gb)))
+        self.updates = int(state["updates"])
+        self.version = str(state["version"])
+        self._state = weights
+        return self.version, self.updates
 
 
 def remote_trainer_class(num_cpus: float = 0.0, num_gpus: float = 0.0):
