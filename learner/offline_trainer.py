@@ -32,7 +32,7 @@ from typing import Any, Dict, Mapping, Optional
 import numpy as np
 from omegaconf import DictConfig
 
-from vlmrl.learner.online_trainer import CHECKPOINT_DIR, LATEST, TB_DIR, latest_checkpoint
+from vlmrl.learner.online_trainer import CHECKPOINT_DIR, LATEST, TB_DIR, latest_checkpoint, prune_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +234,7 @@ class OfflineTrainer:
         self.algo.save_to_path(str(path.resolve()))
         (root / LATEST).write_text(json.dumps({"iteration": self.iteration, "path": str(path.resolve()),
                                                "transitions": self.transitions, "updates": self.updates}))
+        prune_checkpoints(self.run_dir, int(self.cfg.offline.keep_checkpoints))
         self.print(f"checkpoint: {path}")
         return path
 

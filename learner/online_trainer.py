@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig
 
@@ -34,6 +35,20 @@ def latest_checkpoint(run_dir: Path) -> Optional[Dict[str, Any]]:
     if not f.exists():
         return None
     return json.loads(f.read_text())
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> List[Path]:
+    """Delete all but the newest ``keep`` ``checkpoints/iter_*`` folders (never the one ``latest.json`` names;
+    ``keep`` <= 0 keeps all); returns the deleted folders."""
+    if int(keep) <= 0:
+        return []
+    latest = latest_checkpoint(run_dir)
+    keep_name = Path(latest["path"]).name if latest else None
+    folders = sorted(p for p in (Path(run_dir) / CHECKPOINT_DIR).glob("iter_*") if p.is_dir())
+    doomed = [p for p in folders[:-int(keep)] if p.name != keep_name]
+    for p in doomed:
+        shutil.rmtree(p, ignore_errors=True)
+    return doomed
 
 
 class OnlineTrainer:
@@ -184,6 +199,7 @@ class OnlineTrainer:
             self.mode_hook.on_checkpoint_saved(path)  # preference: the reward model's state, before latest.json
         (ckpt_root / LATEST).write_text(json.dumps(
             {"iteration": self.iteration, "path": str(path.resolve()), "env_steps": env_steps}))
+        prune_checkpoints(self.run_dir, int(self.cfg.train.keep_checkpoints))
         self.print(f"checkpoint: {path}")
         return path
 

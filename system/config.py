@@ -436,6 +436,8 @@ class TrainConfig:
     (``vlmrl workers scale N``) or ``reward.addresses``."""
     checkpoint_every: int = 5
     """Save a checkpoint every this many iterations (and after the last one); 0 = only after the last."""
+    keep_checkpoints: int = 3
+    """Keep the newest this many ``checkpoints/iter_*`` folders, delete older ones (0 = keep all)."""
     resume: bool = False
     """Continue from the run dir's latest checkpoint (same iteration and env step count)."""
     image_every: int = 5
@@ -634,6 +636,8 @@ class OfflineConfig:
     """Local shuffle buffer (transitions) of the batch iterator; 0 = no shuffling."""
     checkpoint_every: int = 10
     """Save a checkpoint every this many iterations (and after the last); 0 = only after the last."""
+    keep_checkpoints: int = 3
+    """Keep the newest this many ``checkpoints/iter_*`` folders, delete older ones (0 = keep all)."""
     resume: bool = False
     """Continue from the run dir's latest checkpoint (weights, optimizer state, iteration, learner-update and
     transition counts) up to ``iterations`` in total; TensorBoard steps continue. An error if there is none."""
