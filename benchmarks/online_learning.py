@@ -148,15 +148,9 @@ def evaluate_checkpoint(cfg_overrides: List[str], run_dir: Path, episodes: int) 
 
 def train_success(run_dir: Path, last: int = 2) -> float:
     """Mean ground-truth success of the (stochastic) training episodes over the run's last ``last`` iterations."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from vlmrl.learner.train_metrics import read_scalars
 
-    values = []
-    for f in sorted((run_dir / "tb").iterdir()):
-        ea = EventAccumulator(str(f), size_guidance={"scalars": 0})
-        ea.Reload()
-        if "charts/gt_success_rate" in ea.Tags()["scalars"]:
-            values += [(e.step, e.value) for e in ea.Scalars("charts/gt_success_rate")]
-    values.sort()
+    values = read_scalars(run_dir).get("charts/gt_success_rate", [])
     return statistics.mean(v for _, v in values[-last:]) if values else float("nan")
 
 

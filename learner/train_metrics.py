@@ -9,7 +9,8 @@ runners' :class:`~vlmrl.actors.reward_callback.VlmRewardCallback` through RLlib'
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterable, List, Mapping
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Tuple
 
 from vlmrl.actors.ground_truth_metrics import METRICS_KEY
 
@@ -95,3 +96,17 @@ def console_line(iteration: int, total: int, s: Mapping[str, float]) -> str:
                      f"{g('workers/items_per_s', '.0f')} items/s")
     parts.append(f"{g('charts/env_steps_per_s', '.0f')} steps/s")
     return " | ".join(parts)
+
+
+def read_scalars(run_dir: str | Path) -> Dict[str, List[Tuple[int, float]]]:
+    """The TensorBoard scalars a run wrote under ``<run_dir>/tb`` (all event files): ``{tag: [(step, value), ...]}``
+    sorted by step. For summaries, benchmarks and tests that read a finished run back."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out: Dict[str, List[Tuple[int, float]]] = {}
+    for f in sorted((Path(run_dir) / "tb").iterdir()):
+        ea = EventAccumulator(str(f), size_guidance={"scalars": 0})
+        ea.Reload()
+        for tag in ea.Tags()["scalars"]:
+            out.setdefault(tag, []).extend((int(e.step), float(e.value)) for e in ea.Scalars(tag))
+    return {tag: sorted(v) for tag, v in out.items()}

@@ -73,14 +73,9 @@ class DemoPipeline:
         return 0
 
     def _final_success(self) -> float:
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+        from vlmrl.learner.train_metrics import read_scalars
 
-        values = []
-        for f in sorted((self.run_dir / "tb").iterdir()):
-            ea = EventAccumulator(str(f), size_guidance={"scalars": 0})
-            ea.Reload()
-            if "charts/success" in ea.Tags()["scalars"]:
-                values += [(e.step, e.value) for e in ea.Scalars("charts/success")]
+        values = read_scalars(self.run_dir).get("charts/success")
         if not values:
             raise RuntimeError(f"no charts/success scalar in {self.run_dir / 'tb'}")
-        return max(values)[1]
+        return values[-1][1]

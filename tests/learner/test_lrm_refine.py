@@ -14,6 +14,7 @@ from vlmrl.envs.toy_reach_dataset import write_toy_dataset
 from vlmrl.envs.toy_reach_env import ToyReachEnv
 from vlmrl.learner.bc_pretrain import BcDataError, demos_to_episodes, train_bc
 from vlmrl.learner.lrm_refine import greedy_actions, greedy_success_rate, load_module_into
+from vlmrl.learner.train_metrics import read_scalars
 
 NAMESPACE = "vlmrl-test-lrm"
 EVAL_EPISODES = 30
@@ -88,8 +89,6 @@ def test_bc_weights_are_loaded_into_ppo(ray_local, bc_module_path, tmp_path):
 
 
 def test_lrm_mode_end_to_end(ray_local, toy_demos, tmp_path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     from vlmrl.system.cli import main
 
     args = ["train", "train_toy", f"output_dir={tmp_path}", "run_name=lrm", f"pool.namespace={NAMESPACE}",
@@ -103,12 +102,7 @@ def test_lrm_mode_end_to_end(ray_local, toy_demos, tmp_path):
     run = tmp_path / "lrm"
     base = json.loads((run / "base_eval.json").read_text())
     assert 0.0 <= base["success_base"] <= 1.0
-    tags = {}
-    for f in (run / "tb").iterdir():
-        ea = EventAccumulator(str(f), size_guidance={"scalars": 0})
-        ea.Reload()
-        for t in ea.Tags()["scalars"]:
-            tags[t] = [e.value for e in ea.Scalars(t)]
+    tags = {t: [v for _, v in sv] for t, sv in read_scalars(run).items()}
     assert tags["charts/success_base"] == [pytest.approx(base["success_base"])] * 2
     assert len(tags["charts/success"]) == 2 and all(0.0 <= v <= 1.0 for v in tags["charts/success"])
     assert any(t.startswith("reward/") for t in tags)
@@ -120,8 +114,6 @@ def test_lrm_mode_end_to_end(ray_local, toy_demos, tmp_path):
 
 def test_lrm_mode_can_refine_on_the_env_reward_without_a_pool(ray_local, toy_demos, tmp_path):
     """lrm_refine.reward=env: the same BC base refined on the env's dense reward (the ground-truth control)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     from vlmrl.system.cli import main
 
     args = ["train", "train_toy", f"output_dir={tmp_path}", "run_name=lrm_env", f"pool.namespace={NAMESPACE}",
@@ -133,12 +125,7 @@ def test_lrm_mode_can_refine_on_the_env_reward_without_a_pool(ray_local, toy_dem
     assert main(args) == 0
     run = tmp_path / "lrm_env"
     assert (run / "base_eval.json").exists()
-    tags = {}
-    for f in (run / "tb").iterdir():
-        ea = EventAccumulator(str(f), size_guidance={"scalars": 0})
-        ea.Reload()
-        for t in ea.Tags()["scalars"]:
-            tags[t] = [e.value for e in ea.Scalars(t)]
+    tags = {t: [v for _, v in sv] for t, sv in read_scalars(run).items()}
     assert "charts/success" in tags and "charts/success_base" in tags
     assert not any(t.startswith(("reward/", "workers/")) for t in tags)  # no reward worker was asked
     # ToyReach's dense reward is in (0, 1] per step: the returns PPO saw are env rewards, not pool rewards

@@ -17,10 +17,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import ray
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vlmrl.learner.preference.checkpoint import STATE_FILE, PreferenceStateMissingError, load_state, save_state
 from vlmrl.learner.preference.mode import PreferenceMode
+from vlmrl.learner.train_metrics import read_scalars
 from vlmrl.system.cli import main
 from vlmrl.system.config import load_config
 
@@ -40,13 +40,7 @@ def overrides(tmp_path, *extra):
 
 
 def scalars(run_dir):
-    out = {}
-    for f in sorted((run_dir / "tb").iterdir()):
-        ea = EventAccumulator(str(f), size_guidance={"scalars": 0})
-        ea.Reload()
-        for tag in ea.Tags()["scalars"]:
-            out[tag] = [e.value for e in ea.Scalars(tag)]
-    return out
+    return {tag: [v for _, v in sv] for tag, sv in read_scalars(run_dir).items()}
 
 
 def probe(mode: PreferenceMode):
