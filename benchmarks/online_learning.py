@@ -1,6 +1,6 @@
 """Learning outcomes after the SAME number of env steps, in one command:
 
-    .venv/bin/python -m benchmarks.online_learning [--env toy|pushcube] [--env-steps N] [--seeds 0,1] [--quick]
+    .venv/bin/python -m benchmarks.online_learning [--env toy|pushcube|pickcube] [--env-steps N] [--seeds 0,1] [--quick]
         [--runs env_dense,lrm_reward,lrm_refine,env_refine]
 
 (a) PPO from scratch on the compact-LRM reward from the reward-worker pool (``train.mode=vlm-score``, scorer
@@ -13,7 +13,7 @@
 
 Stages, each the project's own entry point on ``configs/demo.yaml`` plus overrides (``vlmrl.system.cli.main``):
 
-1. demos: ``vlmrl record-demos`` (PushCube). ToyReach has no ``record-demos`` (that command drives ManiSkill) and
+1. demos: ``vlmrl record-demos`` (PushCube, PickCube). ToyReach has no ``record-demos`` (that command drives ManiSkill) and
    ``envs/toy_reach_dataset.py`` keeps no frames, so for ToyReach this script records the same three sources
    (scripted demo / noisy demo / random, same policies as ``toy_reach_dataset``) with frames from
    ``ToyReachEnv`` itself (``frame_stride=1``) into the project's episode format;
@@ -71,6 +71,10 @@ PRESETS = {
         runs=["env_dense", "lrm_reward", "lrm_refine", "env_refine"],
     ),
 }
+
+
+# PickCube-v1: the PushCube settings on another task (its own demos and compact LRM)
+PRESETS["pickcube"] = dict(PRESETS["pushcube"], env=["env.task=PickCube-v1", "env.frame_size=64", "env.frame_stride=4"])
 
 
 def cli(argv: List[str]) -> float:
