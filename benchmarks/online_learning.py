@@ -177,6 +177,8 @@ def main(argv=None) -> int:
     p.add_argument("--eval-episodes", type=int, default=None)
     p.add_argument("--runs", default=None,
                    help="comma-separated subset of env_dense,lrm_reward,lrm_refine,env_refine (default: the preset's)")
+    p.add_argument("--bc-demos", type=int, default=None,
+                   help="demos the BC base clones (lrm_refine.max_demo_episodes; default: the preset's; 0 = all)")
     p.add_argument("--out", default=None)
     p.add_argument("--skip-data", action="store_true", help="reuse <out>/demos and <out>/lrm from a previous run")
     p.add_argument("--summarize-only", action="store_true",
@@ -213,13 +215,14 @@ def main(argv=None) -> int:
                                     f"lrm_train.out_dir={lrm_dir}", *pre["lrm"], *quick_lrm])
 
     lrm_reward = ["scorer.name=compact_lrm", f"scorer.params.weights_dir={lrm_dir}"]  # demo.yaml: pair, progress+completion
+    bc = pre["bc"] if args.bc_demos is None else [*pre["bc"], f"lrm_refine.max_demo_episodes={args.bc_demos}"]
     no_frames = ["env.capture_frames=false"]  # env-reward runs need no frames: they step at state-only speed
     all_modes = {
         "env_dense": ["train.mode=env", "env.reward_mode=dense", "train.lr=0.0003", *no_frames],
         "lrm_reward": ["train.mode=vlm-score", "env.reward_mode=none", "train.lr=0.0003", *lrm_reward],
         # demo.yaml: lr 1e-4, free log std; the same BC base (same demos, epochs, seed) for both refinements
-        "lrm_refine": ["train.mode=lrm", "env.reward_mode=none", *lrm_reward, *pre["bc"]],
-        "env_refine": ["train.mode=lrm", "lrm_refine.reward=env", "env.reward_mode=dense", *no_frames, *pre["bc"]],
+        "lrm_refine": ["train.mode=lrm", "env.reward_mode=none", *lrm_reward, *bc],
+        "env_refine": ["train.mode=lrm", "lrm_refine.reward=env", "env.reward_mode=dense", *no_frames, *bc],
     }
     runs = [r.strip() for r in (args.runs or ",".join(pre["runs"])).split(",") if r.strip()]
     unknown = sorted(set(runs) - set(all_modes))
