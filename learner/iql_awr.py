@@ -13,6 +13,17 @@ the paper uses 3 on locomotion, 10 on AntMaze). RLlib hard-codes ``w_max = 100``
 reads it from ``awr_weight_clip`` and logs what RLlib does not: the value loss, mean V / Q / advantage and
 the mean and clipped fraction of the AWR weights. The loss terms and the optimizer split are RLlib's.
 
+Target networks: :class:`AwrIQLTorchLearner` Polyak-updates the target Q networks after every learner update
+(every ``target_network_update_freq`` updates when > 0; ``offline.target_update_every``), with rate ``tau``.
+RLlib 2.60 does it in ``DQNLearner.after_gradient_based_update`` (ray/rllib/algorithms/dqn/dqn_learner.py:87-119),
+which ``Learner.update`` calls ONCE per ``update()`` call, after looping over all ``dataset_num_iters_per_learner``
+mini-batches (ray/rllib/core/learner/learner.py:1161-1166, with RLlib's own TODO on exactly this). For offline
+IQL one ``update()`` is one whole iteration, so the target Q moved ``1 - (1 - tau)^iterations`` of the way to
+Q (18% after 40 iterations x 50 updates at ``tau = 0.005``) instead of ``1 - (1 - tau)^updates``: V
+(regressed onto the target Q) stayed at the random initial target's output (~0), Q = r + gamma V(s') never
+propagated the sparse reward beyond the rewarded step and the advantages were ~0 (AWR = plain BC over all
+data). The per-iteration sync is switched off and replaced by the per-update one.
+
 :class:`AwrIQL` is RLlib's ``IQL`` whose ``restore_from_path`` works without env runners: RLlib 2.60's
 ``Algorithm.restore_from_path`` syncs the restored weights to ``env_runner_group`` unconditionally, which
 is None for an offline algorithm (AttributeError after the state was already loaded).
@@ -20,6 +31,8 @@ is None for an offline algorithm (AttributeError after the state was already loa
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
 from typing import Any, Dict, Type, Union
 
 import torch
@@ -30,7 +43,10 @@ from ray.rllib.algorithms.iql.torch.iql_torch_learner import IQLTorchLearner
 from ray.rllib.algorithms.sac.sac_learner import QF_TWIN_LOSS_KEY, QF_TWIN_PREDS
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.learner import POLICY_LOSS_KEY
+from ray.rllib.core.learner.utils import update_target_network
+from ray.rllib.core.rl_module.apis import TargetNetworkAPI
 from ray.rllib.utils.checkpoints import Checkpointable
+from ray.rllib.utils.metrics import NUM_TARGET_UPDATES
 
 # Learner metric names (under the module id in ``result["learners"]``).
 VALUE_MEAN = "value_mean"
@@ -84,7 +100,42 @@ class AwrIQLConfig(IQLConfig):
 
 
 class AwrIQLTorchLearner(IQLTorchLearner):
-    """RLlib's IQL losses with a configurable AWR weight clip and value-side metrics (module doc)."""
+    """RLlib's IQL losses with a configurable AWR weight clip, value-side metrics and target-network updates
+    per learner update instead of per ``update()`` call (module doc)."""
+
+    def build(self) -> None:
+        super().build()
+        self._updates_since_target_sync = defaultdict(int)
+
+    def _update(self, batch: Dict[str, Any]):
+        out = super()._update(batch)  # one gradient step on one mini-batch
+        self._sync_target_networks()
+        return out
+
+    def _sync_target_networks(self) -> None:
+        """Polyak-update (rate ``tau``) every module's target Q networks every ``target_network_update_freq``
+        learner updates (0 or 1: after every update). The count restarts with the learner (a resumed run
+        restarts the every-N phase; every-update syncing, the default, has no phase)."""
+        for module_id, module in self.module._rl_modules.items():
+            if not isinstance(module.unwrapped(), TargetNetworkAPI):
+                continue
+            config = self.config.get_config_for_module(module_id)
+            self._updates_since_target_sync[module_id] += 1
+            if self._updates_since_target_sync[module_id] < max(1, int(config.target_network_update_freq)):
+                continue
+            self._updates_since_target_sync[module_id] = 0
+            for main_net, target_net in module.unwrapped().get_target_network_pairs():
+                update_target_network(main_net=main_net, target_net=target_net, tau=config.tau)
+            self.metrics.log_value((module_id, NUM_TARGET_UPDATES), 1, reduce="lifetime_sum")
+
+    def after_gradient_based_update(self, *, timesteps: Dict[str, Any]) -> None:
+        # DQNLearner (dqn_learner.py:97) syncs the targets here once per update() call when
+        # ``timestep - last_update_ts_by_mid[mid] >= target_network_update_freq``: an infinite last-update
+        # timestep switches that off (the targets are synced per learner update in ``_update``); the rest of
+        # the chain (learning-rate schedules and their metrics) still runs.
+        for module_id in self.module.keys():
+            self.last_update_ts_by_mid[module_id] = math.inf
+        super().after_gradient_based_update(timesteps=timesteps)
 
     def compute_loss_for_module(self, *, module_id: str, config: Any, batch: Dict, fwd_out: Dict):
         module = self._module[module_id]

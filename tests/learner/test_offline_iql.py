@@ -283,3 +283,50 @@ def test_offline_resume_restores_weights_optimizer_and_counters_and_continues(to
     assert OfflineTrainer(_resume_cfg(tmp_path, toy_dataset, f"offline.iterations={2 * n}", "offline.resume=true"),
                           run, print_fn=lines3.append).run() == 0
     assert lines3 == ["already at iteration 4 of 4; nothing to do"]
+
+
+def test_iql_values_learn_the_sparse_terminal_reward(toy_dataset, tmp_path, ray_local):
+    """Reward 1.0 on the terminal (success) transitions, 0 elsewhere: after one iteration of many learner
+    updates, V of the rewarded states and of the states one step before them is clearly positive.
+
+    Regression: RLlib 2.60 Polyak-updates IQL's target Q nets once per ``Learner.update()`` call (=
+    once per iteration, after all its mini-batches), so V -- regressed onto the target Q -- stayed at the
+    random initial target's output (~0) however many updates ran; AwrIQLTorchLearner syncs per update."""
+    import pyarrow.parquet as pq
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    from vlmrl.learner.offline_conversion import DATA_FILE
+    from vlmrl.learner.offline_trainer import OfflineTrainer
+    from vlmrl.system.config import load_config
+
+    updates = 150
+    cfg = load_config("offline_toy", [
+        f"output_dir={tmp_path}", f"offline.dataset={toy_dataset}", "offline.iterations=1",
+        f"offline.updates_per_iteration={updates}", "offline.batch_size=128", "offline.hidden=[32,32]",
+        "offline.text_embedding=none", "offline.tau=0.1", "offline.critic_lr=3e-3", "offline.value_lr=3e-3",
+        "offline.eval_episodes=1", "offline.eval_splits=[seen]", "env.max_episode_steps=2"])
+    trainer = OfflineTrainer(cfg, tmp_path / "offline_toy", print_fn=lambda line: None)
+    seen = {}
+    close = trainer.close
+
+    def capture_at_close():
+        if trainer.algo is not None:
+            module = trainer.trained_module()
+            rows = pq.read_table(trainer.run_dir / "data" / DATA_FILE).to_pydict()
+            with torch.no_grad():
+                obs = torch.tensor(np.asarray(rows["obs"], np.float32))
+                seen["v"] = module.compute_values({Columns.OBS: obs}).numpy()
+            seen["rows"] = rows
+        close()
+    trainer.close = capture_at_close
+    assert trainer.run() == 0
+
+    rows, v = seen["rows"], seen["v"]
+    rewarded = np.asarray(rows["rewards"]) > 0
+    assert rewarded.sum() >= 3 and np.array_equal(rewarded, np.asarray(rows["terminateds"]))
+    same_ep = np.asarray(rows["eps_id"][:-1]) == np.asarray(rows["eps_id"][1:])
+    before_rewarded = np.append(rewarded[1:] & same_ep, False)  # one step before a rewarded transition
+    v_r, v_b, v_all = float(v[rewarded].mean()), float(v[before_rewarded].mean()), float(v.mean())
+    print(f"V: rewarded {v_r:.3f}, one step before {v_b:.3f}, all {v_all:.3f}")
+    assert v_r > 0.4 and v_b > 0.35, (v_r, v_b, v_all)  # before the fix: all ~0 (|V| < 0.1)
