@@ -10,8 +10,8 @@ One command runs the whole offline pipeline of the project for every reward vari
 
 Rows: ``sparse`` (env success reward only, ``offline.reward=env_sparse``); ``vlm_w4/8/16`` (window reward,
 two-stage prompt, + sparse); ``vlm_w8_single`` (single-stage prompt ablation); ``clip`` (CLIP frame
-reward + sparse; its raw cosines mapped to [0, 1] by ``score_range`` = their 5th..95th percentiles on the
-dataset's first shard, ``calibrate_score_range``); ``compact_lrm`` (compact LRM progress head on pairs + sparse). Columns: seen / unseen
+reward + sparse; its raw cosines mapped to [0, 1] by ``label.vlm_reward_min/max`` = their 5th..95th
+percentiles on the dataset's first shard, ``calibrate_score_range``); ``compact_lrm`` (compact LRM progress head on pairs + sparse). Columns: seen / unseen
 success and return (means over seeds), generalisation drop (seen - unseen) / seen of success and return,
 and the return ratio vs the CLIP row (seen texts).
 
@@ -104,7 +104,7 @@ def scorer_overrides(row: str, a: argparse.Namespace, quick: bool) -> List[str]:
                 "scorer.params.on_overflow=downscale", f"label.window_size={w}", "label.item_kind=window"]
     if row == "clip":
         return ["scorer.name=clip", f"scorer.params.model={a.clip}", f"scorer.params.device={a.device}",
-                "label.item_kind=frame", f"scorer.params.score_range=[{a.clip_range[0]},{a.clip_range[1]}]"]
+                "label.item_kind=frame", f"label.vlm_reward_min={a.clip_range[0]}", f"label.vlm_reward_max={a.clip_range[1]}"]
     if row == "compact_lrm":
         return ["scorer.name=compact_lrm", f"scorer.params.weights_dir={a.compact_lrm}",
                 f"scorer.params.device={a.device}",
@@ -124,7 +124,8 @@ def calibrate_clip(dataset: str, a: argparse.Namespace) -> List[float]:
             lo, hi = calibrate_score_range(reader, scorer)
     finally:
         scorer.close()
-    print(f"[clip] score_range calibrated on the first shard: [{lo:.4f}, {hi:.4f}] (5th..95th percentile)", flush=True)
+    print(f"[clip] label.vlm_reward_min/max calibrated on the first shard: [{lo:.4f}, {hi:.4f}] (5th..95th percentile)",
+          flush=True)
     return [lo, hi]
 
 

@@ -123,7 +123,7 @@ class LabelSettings:
     scorer: str = ""
     prompt_variant: str = ""
     scorer_params: Optional[Dict[str, Any]] = None
-    """The ``scorer.params`` section when it describes the workers' scorer (model path, window, score_range, ...);
+    """The ``scorer.params`` section when it describes the workers' scorer (model path, window, prompt, ...);
     None when the workers run another scorer than the section names (e.g. remote workers started elsewhere)."""
     input: Dict[str, Any] = field(default_factory=dict)
     """The input section (path, format, task_text, ...) as given."""
@@ -191,18 +191,16 @@ def plan_episode(ep: Episode, settings: LabelSettings) -> EpisodePlan:
 def calibrate_score_range(reader: EpisodeReader, scorer: Any, episodes: int = 16,
                           percentiles: Sequence[float] = (5.0, 95.0), window_size: int = 8,
                           batch_items: int = 64) -> Tuple[float, float]:
-    """``(lo, hi)`` for a scorer's ``score_range`` (the ``clip`` scorer): the ``percentiles`` of its raw rewards
-    over the steps of the dataset's first shard (episodes ``[0, episodes)``, i.e. ``label.episodes_per_shard``),
-    each step's item built as ``vlmrl label`` builds it. ``scorer`` is an in-process scorer (``build_scorer``)
-    configured without ``score_range``, so that its rewards are the raw scores. Example::
+    """``(lo, hi)`` for ``label.vlm_reward_min/max``: the ``percentiles`` of a scorer's raw rewards over the steps
+    of the dataset's first shard (episodes ``[0, episodes)``, i.e. ``label.episodes_per_shard``), each step's item
+    built as ``vlmrl label`` builds it. For scorers whose raw scores do not span [0, 1], e.g. ``clip`` (cosines
+    in a narrow band). ``scorer`` is an in-process scorer (``build_scorer``). Example::
 
         from vlmrl.envs.offline_readers import open_reader
         from vlmrl.reward_workers.scorers import build_scorer
         lo, hi = calibrate_score_range(open_reader("runs/datasets/mix"), build_scorer("clip", {"model": "/path/to/clip"}))
-        # then: vlmrl label ... scorer.name=clip scorer.params.model=/path/to/clip "scorer.params.score_range=[lo, hi]"
+        # then: vlmrl label ... scorer.name=clip scorer.params.model=/path/to/clip label.vlm_reward_min=lo label.vlm_reward_max=hi
     """
-    if getattr(getattr(scorer, "params", None), "score_range", None) is not None:
-        raise LabellingError("calibrate_score_range needs the raw scores: build the scorer without score_range")
     p_lo, p_hi = (float(p) for p in percentiles)
     if not 0.0 <= p_lo < p_hi <= 100.0:
         raise LabellingError(f"percentiles must be (low, high) with 0 <= low < high <= 100, got {list(percentiles)}")

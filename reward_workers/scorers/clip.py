@@ -7,20 +7,17 @@ regularisation: x, g, b = unit image, goal and baseline embeddings, d = (g - b)/
 P = alpha * d d^T + (1 - alpha) * I, reward = 1 - 1/2 |(x - g) P|^2 (alpha = 0 gives plain
 1 - 1/2 |x - g|^2 = cosine similarity; alpha = 1 keeps only the baseline->goal direction).
 
-Normalisation (``score_range: [lo, hi]``): the reward is ``clip((score - lo) / (hi - lo), 0, 1)``, score =
-the cosine (or the VLM-RM reward with ``baseline_prompt``). Default (None): no mapping, the reward is the raw
-score as above (the cosine in [-1, 1]; the VLM-RM reward, at most 1). A fixed mapping of [-1, 1] to [0, 1]
-would be wrong: real CLIP cosines of a frame and a task text sit in a narrow, model-dependent band (about
-0.15-0.35), so ``lo``/``hi`` are calibrated on the data, e.g. the 5th/95th percentiles of the raw scores of
-the dataset's first shard with :func:`vlmrl.learner.labelling.calibrate_score_range` (``vlmrl label`` needs
-rewards in [0, 1] to combine with the sparse reward). The raw values stay in the components: ``cosine``
-always, ``vlm_rm`` (the unnormalised VLM-RM reward) with ``baseline_prompt``.
+Scale: the reward is the raw score (the cosine in [-1, 1]; the VLM-RM reward, at most 1); the raw values
+also stay in the components: ``cosine`` always, ``vlm_rm`` with ``baseline_prompt``. Real CLIP cosines of a
+frame and a task text sit in a narrow, model-dependent band (about 0.15-0.35), so a fixed map of [-1, 1] to
+[0, 1] would be wrong; offline labelling maps them with ``label.vlm_reward_min/max`` calibrated on the data
+(:func:`vlmrl.learner.labelling.calibrate_score_range`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -45,8 +42,6 @@ class ClipScorer(Scorer):
         """VLM-RM baseline text (e.g. "a robot arm"); None = plain cosine similarity."""
         alpha: float = 1.0
         """VLM-RM projection strength in [0, 1] (used with ``baseline_prompt``)."""
-        score_range: Optional[List[float]] = None
-        """``[lo, hi]``, lo < hi: reward = clip((score - lo) / (hi - lo), 0, 1) (module doc); None = the raw score."""
 
     def __init__(self, params: "ClipScorer.Params") -> None:
         super().__init__(params)
@@ -60,7 +55,6 @@ class ClipScorer(Scorer):
             raise ScorerError("clip: params.model (path of a CLIP checkpoint) is required")
         if not 0.0 <= params.alpha <= 1.0:
             raise ScorerError(f"clip: alpha must be in [0, 1], got {params.alpha}")
-        self.score_range = self._check_range(params.score_range)
         self.device = resolve_device(params.device)
         try:
             self.processor = AutoProcessor.from_pretrained(params.model)
@@ -72,23 +66,6 @@ class ClipScorer(Scorer):
         self._version = files_version(params.model)
         self._text_cache: Dict[str, np.ndarray] = {}
         self._torch = torch
-
-    @staticmethod
-    def _check_range(score_range) -> Optional[tuple[float, float]]:
-        if score_range is None:
-            return None
-        r = [float(v) for v in score_range]
-        if len(r) != 2 or not all(np.isfinite(r)) or not r[0] < r[1]:
-            raise ScorerError(f"clip: score_range must be [lo, hi] with finite lo < hi (raw scores mapped to 0 and 1), "
-                              f"got {list(score_range)}")
-        return r[0], r[1]
-
-    def normalise(self, score: np.ndarray) -> np.ndarray:
-        """The reward of raw scores: ``clip((score - lo) / (hi - lo), 0, 1)``, or the scores without ``score_range``."""
-        if self.score_range is None:
-            return score
-        lo, hi = self.score_range
-        return np.clip((score - lo) / (hi - lo), 0.0, 1.0)
 
     @property
     def model_id(self) -> str:
@@ -125,7 +102,7 @@ class ClipScorer(Scorer):
         g = self.text_embeddings(tasks)
         cos = np.sum(x * g, axis=-1)
         if self.params.baseline_prompt is None:
-            return [ScoreResult(reward=float(r), components={"cosine": float(c)}) for r, c in zip(self.normalise(cos), cos)]
+            return [ScoreResult(reward=float(c), components={"cosine": float(c)}) for c in cos]
         b = self.text_embeddings([self.params.baseline_prompt])[0]
         d = g - b
         d /= np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-12)
@@ -133,5 +110,5 @@ class ClipScorer(Scorer):
         a = self.params.alpha
         proj = a * np.sum(diff * d, axis=-1, keepdims=True) * d + (1 - a) * diff  # (x - g) P, P symmetric
         vlm_rm = 1.0 - 0.5 * np.sum(proj * proj, axis=-1)
-        return [ScoreResult(reward=float(r), components={"cosine": float(c), "vlm_rm": float(v)})
-                for r, c, v in zip(self.normalise(vlm_rm), cos, vlm_rm)]
+        return [ScoreResult(reward=float(v), components={"cosine": float(c), "vlm_rm": float(v)})
+                for c, v in zip(cos, vlm_rm)]

@@ -17,8 +17,8 @@ from omegaconf import OmegaConf
 from vlmrl.envs.dataset import EpisodeWriter
 from vlmrl.envs.offline_readers import open_reader
 from vlmrl.envs.synthetic_episodes import make_synthetic_episode
-from vlmrl.learner.labelling import (SCHEMA, LabellingError, LabelSettings, label_dataset, read_labelled,
-                                     state_frame_index, step_items)
+from vlmrl.learner.labelling import (SCHEMA, LabellingError, LabelSettings, calibrate_score_range, label_dataset,
+                                     read_labelled, state_frame_index, step_items)
 from vlmrl.reward_workers.client import RewardClient
 from vlmrl.reward_workers.scorers import build_scorer
 from vlmrl.reward_workers.server import ServerThread
@@ -113,6 +113,31 @@ def test_labels_are_the_window_reward_combined_with_the_env_reward(small_dataset
     assert d["item_frame_steps"][0] == [0, 0, 0, 1] and d["is_first"][0] and d["is_last"][ep0.num_steps - 1]
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["rows"] == table.num_rows and len(manifest["shards"]) == 4
+
+
+def test_a_calibrated_reward_range_maps_the_raw_scores_onto_0_1(small_dataset, tmp_path):
+    """calibrate_score_range -> label.vlm_reward_min/max: r_vlm = clip((raw - lo) / (hi - lo), 0, 1), raw kept."""
+    scorer = build_scorer("synthetic", {"item_kind": "window", "window": W, "fixed_ms": 0.0, "per_item_ms": 0.0})
+    with open_reader(small_dataset) as reader:
+        lo, hi = calibrate_score_range(reader, scorer, episodes=3, window_size=W)
+    raw_first_shard = [e[2] for e in expected_rows(small_dataset, settings()) if e[0] in
+                       {ep.episode_id for ep, _ in zip(open_reader(small_dataset), range(3))}]
+    np.testing.assert_allclose([lo, hi], np.percentile(raw_first_shard, [5, 95]), atol=1e-6)
+    sts = servers(1)
+    try:
+        s = settings(vlm_reward_min=lo, vlm_reward_max=hi)
+        run(small_dataset, sts, tmp_path / "out", s)
+    finally:
+        sts[0].stop(0.5)
+    d = read_labelled(tmp_path / "out").to_pydict()
+    raw = np.array([e[2] for e in expected_rows(small_dataset, s)])
+    np.testing.assert_allclose(d["r_vlm_raw"], raw, atol=1e-6)
+    r = np.array(d["r_vlm"])
+    np.testing.assert_allclose(r, np.clip((raw - lo) / (hi - lo), 0.0, 1.0), atol=1e-6)
+    assert r.min() == 0.0 and r.max() == 1.0 and np.any((r > 0) & (r < 1))  # clipped at both ends, linear between
+    np.testing.assert_allclose(d["reward"], s.w_vlm * r + s.w_env * np.array(d["success"], float), atol=1e-5)
+    with pytest.raises(LabellingError, match="percentiles must be"):
+        calibrate_score_range(open_reader(small_dataset), scorer, percentiles=(95, 5))
 
 
 def test_crash_after_k_shards_then_resume_equals_an_uninterrupted_run(small_dataset, tmp_path):

@@ -158,40 +158,14 @@ def test_clip_cosine_and_vlm_rm_projection(tiny_clip_dir):
     np.testing.assert_allclose([r.reward for r in a0.score_batch(tasks, items)], [r.reward for r in res], atol=1e-6)
     a1 = build_scorer("clip", {"model": tiny_clip_dir, "baseline_prompt": "a robot arm", "alpha": 1.0})
     proj = assert_batched_equals_single(a1, items, tasks)
-    assert all(-1.0 <= r.reward <= 1.0 for r in proj)
+    assert all(-1.0 <= r.reward <= 1.0 and r.reward == r.components["vlm_rm"] for r in proj)
+    np.testing.assert_allclose([r.components["cosine"] for r in proj], [r.reward for r in res], atol=1e-6)
     assert not np.allclose([r.reward for r in proj], [r.reward for r in res])
     with pytest.raises(ScorerError, match="alpha must be in"):
         build_scorer("clip", {"model": tiny_clip_dir, "alpha": 2.0})
 
 
-def test_clip_score_range_maps_and_clips_and_keeps_the_raw_scores(tiny_clip_dir):
-    items = [frames(i, 1, 48, 48) for i in range(6)]
-    tasks = [TASK] * len(items)
-    cos = np.array([r.reward for r in build_scorer("clip", {"model": tiny_clip_dir}).score_batch(tasks, items)])
-    lo, hi = np.quantile(cos, [0.25, 0.75])
-    assert len(set(cos.round(9))) == len(cos) and lo < hi
-    ranged = build_scorer("clip", {"model": tiny_clip_dir, "score_range": [float(lo), float(hi)]})
-    res = assert_batched_equals_single(ranged, items, tasks)
-    r = np.array([x.reward for x in res])
-    np.testing.assert_allclose(r, np.clip((cos - lo) / (hi - lo), 0.0, 1.0), atol=1e-6)
-    np.testing.assert_allclose([x.components["cosine"] for x in res], cos, atol=1e-6)  # raw cosine kept
-    assert r.min() == 0.0 and r.max() == 1.0 and np.any((r > 0) & (r < 1))  # clipped at both ends, linear between
-
-    # with the VLM-RM baseline the range maps the projected reward; cosine and vlm_rm stay raw
-    base = {"model": tiny_clip_dir, "baseline_prompt": "a robot arm", "alpha": 1.0}
-    vlm_rm = np.array([x.reward for x in build_scorer("clip", base).score_batch(tasks, items)])
-    lo, hi = np.quantile(vlm_rm, [0.25, 0.75])
-    res = build_scorer("clip", {**base, "score_range": [float(lo), float(hi)]}).score_batch(tasks, items)
-    np.testing.assert_allclose([x.reward for x in res], np.clip((vlm_rm - lo) / (hi - lo), 0, 1), atol=1e-6)
-    np.testing.assert_allclose([x.components["vlm_rm"] for x in res], vlm_rm, atol=1e-6)
-    np.testing.assert_allclose([x.components["cosine"] for x in res], cos, atol=1e-6)
-
-    for bad in ([0.3, 0.3], [0.35, 0.15], [0.1], [0.1, 0.2, 0.3], [0.1, float("inf")]):
-        with pytest.raises(ScorerError, match=r"score_range must be \[lo, hi\] with finite lo < hi"):
-            build_scorer("clip", {"model": tiny_clip_dir, "score_range": bad})
-
-
-def test_clip_score_range_calibrated_on_the_first_shard(tiny_clip_dir, tmp_path):
+def test_clip_reward_range_calibrated_on_the_first_shard(tiny_clip_dir, tmp_path):
     from vlmrl.envs.offline_readers import open_reader
     from vlmrl.envs.synthetic_episodes import write_synthetic_dataset
     from vlmrl.learner.labelling import LabellingError, calibrate_score_range
@@ -205,11 +179,6 @@ def test_clip_score_range_calibrated_on_the_first_shard(tiny_clip_dir, tmp_path)
     raw = np.concatenate([[r.reward for r in raw_scorer.score_batch([e.task] * e.num_steps, list(e.frames[1:, None]))]
                           for e in eps])
     np.testing.assert_allclose([lo, hi], np.percentile(raw, [5, 95]), atol=1e-6)
-    r = np.array([x.reward for e in eps for x in build_scorer("clip", {"model": tiny_clip_dir, "score_range": [lo, hi]})
-                  .score_batch([e.task] * e.num_steps, list(e.frames[1:, None]))])
-    assert r.min() == 0.0 and r.max() == 1.0  # 5% below lo, 5% above hi
-    with pytest.raises(LabellingError, match="without score_range"):
-        calibrate_score_range(reader, build_scorer("clip", {"model": tiny_clip_dir, "score_range": [lo, hi]}))
     with pytest.raises(LabellingError, match="percentiles must be"):
         calibrate_score_range(reader, raw_scorer, percentiles=(95, 5))
 
