@@ -59,14 +59,13 @@ def write_toy_frames_dataset(root: Path, num_episodes: int, frame_size: int = 64
     from dataclasses import replace
 
     from vlmrl.envs.dataset import EpisodeWriter
-    from vlmrl.envs.toy_reach_dataset import SOURCES, TOY_TEXTS, record_toy_episode
+    from vlmrl.envs.toy_reach_dataset import record_toy_episode, toy_episode_source_and_text
     from vlmrl.envs.toy_reach_env import ToyReachEnv
 
     writer = EpisodeWriter(root)
-    seen = TOY_TEXTS["seen"]
     for i in range(num_episodes):  # same seeds / sources / texts as write_toy_dataset(root, num_episodes)
-        ep = record_toy_episode(seed=i, source=SOURCES[i % len(SOURCES)], task_text=seen[i % len(seen)],
-                                max_steps=max_steps)
+        source, text = toy_episode_source_and_text(i)
+        ep = record_toy_episode(seed=i, source=source, task_text=text, max_steps=max_steps)
         env = ToyReachEnv({"capture_frames": False, "frame_size": frame_size, "max_episode_steps": max_steps})
         obs, _ = env.reset(seed=ep.seed)
         frames, states = [env.render()], [obs]

@@ -2,7 +2,7 @@
 
 Writes the project's episode dataset format (:mod:`vlmrl.envs.dataset`) from three sources:
 ``demo`` (moves straight at the goal), ``noisy_demo`` (the demo action plus Gaussian noise) and ``random``
-(uniform actions), with task texts sampled from :data:`TOY_TEXTS` ``seen``. Frames are not kept (the
+(uniform actions), with the task texts of :data:`TOY_TEXTS` ``seen`` (every text with every source). Frames are not kept (the
 offline learner reads states only); episodes carry an empty frames array. ``TOY_TEXTS['unseen']`` are
 held-out wordings for the seen/unseen evaluation of a language-conditioned policy.
 """
@@ -62,12 +62,20 @@ def record_toy_episode(seed: int, source: str, task_text: str, max_steps: int = 
                    success=np.asarray(success), source=source, seed=seed).validate()
 
 
+def toy_episode_source_and_text(i: int, sources: Sequence[str] = SOURCES) -> Tuple[str, str]:
+    """Source and seen task text of the ``i``-th episode of a toy dataset: sources cycle fastest and each text
+    is used for one whole cycle of sources, so every text has episodes of every source (text and data
+    quality are independent; cycling both with ``i`` would tie each text to one source whenever their counts
+    share a factor, and a language-conditioned policy would learn the wording as a proxy for quality)."""
+    seen = TOY_TEXTS["seen"]
+    return sources[i % len(sources)], seen[(i // len(sources)) % len(seen)]
+
+
 def write_toy_dataset(root: str | os.PathLike, num_episodes: int, sources: Sequence[str] = SOURCES,
                       seed: int = 0, max_steps: int = 30) -> Path:
-    """``num_episodes`` ToyReach episodes (sources and seen texts cycled) into a dataset folder."""
+    """``num_episodes`` ToyReach episodes (sources and seen texts per :func:`toy_episode_source_and_text`)."""
     writer = EpisodeWriter(root)
-    seen = TOY_TEXTS["seen"]
     for i in range(num_episodes):
-        writer.write(record_toy_episode(seed=seed * 100_003 + i, source=sources[i % len(sources)],
-                                        task_text=seen[i % len(seen)], max_steps=max_steps))
+        source, text = toy_episode_source_and_text(i, sources)
+        writer.write(record_toy_episode(seed=seed * 100_003 + i, source=source, task_text=text, max_steps=max_steps))
     return Path(root)

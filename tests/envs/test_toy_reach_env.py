@@ -75,3 +75,15 @@ def test_registered_with_gymnasium():
     env = gym.make(GYM_ID, config={"frame_stride": 2})
     obs, info = env.reset(seed=0)
     assert obs.shape == (6,) and info[K.HAS_FRAME]
+
+
+def test_toy_dataset_gives_every_task_text_every_source(tmp_path):
+    """Text and data quality must be independent, or a language-conditioned policy reads quality off the wording."""
+    from collections import Counter
+
+    from vlmrl.envs.offline_readers import open_reader
+    from vlmrl.envs.toy_reach_dataset import SOURCES, TOY_TEXTS, write_toy_dataset
+
+    n = 2 * len(SOURCES) * len(TOY_TEXTS["seen"])
+    pairs = Counter((ep.task, ep.source) for ep in open_reader(write_toy_dataset(tmp_path / "ds", n, max_steps=3)))
+    assert pairs == Counter({(t, s): 2 for t in TOY_TEXTS["seen"] for s in SOURCES})
