@@ -33,9 +33,14 @@ def test_vlmrl_train_runs_as_a_ray_job(tmp_path):
     env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, OMP_NUM_THREADS="1")
     env.pop("RAY_ADDRESS", None)
     gcs, dash = free_port(), free_port()
+    # Every fixed default port too (dashboard agent 52365, client server 10001, ...): another Ray on the machine
+    # (a local `ray.init`) holds them, and then the job agent never registers ("No available agent").
+    own_ports = [f"--{flag}={free_port()}" for flag in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                         "runtime-env-agent-port", "metrics-export-port",
+                                                         "ray-client-server-port")]
     temp = Path("/tmp") / f"vlmrl-rayjob-{uuid.uuid4().hex[:6]}"  # short: Ray's unix socket paths have a length limit
     start = subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}",
-                            "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
+                            "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", *own_ports, "--num-cpus=2",
                             f"--temp-dir={temp}", "--disable-usage-stats"],
                            env=env, capture_output=True, text=True, timeout=180)
     assert start.returncode == 0, start.stderr[-3000:]
