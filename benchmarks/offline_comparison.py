@@ -11,7 +11,9 @@ One command runs the whole offline pipeline of the project for every reward vari
 Rows: ``sparse`` (env success reward only, ``offline.reward=env_sparse``); ``vlm_w4/8/16`` (window reward,
 two-stage prompt, + sparse); ``vlm_w8_single`` (single-stage prompt ablation); ``clip`` (CLIP frame
 reward + sparse; its raw cosines mapped to [0, 1] by ``label.vlm_reward_min/max`` = their 5th..95th
-percentiles on the dataset's first shard, ``calibrate_score_range``); ``compact_lrm`` (compact LRM progress head on pairs + sparse). Columns: seen / unseen
+percentiles on the dataset's first shard, ``calibrate_score_range``); ``compact_lrm`` (compact LRM progress
+head on pairs + sparse); ``compact_lrm_progress`` (the same labels as potential differences,
+``offline.reward=vlm_progress+sparse``). Columns: seen / unseen
 success and return (means over seeds), generalisation drop (seen - unseen) / seen of success and return,
 and the return ratio vs the CLIP row (seen texts).
 
@@ -39,7 +41,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-ROWS = ("sparse", "vlm_w4", "vlm_w8", "vlm_w16", "vlm_w8_single", "clip", "compact_lrm")
+ROWS = ("sparse", "vlm_w4", "vlm_w8", "vlm_w16", "vlm_w8_single", "clip", "compact_lrm", "compact_lrm_progress")
 ROW_TITLES = {
     "sparse": "sparse env reward only",
     "vlm_w4": "VLM window w=4 (two-stage) + sparse",
@@ -48,7 +50,12 @@ ROW_TITLES = {
     "vlm_w8_single": "VLM window w=8 (single-stage) + sparse",
     "clip": "CLIP baseline + sparse",
     "compact_lrm": "compact LRM progress + sparse",
+    "compact_lrm_progress": "compact LRM progress differences + sparse",
 }
+LABELS_OF = {"compact_lrm_progress": "compact_lrm"}
+"""Rows that train on another row's labels (with another ``offline.reward``)."""
+REWARD_OF = {"sparse": "env_sparse", "compact_lrm_progress": "vlm_progress+sparse"}
+"""``offline.reward`` of each row; the rest: ``vlm+sparse``."""
 
 
 # ---------------------------------------------------------------------------------------------- data / models
@@ -273,7 +280,7 @@ def main() -> int:
         from vlmrl.reward_workers.backends.tiny_models import build_tiny_clip
 
         a.clip, _ = str(build_tiny_clip(out / "models/tiny_clip")), tiny.append("CLIP (tiny random)")
-    if a.compact_lrm is None and "compact_lrm" in a.rows:
+    if a.compact_lrm is None and any(r.startswith("compact_lrm") for r in a.rows):
         a.compact_lrm, _ = str(random_compact_lrm(out / "models/compact_lrm_random")), tiny.append(
             "compact LRM (random init)")
     if a.dataset is None:
@@ -296,14 +303,17 @@ def main() -> int:
     evals: Dict[str, List[Dict[str, Any]]] = {}
     try:
         for row in a.rows:
+            labelled = LABELS_OF.get(row, row)
             if row == "sparse":
-                data, reward = dataset, "env_sparse"
+                data = dataset
             else:
-                if row == "clip":
-                    a.clip_range = calibrate_clip(dataset, a)
-                labels[row] = label(row, dataset, out / "labelled" / row, a, a.quick)
-                data, reward = str(out / "labelled" / row), "vlm+sparse"
-            evals[row] = [train_eval(row, data, reward, s, out / "iql", a, a.quick) for s in seeds]
+                if labelled not in labels:
+                    if labelled == "clip":
+                        a.clip_range = calibrate_clip(dataset, a)
+                    labels[labelled] = label(labelled, dataset, out / "labelled" / labelled, a, a.quick)
+                data = str(out / "labelled" / labelled)
+            evals[row] = [train_eval(row, data, REWARD_OF.get(row, "vlm+sparse"), s, out / "iql", a, a.quick)
+                          for s in seeds]
     finally:
         import ray
 
@@ -311,7 +321,7 @@ def main() -> int:
             ray.shutdown()
     rows = aggregate(evals)
     for r in rows:
-        r["labelling"] = labels.get(r["row"])
+        r["labelling"] = labels.get(LABELS_OF.get(r["row"], r["row"]))
     table = markdown(rows)
     total = time.perf_counter() - t_start
     footer = [f"return = mean episode return of the evaluation env; drop = (seen - unseen) / seen; return vs CLIP = "

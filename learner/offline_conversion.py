@@ -26,18 +26,25 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-REWARDS = ("env_sparse", "env_dense", "vlm", "vlm+sparse", "labelled")
+REWARDS = ("env_sparse", "env_dense", "vlm", "vlm+sparse", "vlm_progress+sparse", "labelled")
 """``env_sparse``: success_reward when state t+1 is a success (else 0); ``env_dense``: the dataset's own
 (dense) env reward; ``vlm``: the normalised scorer reward ``r_vlm`` only; ``vlm+sparse``:
-``vlm_weight * r_vlm + sparse_weight * sparse``; ``labelled``: the ``reward`` column exactly as ``vlmrl label``
-combined it. The three VLM choices need a labelled dataset."""
-VLM_REWARDS = ("vlm", "vlm+sparse", "labelled")
+``vlm_weight * r_vlm + sparse_weight * sparse``; ``vlm_progress+sparse``: ``r_vlm`` used as a potential, as the
+online path's ``reward.potential_components`` do: ``vlm_weight * (r_vlm[t] - r_vlm[t-1]) + sparse_weight * sparse``
+with ``r_vlm[-1] = 0`` (the first state has no label), so an episode's VLM return is its last progress whatever
+its length; ``labelled``: the ``reward`` column exactly as ``vlmrl label`` combined it. The VLM choices need a
+labelled dataset.
+
+Why ``vlm_progress+sparse``: ``vlm+sparse`` pays ~``r_vlm`` per step, so near the goal a step that does NOT
+enter the (terminal) success state earns ~``r_vlm / (1 - gamma)`` over the horizon against
+``r_vlm + success_reward`` for succeeding: the positive dense reward pays the policy to hover."""
+VLM_REWARDS = ("vlm", "vlm+sparse", "vlm_progress+sparse", "labelled")
 
 RLLIB_SCHEMA = pa.schema([
     ("eps_id", pa.string()), ("obs", pa.list_(pa.float32())), ("new_obs", pa.list_(pa.float32())),
@@ -105,6 +112,17 @@ def detect_format(path: str | os.PathLike) -> str:
                           f"episode dataset (no index.jsonl)")
 
 
+def _progress_differences(progress: np.ndarray, is_first: np.ndarray, step: Any) -> np.ndarray:
+    """``progress[t] - progress[t-1]`` within each episode (0 before an episode's first row); rows must be in
+    episode and step order, as ``vlmrl label`` writes them."""
+    steps = np.asarray(step.to_numpy(), dtype=np.int64)
+    if len(steps) and not (is_first[0] and np.all(is_first[1:] | (steps[1:] == steps[:-1] + 1))):
+        raise ConversionError("labelled rows are not in episode/step order; cannot form progress differences")
+    prev = np.concatenate([[0.0], progress[:-1]]).astype(np.float32)
+    prev[is_first] = 0.0
+    return progress - prev
+
+
 def _labelled_columns(path: Path, spec: RewardSpec) -> Dict[str, np.ndarray | list]:
     from vlmrl.learner.labelling import LabellingError, read_labelled
 
@@ -115,11 +133,14 @@ def _labelled_columns(path: Path, spec: RewardSpec) -> Dict[str, np.ndarray | li
     col = {name: t.column(name) for name in t.column_names}
     success_r = spec.success_reward * np.asarray(col["success"].to_numpy(zero_copy_only=False), dtype=np.float32)
     r_vlm = np.asarray(col["r_vlm"].to_numpy(), dtype=np.float32)
+    is_first = np.asarray(col["is_first"].to_numpy(zero_copy_only=False), dtype=bool)
     rewards = {
         "env_sparse": success_r,
         "env_dense": np.asarray(col["env_reward"].to_numpy(), dtype=np.float32),
         "vlm": r_vlm,
         "vlm+sparse": spec.vlm_weight * r_vlm + spec.sparse_weight * success_r,
+        "vlm_progress+sparse": spec.vlm_weight * _progress_differences(r_vlm, is_first, col["step"])
+        + spec.sparse_weight * success_r,
         "labelled": np.asarray(col["reward"].to_numpy(), dtype=np.float32),
     }[spec.reward]
     success = np.asarray(col["success"].to_numpy(zero_copy_only=False), dtype=bool)

@@ -591,12 +591,14 @@ class OfflineConfig:
     """Use at most this many episodes of the dataset (0 = all)."""
     reward: str = "vlm+sparse"
     """What the learner trains on: ``env_sparse`` (success at t+1), ``env_dense`` (the dataset's own dense reward),
-    ``vlm`` (normalised scorer reward r_vlm), ``vlm+sparse`` (vlm_weight * r_vlm + sparse_weight * sparse) or
-    ``labelled`` (the ``reward`` column as ``vlmrl label`` combined it). VLM choices need a labelled dataset."""
+    ``vlm`` (normalised scorer reward r_vlm), ``vlm+sparse`` (vlm_weight * r_vlm + sparse_weight * sparse),
+    ``vlm_progress+sparse`` (r_vlm as a potential: vlm_weight * (r_vlm[t] - r_vlm[t-1]) + sparse_weight * sparse;
+    learner/offline_conversion.py says why) or ``labelled`` (the ``reward`` column as ``vlmrl label`` combined it).
+    VLM choices need a labelled dataset."""
     vlm_weight: float = 1.0
-    """Weight of r_vlm in ``reward=vlm+sparse``."""
+    """Weight of the r_vlm term in ``reward=vlm+sparse`` / ``vlm_progress+sparse``."""
     sparse_weight: float = 1.0
-    """Weight of the sparse success reward in ``reward=vlm+sparse``."""
+    """Weight of the sparse success reward in ``reward=vlm+sparse`` / ``vlm_progress+sparse``."""
     success_reward: float = 1.0
     """Sparse reward of a step whose next state is a success."""
     terminal_on_success: bool = True

@@ -85,7 +85,7 @@ def test_vlm_rewards_on_an_unlabelled_dataset_are_refused(toy_dataset, tmp_path)
         convert_offline_dataset(tmp_path, tmp_path / "o", RewardSpec())
 
 
-@pytest.mark.parametrize("reward", ["env_sparse", "vlm", "vlm+sparse", "labelled"])
+@pytest.mark.parametrize("reward", ["env_sparse", "vlm", "vlm+sparse", "vlm_progress+sparse", "labelled"])
 def test_labelled_dataset_reward_column_is_chosen_by_config(labelled_dataset, tmp_path, reward):
     from vlmrl.learner.labelling import read_labelled
 
@@ -95,11 +95,22 @@ def test_labelled_dataset_reward_column_is_chosen_by_config(labelled_dataset, tm
     assert s.source_format == "labelled" and len(rows) == len(src)
     sparse = np.array([1.0 if r["success"] else 0.0 for r in src])
     r_vlm = np.array([r["r_vlm"] for r in src])
+    # progress differences within an episode; the first step's predecessor is 0 (no label for the first state)
+    before = np.array([p["r_vlm"] if p["episode_id"] == r["episode_id"] and p["step"] == r["step"] - 1 else 0.0
+                       for p, r in zip([{"episode_id": None, "step": None}] + src[:-1], src)])
     expected = {"env_sparse": sparse, "vlm": r_vlm, "vlm+sparse": 3.0 * r_vlm + 0.5 * sparse,
+                "vlm_progress+sparse": 3.0 * (r_vlm - before) + 0.5 * sparse,
                 "labelled": np.array([r["reward"] for r in src])}[reward]
     np.testing.assert_allclose([r["rewards"] for r in rows], expected, rtol=1e-5)
     np.testing.assert_allclose([r["reward"] for r in src], 0.5 * r_vlm + 2.0 * sparse, rtol=1e-5)  # label's own mix
     assert r_vlm.std() > 0  # the scorer reward varies, so the choice matters
+    if reward == "vlm_progress+sparse":  # an episode's VLM return telescopes to its last progress
+        last = {r["episode_id"]: r["r_vlm"] for r in src}
+        vlm_return = {}
+        for r, row in zip(src, rows):
+            vlm_return[r["episode_id"]] = vlm_return.get(r["episode_id"], 0.0) + row["rewards"] - 0.5 * r["success"]
+        np.testing.assert_allclose([vlm_return[e] for e in last], [3.0 * v for v in last.values()], atol=1e-4)
+        assert len(last) > 1
     assert [r["terminateds"] for r in rows] == [r["success"] for r in src]
     assert [r["truncateds"] for r in rows] == [r["is_last"] and not r["success"] for r in src]
     assert [r["new_obs"] for r in rows] == [r["next_state"] for r in src]
