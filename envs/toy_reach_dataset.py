@@ -2,9 +2,9 @@
 
 Writes the project's episode dataset format (:mod:`vlmrl.envs.dataset`) from three sources:
 ``demo`` (moves straight at the goal), ``noisy_demo`` (the demo action plus Gaussian noise) and ``random``
-(uniform actions), with the task texts of :data:`TOY_TEXTS` ``seen`` (every text with every source). Frames are not kept (the
-offline learner reads states only); episodes carry an empty frames array. ``TOY_TEXTS['unseen']`` are
-held-out wordings for the seen/unseen evaluation of a language-conditioned policy.
+(uniform actions), with the task texts of :data:`TOY_TEXTS` ``seen`` (every text with every source).
+Frames are not kept (the offline learner reads states only); episodes carry an empty frames array.
+``TOY_TEXTS['unseen']`` are held-out wordings for the seen/unseen evaluation of a language-conditioned policy.
 """
 
 from __future__ import annotations
