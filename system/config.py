@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
@@ -332,7 +332,8 @@ class RewardConfig:
     """Frames per item when ``item_kind`` is ``window`` (the first frame is repeated at an episode's start)."""
     components: Dict[str, float] = field(default_factory=lambda: {"reward": 1.0})
     """Weighted sum of scorer outputs: ``reward`` is the scorer's scalar reward, any other name one of its
-    components (``progress``, ``completion``, ``contrastive``, ``cosine``, ...); a missing name fails loudly."""
+    components (``progress``, ``completion``, ``contrastive``, ``cosine``, ...); a missing name fails loudly.
+    A YAML ``components:`` table or ``reward.components={...}`` replaces this default, it does not add to it."""
     potential_components: List[str] = field(default_factory=list)
     """Components (names of ``components``) turned into per-step rewards as potential differences:
     value(frame_j) - value(frame_{j-1}) at frame j's step (progress-type outputs). The others are rates:
@@ -697,17 +698,44 @@ def resolve_config_path(path: str | os.PathLike) -> Path:
     raise ConfigError(f"config file not found: {path} (looked in . and {CONFIG_DIR})")
 
 
+def clear_tables_given_whole(base: DictConfig, layer: Any, keys: Optional[Iterable[str]] = None, _prefix: str = "") -> None:
+    """Empty each plain-dict node of ``base`` (a ``Dict[...]`` field, not a dataclass) that ``layer`` gives as a
+    whole table, so that merging ``layer`` next replaces the table instead of adding to it key by key.
+
+    Such tables are weighted sums whose missing names weigh 0 (``reward.components``, the compact LRM's
+    ``weights``, ``lrm_train.vlm.task_weights``): OmegaConf's key-by-key merge would silently keep the schema's
+    ``{reward: 1.0}`` beside a YAML's ``{progress: 1.0}``. ``keys``: the dotted paths that count as given whole
+    (a command line's ``reward.components={...}``, but not ``reward.components.progress=2``); None: all."""
+    wanted = None if keys is None else set(keys)
+    for k, value in (layer.items() if isinstance(layer, (dict, DictConfig)) else ()):
+        if not isinstance(value, (dict, DictConfig)) or not isinstance(base, DictConfig) or k not in base:
+            continue
+        path = f"{_prefix}{k}"
+        if OmegaConf.get_type(base, k) is dict:
+            if wanted is None or path in wanted:
+                base[k] = {}
+        else:
+            clear_tables_given_whole(base[k], value, wanted, _prefix=f"{path}.")
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: List[str] | None = None) -> DictConfig:
-    """Schema defaults <- YAML file <- ``key=value`` overrides; unknown keys and bad types raise ConfigError."""
+    """Schema defaults <- YAML file <- ``key=value`` overrides; unknown keys and bad types raise ConfigError.
+
+    A dict table (e.g. ``reward.components``) written whole in the YAML or as ``key={...}`` replaces the one
+    before it (:func:`clear_tables_given_whole`); ``key.name=value`` sets one entry."""
     cfg = OmegaConf.structured(VlmrlConfig)
     try:
         if path is not None:
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(resolve_config_path(path)))
+            layer = OmegaConf.load(resolve_config_path(path))
+            clear_tables_given_whole(cfg, layer)
+            cfg = OmegaConf.merge(cfg, layer)
         if overrides:
             bad = [o for o in overrides if "=" not in o]
             if bad:
                 raise ConfigError(f"overrides must be key=value, got: {bad}")
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+            layer = OmegaConf.from_dotlist(list(overrides))
+            clear_tables_given_whole(cfg, layer, {o.split("=", 1)[0].strip() for o in overrides})
+            cfg = OmegaConf.merge(cfg, layer)
     except (ConfigKeyError, ValidationError) as e:
         raise ConfigError(f"invalid config: {e}") from e
     return cfg

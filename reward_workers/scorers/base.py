@@ -21,6 +21,8 @@ import numpy as np
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from vlmrl.system.config import clear_tables_given_whole
+
 
 class ItemKind(str, enum.Enum):
     """What one item holds: a frame, a pair of frames, or a window of frames."""
@@ -126,7 +128,9 @@ def build_scorer(name: str, params: Mapping[str, Any] | None = None) -> Scorer:
         raise ScorerError(f"unknown scorer {name!r}; available: {sorted(_REGISTRY)}")
     cls = _REGISTRY[name]
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(cls.Params), dict(params or {}))
+        schema = OmegaConf.structured(cls.Params)
+        clear_tables_given_whole(schema, dict(params or {}))  # weights={progress: 1.0} means completion 0
+        merged = OmegaConf.merge(schema, dict(params or {}))
     except (ConfigKeyError, ValidationError) as e:
         raise ScorerError(f"bad params for scorer {name!r}: {e}") from e
     return cls(OmegaConf.to_object(merged))

@@ -40,6 +40,14 @@ def test_batched_equals_one_by_one_and_reward_is_weighted_sum(weights_dir):
     assert sc.score_batch([], []) == []
 
 
+def test_weights_naming_one_component_leave_the_others_at_zero(weights_dir):
+    # the schema's default weights (progress 1, completion 1) must not survive beside a table given whole
+    sc = build_scorer("compact_lrm", {"weights_dir": weights_dir, "weights": {"progress": 1.0}})
+    (x,) = sc.score_batch(["push the cube"], _items(1, np.random.default_rng(1)))
+    assert x.components["completion"] != 0.0
+    assert x.reward == pytest.approx(x.components["progress"], abs=1e-6)
+
+
 def test_model_version_is_the_weights_hash(weights_dir, tmp_path):
     a = build_scorer("compact_lrm", {"weights_dir": weights_dir})
     assert a.model_version == build_scorer("compact_lrm", {"weights_dir": weights_dir}).model_version

@@ -47,3 +47,20 @@ def test_cli_bad_override_exits_2_with_message():
     proc = subprocess.run([sys.executable, "-m", "vlmrl.system.cli", "config", "server.max_batch=lots"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "max_batch" in proc.stderr
+
+
+def test_a_weight_table_written_whole_replaces_the_default_instead_of_adding_to_it():
+    # demo.yaml writes {progress: 1.0, completion: 0.5}; OmegaConf's key-by-key merge kept the schema's
+    # {reward: 1.0} beside it, so every LRM run also trained on the scorer's scalar reward as a per-step rate
+    assert dict(load_config("demo").reward.components) == {"progress": 1.0, "completion": 0.5}
+    assert dict(load_config(None).reward.components) == {"reward": 1.0}  # no table given: the default stays
+    one_key = load_config("demo", ["reward.components.reward=2.0"]).reward.components
+    assert dict(one_key) == {"progress": 1.0, "completion": 0.5, "reward": 2.0}  # a single weight adds
+    whole = load_config("demo", ["reward.components={cosine: 1.0}"]).reward.components
+    assert dict(whole) == {"cosine": 1.0}
+
+
+def test_lora_task_weights_written_whole_leave_the_unnamed_questions_out(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("lrm_train:\n  vlm:\n    task_weights: {progress: 1.0}\n")
+    assert dict(load_config(str(path)).lrm_train.vlm.task_weights) == {"progress": 1.0}
