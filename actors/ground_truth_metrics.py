@@ -7,6 +7,9 @@ under ``env_runners/vlmrl/gt_success`` and ``env_runners/vlmrl/gt_final_env_rewa
 
 from __future__ import annotations
 
+from typing import Optional, Sequence
+
+import numpy as np
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 from vlmrl.envs import info_keys as K
@@ -14,6 +17,17 @@ from vlmrl.envs import info_keys as K
 METRICS_KEY = "vlmrl"
 """Top-level key of vlmrl's env runner metrics (``result['env_runners']['vlmrl']``)."""
 EPISODE_WINDOW = 100
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
+    """Pearson correlation of a reward with ground truth over the finite pairs; None when undefined (fewer
+    than 3 points or a constant series)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 3 or x.std() < 1e-12 or y.std() < 1e-12:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
 
 
 class GroundTruthMetricsCallback(RLlibCallback):

@@ -31,7 +31,7 @@ import numpy as np
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 from vlmrl.actors.episode_rewards import EpisodeRewardTracker, RewardPathError
-from vlmrl.actors.ground_truth_metrics import EPISODE_WINDOW, METRICS_KEY
+from vlmrl.actors.ground_truth_metrics import EPISODE_WINDOW, METRICS_KEY, pearson
 from vlmrl.actors.reward_composer import RewardComposer
 from vlmrl.actors.timeline import RewardTimeline
 from vlmrl.envs import info_keys as K
@@ -39,14 +39,6 @@ from vlmrl.envs import info_keys as K
 log = logging.getLogger(__name__)
 
 _CLIENT_COUNTERS = ("retries", "failures", "timeouts", "late_answers", "workers_left")
-
-
-def pearson(x: np.ndarray, y: np.ndarray) -> Optional[float]:
-    """Pearson correlation, or None when undefined (fewer than 3 points or a constant series)."""
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    if len(x) < 3 or x.std() < 1e-12 or y.std() < 1e-12:
-        return None
-    return float(np.corrcoef(x, y)[0, 1])
 
 
 class VlmRewardCallback(RLlibCallback):

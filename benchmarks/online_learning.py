@@ -179,11 +179,16 @@ def main(argv=None) -> int:
                    help="comma-separated subset of env_dense,lrm_reward,lrm_refine,env_refine (default: the preset's)")
     p.add_argument("--bc-demos", type=int, default=None,
                    help="demos the BC base clones (lrm_refine.max_demo_episodes; default: the preset's; 0 = all)")
+    p.add_argument("--lrm-negatives", default=None, metavar="NOISY,RANDOM",
+                   help="ManiSkill presets: noisy and random episodes recorded beside the 16 demos for the compact LRM "
+                        "(default: demo.yaml's 4,2; e.g. 8,24 gives the completion head failures to learn from)")
     p.add_argument("--out", default=None)
     p.add_argument("--skip-data", action="store_true", help="reuse <out>/demos and <out>/lrm from a previous run")
     p.add_argument("--summarize-only", action="store_true",
                    help="no data, LRM or PPO runs: evaluate the runs already in <out> (same seeds/budget flags)")
     args = p.parse_args(argv)
+    if args.lrm_negatives and args.env == "toy":
+        p.error("--lrm-negatives is for the ManiSkill presets (ToyReach records its fixed TOY_SOURCES mix)")
     pre = PRESETS[args.env]
     steps = args.env_steps or (pre["quick_steps"] if args.quick else pre["env_steps"])
     episodes = args.eval_episodes or (5 if args.quick else pre["eval_episodes"])
@@ -208,6 +213,9 @@ def main(argv=None) -> int:
             print(f"[bench] recorded {sum(TOY_SOURCES.values())} ToyReach episodes with frames in {demos}", flush=True)
         else:
             n = ["record_demos.num_demo=4", "record_demos.num_noisy=2", "record_demos.num_random=1"] if args.quick else []
+            if args.lrm_negatives:
+                noisy, rand = (int(x) for x in args.lrm_negatives.split(","))
+                n += [f"record_demos.num_noisy={noisy}", f"record_demos.num_random={rand}"]
             cli(["record-demos", "demo", *common, f"record_demos.output_dir={demos}", *n])
         timings["demos"] = time.monotonic() - t0
         quick_lrm = ["lrm_train.epochs=2", "lrm_train.max_minutes=0.5"] if args.quick else []

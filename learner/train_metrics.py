@@ -78,8 +78,13 @@ def scalars_from_worker_status(rows: Iterable[Mapping[str, Any]]) -> Dict[str, f
     return out
 
 
+EXPLOITED_REWARD_CORR = -0.2
+"""Below this correlation of the scorer's frame scores with the env's ground-truth dense reward, the console
+line warns that the policy may be raising the learned reward without doing the task (reward hacking)."""
+
+
 def console_line(iteration: int, total: int, s: Mapping[str, float]) -> str:
-    """One progress line per iteration."""
+    """One progress line per iteration (with a reward-hacking warning, see ``EXPLOITED_REWARD_CORR``)."""
     def g(key: str, fmt: str, missing: str = "-") -> str:
         return format(s[key], fmt) if key in s else missing
 
@@ -95,6 +100,10 @@ def console_line(iteration: int, total: int, s: Mapping[str, float]) -> str:
         parts.append(f"workers {g('workers/num_workers', '.0f')}, queue {g('workers/queue_depth', '.0f')}, "
                      f"{g('workers/items_per_s', '.0f')} items/s")
     parts.append(f"{g('charts/env_steps_per_s', '.0f')} steps/s")
+    corr = s.get("reward/pearson_frame_score_vs_dense")
+    if corr is not None:
+        parts.append(f"corr(score, gt) {corr:.2f}" + (" << ground truth disagrees: reward exploited?"
+                                                       if corr < EXPLOITED_REWARD_CORR else ""))
     return " | ".join(parts)
 
 

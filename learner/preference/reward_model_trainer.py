@@ -17,12 +17,13 @@ from __future__ import annotations
 import hashlib
 from collections import deque
 from dataclasses import asdict
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vlmrl.actors.ground_truth_metrics import pearson
 from vlmrl.learner.preference.checkpoint import pack_frames, unpack_frames
 from vlmrl.reward_workers.scorers.bt_reward import BtModelParams, BtRewardModel, load_state_bytes, state_to_bytes
 
@@ -30,15 +31,6 @@ from vlmrl.reward_workers.scorers.bt_reward import BtModelParams, BtRewardModel,
 def bt_loss(r_first: torch.Tensor, r_second: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Bradley-Terry cross-entropy: ``y`` = 1 where the second item is preferred; r_* are (..., B) rewards."""
     return F.binary_cross_entropy_with_logits(r_second - r_first, y.expand_as(r_first))
-
-
-def pearson(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if len(x) < 3 or x.std() < 1e-12 or y.std() < 1e-12:
-        return None
-    return float(np.corrcoef(x, y)[0, 1])
 
 
 def model_params(scorer_params: Mapping[str, Any]) -> BtModelParams:
