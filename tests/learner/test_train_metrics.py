@@ -41,7 +41,7 @@ def test_worker_status_rows_aggregate_and_skip_errors():
     assert "corr(score, gt)" not in line  # no frames scored against ground truth yet
     healthy = console_line(3, 10, {"reward/pearson_frame_score_vs_dense": 0.41})
     assert healthy.endswith("corr(score, gt) 0.41")
-    # the PushCube from-scratch run whose policy raised the arm into a pose the compact LRM scores 0.94 complete
+    # the PushCube from-scratch run whose policy parked the gripper by the cube: the compact LRM scored 0.94 complete
     assert "reward exploited?" in console_line(3, 10, {"reward/pearson_frame_score_vs_dense": -0.54})
 
 
