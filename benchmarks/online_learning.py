@@ -189,6 +189,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.lrm_negatives and args.env == "toy":
         p.error("--lrm-negatives is for the ManiSkill presets (ToyReach records its fixed TOY_SOURCES mix)")
+    negatives = args.lrm_negatives.split(",") if args.lrm_negatives else []
+    if negatives and (len(negatives) != 2 or not all(x.strip().isdigit() for x in negatives)):
+        p.error(f"--lrm-negatives wants NOISY,RANDOM episode counts, e.g. 8,24; got {args.lrm_negatives!r}")
     pre = PRESETS[args.env]
     steps = args.env_steps or (pre["quick_steps"] if args.quick else pre["env_steps"])
     episodes = args.eval_episodes or (5 if args.quick else pre["eval_episodes"])
@@ -213,9 +216,8 @@ def main(argv=None) -> int:
             print(f"[bench] recorded {sum(TOY_SOURCES.values())} ToyReach episodes with frames in {demos}", flush=True)
         else:
             n = ["record_demos.num_demo=4", "record_demos.num_noisy=2", "record_demos.num_random=1"] if args.quick else []
-            if args.lrm_negatives:
-                noisy, rand = (int(x) for x in args.lrm_negatives.split(","))
-                n += [f"record_demos.num_noisy={noisy}", f"record_demos.num_random={rand}"]
+            if negatives:
+                n += [f"record_demos.num_noisy={int(negatives[0])}", f"record_demos.num_random={int(negatives[1])}"]
             cli(["record-demos", "demo", *common, f"record_demos.output_dir={demos}", *n])
         timings["demos"] = time.monotonic() - t0
         quick_lrm = ["lrm_train.epochs=2", "lrm_train.max_minutes=0.5"] if args.quick else []

@@ -128,9 +128,9 @@ def build_scorer(name: str, params: Mapping[str, Any] | None = None) -> Scorer:
         raise ScorerError(f"unknown scorer {name!r}; available: {sorted(_REGISTRY)}")
     cls = _REGISTRY[name]
     try:
-        schema = OmegaConf.structured(cls.Params)
-        clear_tables_given_whole(schema, dict(params or {}))  # weights={progress: 1.0} means completion 0
-        merged = OmegaConf.merge(schema, dict(params or {}))
+        given, schema = dict(params or {}), OmegaConf.structured(cls.Params)
+        clear_tables_given_whole(schema, given)  # weights={progress: 1.0} means completion 0
+        merged = OmegaConf.merge(schema, given)
     except (ConfigKeyError, ValidationError) as e:
         raise ScorerError(f"bad params for scorer {name!r}: {e}") from e
     return cls(OmegaConf.to_object(merged))
