@@ -179,9 +179,9 @@ def main(argv=None) -> int:
                    help="comma-separated subset of env_dense,lrm_reward,lrm_refine,env_refine (default: the preset's)")
     p.add_argument("--bc-demos", type=int, default=None,
                    help="demos the BC base clones (lrm_refine.max_demo_episodes; default: the preset's; 0 = all)")
-    p.add_argument("--lrm-negatives", default=None, metavar="NOISY,RANDOM",
-                   help="ManiSkill presets: noisy and random episodes recorded beside the 16 demos for the compact LRM "
-                        "(default: demo.yaml's 4,2; e.g. 8,24 gives the completion head failures to learn from)")
+    p.add_argument("--lrm-negatives", default=None, metavar="NOISY,RANDOM[,NEAR_MISS]",
+                   help="ManiSkill presets: noisy, random and near-miss episodes recorded beside the 16 demos for the "
+                        "compact LRM (default: demo.yaml's counts; e.g. 4,2,16 adds 16 scripted near misses)")
     p.add_argument("--out", default=None)
     p.add_argument("--skip-data", action="store_true", help="reuse <out>/demos and <out>/lrm from a previous run")
     p.add_argument("--summarize-only", action="store_true",
@@ -190,8 +190,8 @@ def main(argv=None) -> int:
     if args.lrm_negatives and args.env == "toy":
         p.error("--lrm-negatives is for the ManiSkill presets (ToyReach records its fixed TOY_SOURCES mix)")
     negatives = args.lrm_negatives.split(",") if args.lrm_negatives else []
-    if negatives and (len(negatives) != 2 or not all(x.strip().isdigit() for x in negatives)):
-        p.error(f"--lrm-negatives wants NOISY,RANDOM episode counts, e.g. 8,24; got {args.lrm_negatives!r}")
+    if negatives and (len(negatives) not in (2, 3) or not all(x.strip().isdigit() for x in negatives)):
+        p.error(f"--lrm-negatives wants NOISY,RANDOM[,NEAR_MISS] episode counts, e.g. 4,2,16; got {args.lrm_negatives!r}")
     pre = PRESETS[args.env]
     steps = args.env_steps or (pre["quick_steps"] if args.quick else pre["env_steps"])
     episodes = args.eval_episodes or (5 if args.quick else pre["eval_episodes"])
@@ -217,7 +217,8 @@ def main(argv=None) -> int:
         else:
             n = ["record_demos.num_demo=4", "record_demos.num_noisy=2", "record_demos.num_random=1"] if args.quick else []
             if negatives:
-                n += [f"record_demos.num_noisy={int(negatives[0])}", f"record_demos.num_random={int(negatives[1])}"]
+                keys = ("num_noisy", "num_random", "num_near_miss")
+                n += [f"record_demos.{k}={int(v)}" for k, v in zip(keys, negatives)]
             cli(["record-demos", "demo", *common, f"record_demos.output_dir={demos}", *n])
         timings["demos"] = time.monotonic() - t0
         quick_lrm = ["lrm_train.epochs=2", "lrm_train.max_minutes=0.5"] if args.quick else []

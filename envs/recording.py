@@ -5,7 +5,11 @@ Sources (the ``source`` field of an episode):
 
 - ``demo``: ManiSkill's Panda motion-planning solution for the task (``pd_joint_pos`` control);
 - ``noisy_demo``: a demo's actions replayed from the same seed with Gaussian noise (often fails);
-- ``random``: uniformly sampled actions.
+- ``random``: uniformly sampled actions;
+- ``near_miss``: hard negatives, the scripted controller made to fail while looking like a demo
+  (``vlmrl.envs.scripted.near_miss_controller``: stopping short of the push / lift, or moving the object to
+  a wrong spot). Random and noisy episodes almost never show the arm in the task's pose with the task undone,
+  so a reward model trained without them can pay for the pose alone (measured on PushCube, RESULTS.md).
 
 Role in the reward path: these episodes train and evaluate the reward models (compact LRM,
 preference/window scorers) and feed the offline mode; they carry ground-truth success per state
@@ -188,12 +192,17 @@ def noisy_actions(actions: np.ndarray, noise_std: float, rng: np.random.Generato
     return np.clip(noisy, low, high).astype(np.float32)
 
 
-def run_scripted(rec: RecordingWrapper, env_id: str, seed: int) -> EpisodeBuffer:
-    """One episode driven by the task's scripted controller (``vlmrl.envs.scripted``)."""
-    from vlmrl.envs.scripted import scripted_controller
+def run_scripted(rec: RecordingWrapper, env_id: str, seed: int, near_miss: str = "",
+                 rng: Optional[np.random.Generator] = None) -> EpisodeBuffer:
+    """One episode driven by the task's scripted controller (``vlmrl.envs.scripted``); ``near_miss`` (a kind of
+    ``NEAR_MISS_KINDS``) makes it a hard negative, drawing its wrong goal from ``rng``."""
+    from vlmrl.envs.scripted import near_miss_controller, scripted_controller
 
     rec.reset(seed=seed)
-    ctl = scripted_controller(env_id, rec.env)
+    if near_miss:
+        ctl = near_miss_controller(env_id, rec.env, near_miss, rng if rng is not None else np.random.default_rng(seed))
+    else:
+        ctl = scripted_controller(env_id, rec.env)
     try:
         for _ in range(rec.max_steps):
             _, _, _, truncated, _ = rec.step(ctl.act())
@@ -220,18 +229,18 @@ class RecordStats:
 
 
 def record_dataset(env_cfg: Any, rc: Any, log: Callable[[str], None] = print) -> RecordStats:
-    """Record ``rc.num_demo`` successful demos, ``rc.num_noisy`` noisy demos and ``rc.num_random`` random
-    episodes of ``rc.task or env_cfg.task`` into the dataset at ``rc.output_dir``."""
+    """Record ``rc.num_demo`` successful demos, ``rc.num_noisy`` noisy demos, ``rc.num_random`` random
+    episodes and ``rc.num_near_miss`` near misses of ``rc.task or env_cfg.task`` into the dataset at ``rc.output_dir``."""
     import time
 
     from vlmrl.envs.dataset import EpisodeWriter
     from vlmrl.envs.maniskill_env import ManiSkillTaskEnv
-    from vlmrl.envs.scripted import SCRIPTED_CONTROL_MODE, motion_planning_status
+    from vlmrl.envs.scripted import NEAR_MISS_KINDS, SCRIPTED_CONTROL_MODE, motion_planning_status
 
     policy = rc.demo_policy
     if policy not in ("scripted", "motion_planner"):
         raise ValueError(f"record_demos.demo_policy must be 'scripted' or 'motion_planner', got {policy!r}")
-    for key in ("num_demo", "num_noisy", "num_random"):
+    for key in ("num_demo", "num_noisy", "num_random", "num_near_miss"):
         if int(getattr(rc, key)) < 0:
             raise ValueError(f"record_demos.{key} must be >= 0, got {getattr(rc, key)}")
     if policy == "motion_planner":
@@ -239,6 +248,8 @@ def record_dataset(env_cfg: Any, rc: Any, log: Callable[[str], None] = print) ->
         if why:
             raise RuntimeError(f"demo_policy=motion_planner is unavailable: {why}")
         control_mode = DEMO_CONTROL_MODE
+        if int(rc.num_near_miss):
+            raise ValueError("record_demos.num_near_miss needs demo_policy=scripted (near misses are scripted)")
     else:
         control_mode = SCRIPTED_CONTROL_MODE
     task = rc.task or _get(env_cfg, "task")
@@ -306,6 +317,21 @@ def record_dataset(env_cfg: Any, rc: Any, log: Callable[[str], None] = print) ->
         writer.write(ep)
         stats.add("random", ep)
         report("random", ep, int(rc.num_random))
+
+    attempts = 0
+    while stats.written.get("near_miss", 0) < int(rc.num_near_miss):
+        kind = NEAR_MISS_KINDS[stats.written.get("near_miss", 0) % len(NEAR_MISS_KINDS)]
+        buf = run_scripted(RecordingWrapper(env, int(rc.max_steps), None), env_id, seed, near_miss=kind, rng=rng)
+        seed += 1
+        attempts += 1
+        if buf.first_success_step is not None:  # the object reached the goal after all: not a near miss
+            if attempts >= int(rc.num_near_miss) + int(rc.max_plan_failures):
+                raise RuntimeError(f"{attempts} near-miss attempts on {env_id}, too many of them succeeded; giving up")
+            continue
+        ep = buf.to_episode(env_id, "near_miss", dict(meta, near_miss=kind))
+        writer.write(ep)
+        stats.add("near_miss", ep)
+        report("near_miss", ep, int(rc.num_near_miss))
     env.close()
     return stats
 

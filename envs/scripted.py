@@ -6,11 +6,15 @@ says so. These controllers read object poses from the simulator (``env.unwrapped
 end effector in ``pd_ee_delta_pose`` (normalized position deltas, no rotation), the same control
 mode as the RL policy's default, so demos, noisy demos, random episodes and policy episodes share
 one action space.
+
+Near misses (hard negatives for reward-model training, :func:`near_miss_controller`): the same controllers,
+made to fail the way a policy that exploits a reward model does -- they look like a demo (the arm in the
+pose of the task's motion) while the task is not done.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Type
+from typing import Any, Dict, Optional, Tuple, Type
 
 import numpy as np
 
@@ -25,14 +29,39 @@ def _p(actor: Any) -> np.ndarray:
 
 
 class ScriptedController:
-    """Base: waypoint following with a proportional controller in end-effector space."""
+    """Base: waypoint following with a proportional controller in end-effector space.
+
+    ``goal_offset`` (m, added to the task's goal) and ``hold_phase`` (stop advancing when this phase is reached:
+    hold the pose there) turn a controller into a near miss; the defaults solve the task."""
 
     gain = 1.0
+    hold_before: int = 0
+    """The phase that changes the task state (push / lift); ``stop_short`` near misses hold just before it."""
+    miss_distance: Tuple[float, float] = (0.15, 0.25)
+    """Range of the goal offset (m) of ``wrong_goal`` near misses: outside the task's success tolerance."""
 
-    def __init__(self, env: Any) -> None:
+    def __init__(self, env: Any, goal_offset: Optional[np.ndarray] = None, hold_phase: Optional[int] = None) -> None:
         self.base = env.unwrapped
         self.phase = 0
         self.timer = 0
+        self.goal_offset = np.zeros(3) if goal_offset is None else np.asarray(goal_offset, np.float64)
+        self.hold_phase = hold_phase
+        self._hold_at: Optional[np.ndarray] = None
+
+    def object_and_goal(self) -> Tuple[np.ndarray, np.ndarray]:  # pragma: no cover - abstract
+        """Positions of the object the task moves and of the task's (true) goal."""
+        raise NotImplementedError
+
+    def goal(self, actor: Any) -> np.ndarray:
+        return _p(actor) + self.goal_offset
+
+    def holding(self, gripper: float) -> Optional[np.ndarray]:
+        """The hold action once ``hold_phase`` is reached (the tcp stays where it was), else None."""
+        if self.hold_phase is None or self.phase < self.hold_phase:
+            return None
+        if self._hold_at is None:
+            self._hold_at = _p(self.base.agent.tcp)
+        return self.move(self._hold_at, gripper)
 
     def move(self, target: np.ndarray, gripper: float) -> np.ndarray:
         tcp = _p(self.base.agent.tcp)
@@ -51,10 +80,18 @@ class PushToGoal(ScriptedController):
 
     push_speed = 0.4
     """Largest normalized action while pushing (faster pushes make the cube slide past the goal)."""
+    hold_before = 2
+    miss_distance = (0.15, 0.25)  # PushCube's goal radius is 0.1 m
+
+    def object_and_goal(self) -> Tuple[np.ndarray, np.ndarray]:
+        return _p(self.base.obj), _p(self.base.goal_region)
 
     def act(self) -> np.ndarray:
+        hold = self.holding(GRIPPER_CLOSED)
+        if hold is not None:
+            return hold
         b = self.base
-        cube, goal, h = _p(b.obj), _p(b.goal_region), float(b.cube_half_size)
+        cube, goal, h = _p(b.obj), self.goal(b.goal_region), float(b.cube_half_size)
         d = goal[:2] - cube[:2]
         d = d / (np.linalg.norm(d) + 1e-9)
         behind = np.array([cube[0] - d[0] * (h + 0.03), cube[1] - d[1] * (h + 0.03), h])
@@ -77,9 +114,18 @@ class PushToGoal(ScriptedController):
 class PickToGoal(ScriptedController):
     """PickCube: open above the cube, descend, close, lift the cube to the goal point."""
 
+    hold_before = 3
+    miss_distance = (0.08, 0.15)  # PickCube's goal tolerance is 0.025 m
+
+    def object_and_goal(self) -> Tuple[np.ndarray, np.ndarray]:
+        return _p(self.base.cube), _p(self.base.goal_site)
+
     def act(self) -> np.ndarray:
+        hold = self.holding(GRIPPER_CLOSED if self.phase >= 2 else GRIPPER_OPEN)
+        if hold is not None:
+            return hold
         b = self.base
-        cube, goal = _p(b.cube), _p(b.goal_site)
+        cube, goal = _p(b.cube), self.goal(b.goal_site)
         above = cube + np.array([0, 0, 0.08])
         if self.phase == 0:
             if self.reached(above, 0.015):
@@ -108,6 +154,38 @@ def scripted_controller(env_id: str, env: Any) -> ScriptedController:
     if env_id not in SCRIPTED_CONTROLLERS:
         raise ValueError(f"no scripted controller for {env_id}; available: {sorted(SCRIPTED_CONTROLLERS)}")
     return SCRIPTED_CONTROLLERS[env_id](env)
+
+
+NEAR_MISS_KINDS = ("stop_short", "wrong_goal")
+"""``stop_short``: the demo's approach, then the arm holds the pose from which the task-changing motion (push,
+lift) would start; ``wrong_goal``: the whole demo motion, aimed at a point ``miss_distance`` from the goal."""
+
+
+def near_miss_controller(env_id: str, env: Any, kind: str, rng: np.random.Generator) -> ScriptedController:
+    """A scripted controller for ``env_id`` that fails in the way ``kind`` (one of :data:`NEAR_MISS_KINDS`) says."""
+    if kind not in NEAR_MISS_KINDS:
+        raise ValueError(f"near-miss kind must be one of {NEAR_MISS_KINDS}, got {kind!r}")
+    cls = SCRIPTED_CONTROLLERS.get(env_id)
+    if cls is None:
+        raise ValueError(f"no scripted controller for {env_id}; available: {sorted(SCRIPTED_CONTROLLERS)}")
+    if kind == "stop_short":
+        return cls(env, hold_phase=cls.hold_before)
+    ctl = cls(env)
+    obj, goal = ctl.object_and_goal()
+    for _ in range(100):  # a wrong goal whose straight path from the object does not pass through the true goal
+        angle, dist = rng.uniform(0, 2 * np.pi), rng.uniform(*cls.miss_distance)
+        offset = np.array([dist * np.cos(angle), dist * np.sin(angle), 0.0])
+        if _segment_distance(goal, obj, goal + offset) >= 0.8 * cls.miss_distance[0]:
+            break
+    ctl.goal_offset = offset
+    return ctl
+
+
+def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Distance from point p to the segment a-b."""
+    ab = b - a
+    t = float(np.clip(np.dot(p - a, ab) / (np.dot(ab, ab) + 1e-12), 0.0, 1.0))
+    return float(np.linalg.norm(p - (a + t * ab)))
 
 
 def motion_planning_status() -> str:

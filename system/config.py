@@ -168,6 +168,11 @@ class RecordDemosConfig:
     """``noisy_demo`` episodes: a fresh demo's actions replayed with Gaussian noise (often fail)."""
     num_random: int = 5
     """``random`` episodes: uniformly sampled actions."""
+    num_near_miss: int = 0
+    """``near_miss`` episodes (hard negatives; scripted controllers only), alternating ``stop_short`` (the demo's
+    approach, then the arm holds the pose where the push / lift would start) and ``wrong_goal`` (the whole motion
+    to a spot outside the success tolerance). They fail while looking like a demo, so an LRM trained on them
+    cannot reward the arm's pose alone."""
     noise_std: float = 0.3
     """Std of the Gaussian noise added to a demo's (normalized, in [-1, 1]) actions for noisy demos. PushCube:
     0.1 -> ~80 % still succeed, 0.3 -> ~60 %, 0.5 -> ~20 %."""
