@@ -182,6 +182,9 @@ def main(argv=None) -> int:
     p.add_argument("--lrm-negatives", default=None, metavar="NOISY,RANDOM[,NEAR_MISS]",
                    help="ManiSkill presets: noisy, random and near-miss episodes recorded beside the 16 demos for the "
                         "compact LRM (default: demo.yaml's counts; e.g. 4,2,16 adds 16 scripted near misses)")
+    p.add_argument("--run-on-success", action="store_true",
+                   help="env.end_on_success=false for every run: episodes run to the time limit after success (training "
+                        "and evaluation; success is then judged at the last step)")
     p.add_argument("--out", default=None)
     p.add_argument("--skip-data", action="store_true", help="reuse <out>/demos and <out>/lrm from a previous run")
     p.add_argument("--summarize-only", action="store_true",
@@ -202,7 +205,8 @@ def main(argv=None) -> int:
     iterations = max(1, math.ceil(steps / batch))
     common = [f"output_dir={out}", *pre["env"], "train.num_env_runners=0", "train.checkpoint_every=0",
               "train.image_every=0", f"pool.num_workers={args.workers}", "pool.num_cpus_per_worker=0.5",
-              f"lrm_refine.demos={demos}", f"lrm_refine.eval_episodes={episodes}"]
+              f"lrm_refine.demos={demos}", f"lrm_refine.eval_episodes={episodes}",
+              *(["env.end_on_success=false"] if args.run_on_success else [])]
     timings: Dict[str, float] = {}
     t_all = time.monotonic()
 

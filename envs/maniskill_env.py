@@ -127,6 +127,7 @@ class ManiSkillTaskEnv(gym.Wrapper):
         self.text_split = c["text_split"]
         self.fixed_text = c["task_text"]
         self.max_episode_steps = int(c["max_episode_steps"] or self.task.max_episode_steps)
+        self.end_on_success = bool(c["end_on_success"])
 
         needs_renderer = self.capture_frames and frame_source is None
         if needs_renderer:
@@ -209,6 +210,8 @@ class ManiSkillTaskEnv(gym.Wrapper):
     def step(self, action):
         obs, dense, terminated, truncated, info = self.env.step(action)  # ManiSkill's reward = normalized dense
         self._step += 1
+        if not self.end_on_success:  # ManiSkill's "ignore_terminations": success is only reported in info
+            terminated = terminated & False
         if self.batched:
             over = bool((terminated | truncated).any())
         else:

@@ -321,7 +321,8 @@ def record_dataset(env_cfg: Any, rc: Any, log: Callable[[str], None] = print) ->
     attempts = 0
     while stats.written.get("near_miss", 0) < int(rc.num_near_miss):
         kind = NEAR_MISS_KINDS[stats.written.get("near_miss", 0) % len(NEAR_MISS_KINDS)]
-        buf = run_scripted(RecordingWrapper(env, int(rc.max_steps), None), env_id, seed, near_miss=kind, rng=rng)
+        length = min(int(rc.max_steps), env.task.max_episode_steps)  # a whole episode, as long as a policy's
+        buf = run_scripted(RecordingWrapper(env, length, None), env_id, seed, near_miss=kind, rng=rng)
         seed += 1
         attempts += 1
         if buf.first_success_step is not None:  # the object reached the goal after all: not a near miss

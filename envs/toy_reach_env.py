@@ -12,8 +12,8 @@ no renderer process, numpy-drawn frames), so actor/learner tests can run many ep
   (uint8 frame_size x frame_size x 3: dark background, green goal disk, white agent square) and
   ``frame_step``. Frames come at reset, every ``frame_stride`` steps and at episode end.
 
-An episode terminates on success (agent within ``goal_radius`` of the goal) and is truncated
-after ``max_episode_steps``. Registered as gymnasium id ``vlmrl/ToyReach-v0`` and RLlib env
+An episode terminates on success (agent within ``goal_radius`` of the goal; with ``end_on_success=False``
+it runs on) and is truncated after ``max_episode_steps``. Registered as gymnasium id ``vlmrl/ToyReach-v0`` and RLlib env
 name ``ToyReach-v0`` (:func:`register_toy_reach`).
 """
 
@@ -35,7 +35,8 @@ _MAX_DIST = float(np.sqrt(8.0))
 
 # EnvConfig fields this env uses; the ManiSkill-only ones are accepted and ignored so that one
 # ``env`` config section drives either env.
-_USED = ("task", "task_text", "reward_mode", "capture_frames", "frame_size", "frame_stride", "max_episode_steps")
+_USED = ("task", "task_text", "reward_mode", "capture_frames", "frame_size", "frame_stride", "max_episode_steps",
+         "end_on_success")
 _IGNORED = ("text_split", "obs_mode", "control_mode", "sim_backend", "num_envs", "camera", "shader_pack",
             "lp_num_threads", "shader_cache_dir")
 
@@ -60,6 +61,7 @@ class ToyReachEnv(gym.Env):
         self.frame_size = int(c.get("frame_size", 64))
         self.frame_stride = int(c.get("frame_stride", 1))
         self.max_episode_steps = int(c.get("max_episode_steps") or DEFAULT_MAX_STEPS)
+        self.end_on_success = bool(c.get("end_on_success", True))
         if self.frame_size < 8:
             raise ValueError(f"env.frame_size must be >= 8 pixels, got {self.frame_size}")
         if self.frame_stride < 1:
@@ -90,11 +92,11 @@ class ToyReachEnv(gym.Env):
         self._pos = np.clip(self._pos + self.step_size * a, -1.0, 1.0)
         self._step += 1
         info = self._info(episode_over=False)
-        terminated = bool(info[K.SUCCESS])
+        terminated = bool(info[K.SUCCESS]) and self.end_on_success
         truncated = not terminated and self._step >= self.max_episode_steps
         if (terminated or truncated) and not info[K.HAS_FRAME]:
             info = self._info(episode_over=True)
-        reward = {"none": 0.0, "sparse": float(terminated), "dense": info[K.ENV_REWARD]}[self.reward_mode]
+        reward = {"none": 0.0, "sparse": float(info[K.SUCCESS]), "dense": info[K.ENV_REWARD]}[self.reward_mode]
         return self._obs(), reward, terminated, truncated, info
 
     def render(self) -> np.ndarray:

@@ -130,6 +130,11 @@ class EnvConfig:
     """Parallel envs in one process; > 1 needs ``sim_backend=gpu``."""
     max_episode_steps: Optional[int] = None
     """Episode limit; None uses the task's registered limit."""
+    end_on_success: bool = True
+    """False: an episode runs to its time limit after the task succeeds (ManiSkill's ``ignore_terminations``, as
+    its PPO baselines train; success stays in ``info`` per step, evaluation then reads it at the last step). A
+    reward paid per step for looking done (the LRM's completion) then pays for staying done; with episodes that
+    end on success it pays more for lingering next to success than for reaching it (RESULTS.md, session 5)."""
     reward_mode: str = "none"
     """What the env itself returns as reward: ``none`` (0; the VLM reward is added by the actor), ``sparse``
     (1 on success) or ``dense`` (ManiSkill's normalized dense reward). The dense reward and ``success`` are

@@ -32,6 +32,30 @@ def test_episode_truncates_at_task_limit(state_env):
     assert trunc and not term
 
 
+@pytest.mark.parametrize("end_on_success", [True, False])
+def test_end_on_success(end_on_success):
+    """ManiSkill ends PushCube on success; end_on_success=False runs on to the time limit (success in info only)."""
+    from vlmrl.envs.scripted import SCRIPTED_CONTROL_MODE, scripted_controller
+
+    env = ManiSkillTaskEnv(None, capture_frames=False, control_mode=SCRIPTED_CONTROL_MODE,
+                           end_on_success=end_on_success)
+    env.reset(seed=0)
+    ctl = scripted_controller(env.task.env_id, env)
+    steps = []
+    for _ in range(env.task.max_episode_steps):
+        _, _, term, trunc, info = env.step(ctl.act())
+        steps.append((term, trunc, info["success"]))
+        if term or trunc:
+            break
+    first = next(i for i, (_, _, ok) in enumerate(steps) if ok)
+    if end_on_success:
+        assert steps[-1] == (True, False, True) and len(steps) == first + 1
+    else:
+        assert not any(t for t, _, _ in steps) and steps[-1][1] and len(steps) == env.task.max_episode_steps
+        assert first < 40 and all(ok for _, _, ok in steps[first:])  # the pushed cube stays on the goal
+    env.close()
+
+
 @pytest.mark.parametrize("mode", ["sparse", "dense"])
 def test_reward_modes(mode):
     env = ManiSkillTaskEnv(None, capture_frames=False, reward_mode=mode)

@@ -52,6 +52,14 @@ def test_success_terminates_with_a_final_frame_and_reward_modes():
         assert gt[-1] > gt[0]  # moving towards the goal raises the dense reward
 
 
+def test_end_on_success_false_runs_to_the_time_limit_and_keeps_paying_for_success():
+    env = ToyReachEnv({"reward_mode": "sparse", "end_on_success": False, "max_episode_steps": 30})
+    infos, rewards, term = run_episode(env, seed=1, policy=toward_goal)
+    first = next(i for i, info in enumerate(infos) if info[K.SUCCESS])
+    assert not term and len(infos) == 31 and 0 < first < 30  # succeeded early, ran on to the limit
+    assert rewards == pytest.approx([float(i[K.SUCCESS]) for i in infos[1:]]) and sum(rewards) > 1
+
+
 def test_frame_shows_the_agent_moving():
     env = ToyReachEnv({"frame_size": 32})
     _, info0 = env.reset(seed=3)
