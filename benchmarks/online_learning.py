@@ -179,9 +179,9 @@ def main(argv=None) -> int:
                    help="comma-separated subset of env_dense,lrm_reward,lrm_refine,env_refine (default: the preset's)")
     p.add_argument("--bc-demos", type=int, default=None,
                    help="demos the BC base clones (lrm_refine.max_demo_episodes; default: the preset's; 0 = all)")
-    p.add_argument("--lrm-negatives", default=None, metavar="NOISY,RANDOM[,NEAR_MISS]",
-                   help="ManiSkill presets: noisy, random and near-miss episodes recorded beside the 16 demos for the "
-                        "compact LRM (default: demo.yaml's counts; e.g. 4,2,16 adds 16 scripted near misses)")
+    p.add_argument("--record", nargs="+", default=[], metavar="KEY=N",
+                   help="ManiSkill presets: episode counts of the LRM's data on top of demo.yaml's, as record_demos "
+                        "keys, e.g. --record num_noisy=8 num_random=24 num_near_miss=16 num_retreat=8")
     p.add_argument("--run-on-success", action="store_true",
                    help="env.end_on_success=false for every run: episodes run to the time limit after success (training "
                         "and evaluation; success is then judged at the last step)")
@@ -190,11 +190,13 @@ def main(argv=None) -> int:
     p.add_argument("--summarize-only", action="store_true",
                    help="no data, LRM or PPO runs: evaluate the runs already in <out> (same seeds/budget flags)")
     args = p.parse_args(argv)
-    if args.lrm_negatives and args.env == "toy":
-        p.error("--lrm-negatives is for the ManiSkill presets (ToyReach records its fixed TOY_SOURCES mix)")
-    negatives = args.lrm_negatives.split(",") if args.lrm_negatives else []
-    if negatives and (len(negatives) not in (2, 3) or not all(x.strip().isdigit() for x in negatives)):
-        p.error(f"--lrm-negatives wants NOISY,RANDOM[,NEAR_MISS] episode counts, e.g. 4,2,16; got {args.lrm_negatives!r}")
+    if args.record and args.env == "toy":
+        p.error("--record is for the ManiSkill presets (ToyReach records its fixed TOY_SOURCES mix)")
+    counts = ("num_demo", "num_noisy", "num_random", "num_retreat", "num_near_miss")
+    for item in args.record:
+        key, _, value = item.partition("=")
+        if key not in counts or not value.isdigit():
+            p.error(f"--record wants KEY=N with KEY one of {counts}; got {item!r}")
     pre = PRESETS[args.env]
     steps = args.env_steps or (pre["quick_steps"] if args.quick else pre["env_steps"])
     episodes = args.eval_episodes or (5 if args.quick else pre["eval_episodes"])
@@ -220,9 +222,7 @@ def main(argv=None) -> int:
             print(f"[bench] recorded {sum(TOY_SOURCES.values())} ToyReach episodes with frames in {demos}", flush=True)
         else:
             n = ["record_demos.num_demo=4", "record_demos.num_noisy=2", "record_demos.num_random=1"] if args.quick else []
-            if negatives:
-                keys = ("num_noisy", "num_random", "num_near_miss")
-                n += [f"record_demos.{k}={int(v)}" for k, v in zip(keys, negatives)]
+            n += [f"record_demos.{item}" for item in args.record]
             cli(["record-demos", "demo", *common, f"record_demos.output_dir={demos}", *n])
         timings["demos"] = time.monotonic() - t0
         quick_lrm = ["lrm_train.epochs=2", "lrm_train.max_minutes=0.5"] if args.quick else []

@@ -6,6 +6,8 @@ Sources (the ``source`` field of an episode):
 - ``demo``: ManiSkill's Panda motion-planning solution for the task (``pd_joint_pos`` control);
 - ``noisy_demo``: a demo's actions replayed from the same seed with Gaussian noise (often fails);
 - ``random``: uniformly sampled actions;
+- ``retreat``: a scripted demo whose arm, once the task is done, leaves and holds elsewhere while the
+  object stays done (push tasks; ``vlmrl.envs.scripted.RetreatAfterSuccess``), to the episode's time limit;
 - ``near_miss``: hard negatives, the scripted controller made to fail while looking like a demo
   (``vlmrl.envs.scripted.near_miss_controller``: stopping short of the push / lift, or moving the object to
   a wrong spot). Random and noisy episodes almost never show the arm in the task's pose with the task undone,
@@ -192,15 +194,19 @@ def noisy_actions(actions: np.ndarray, noise_std: float, rng: np.random.Generato
     return np.clip(noisy, low, high).astype(np.float32)
 
 
-def run_scripted(rec: RecordingWrapper, env_id: str, seed: int, near_miss: str = "",
+def run_scripted(rec: RecordingWrapper, env_id: str, seed: int, near_miss: str = "", retreat: bool = False,
                  rng: Optional[np.random.Generator] = None) -> EpisodeBuffer:
     """One episode driven by the task's scripted controller (``vlmrl.envs.scripted``); ``near_miss`` (a kind of
-    ``NEAR_MISS_KINDS``) makes it a hard negative, drawing its wrong goal from ``rng``."""
-    from vlmrl.envs.scripted import near_miss_controller, scripted_controller
+    ``NEAR_MISS_KINDS``) makes it a hard negative, ``retreat`` a demo whose arm leaves after success; both draw
+    their random targets from ``rng``."""
+    from vlmrl.envs.scripted import RetreatAfterSuccess, near_miss_controller, scripted_controller
 
     rec.reset(seed=seed)
+    rng = rng if rng is not None else np.random.default_rng(seed)
     if near_miss:
-        ctl = near_miss_controller(env_id, rec.env, near_miss, rng if rng is not None else np.random.default_rng(seed))
+        ctl = near_miss_controller(env_id, rec.env, near_miss, rng)
+    elif retreat:
+        ctl = RetreatAfterSuccess(scripted_controller(env_id, rec.env), rng)
     else:
         ctl = scripted_controller(env_id, rec.env)
     try:
@@ -230,7 +236,7 @@ class RecordStats:
 
 def record_dataset(env_cfg: Any, rc: Any, log: Callable[[str], None] = print) -> RecordStats:
     """Record ``rc.num_demo`` successful demos, ``rc.num_noisy`` noisy demos, ``rc.num_random`` random
-    episodes and ``rc.num_near_miss`` near misses of ``rc.task or env_cfg.task`` into the dataset at ``rc.output_dir``."""
+    episodes, ``rc.num_retreat`` retreat demos and ``rc.num_near_miss`` near misses of ``rc.task or env_cfg.task`` into the dataset at ``rc.output_dir``."""
     import time
 
     from vlmrl.envs.dataset import EpisodeWriter
@@ -240,7 +246,7 @@ def record_dataset(env_cfg: Any, rc: Any, log: Callable[[str], None] = print) ->
     policy = rc.demo_policy
     if policy not in ("scripted", "motion_planner"):
         raise ValueError(f"record_demos.demo_policy must be 'scripted' or 'motion_planner', got {policy!r}")
-    for key in ("num_demo", "num_noisy", "num_random", "num_near_miss"):
+    for key in ("num_demo", "num_noisy", "num_random", "num_retreat", "num_near_miss"):
         if int(getattr(rc, key)) < 0:
             raise ValueError(f"record_demos.{key} must be >= 0, got {getattr(rc, key)}")
     if policy == "motion_planner":
@@ -248,8 +254,8 @@ def record_dataset(env_cfg: Any, rc: Any, log: Callable[[str], None] = print) ->
         if why:
             raise RuntimeError(f"demo_policy=motion_planner is unavailable: {why}")
         control_mode = DEMO_CONTROL_MODE
-        if int(rc.num_near_miss):
-            raise ValueError("record_demos.num_near_miss needs demo_policy=scripted (near misses are scripted)")
+        if int(rc.num_near_miss) or int(rc.num_retreat):
+            raise ValueError("record_demos.num_near_miss / num_retreat need demo_policy=scripted (they are scripted)")
     else:
         control_mode = SCRIPTED_CONTROL_MODE
     task = rc.task or _get(env_cfg, "task")
@@ -318,10 +324,25 @@ def record_dataset(env_cfg: Any, rc: Any, log: Callable[[str], None] = print) ->
         stats.add("random", ep)
         report("random", ep, int(rc.num_random))
 
+    length = min(int(rc.max_steps), env.task.max_episode_steps)  # whole episodes, as long as a policy's
+    failures = 0
+    while stats.written.get("retreat", 0) < int(rc.num_retreat):
+        buf = run_scripted(RecordingWrapper(env, length, None), env_id, seed, retreat=True, rng=rng)
+        seed += 1
+        if buf.first_success_step is None:  # the demo part failed: nothing to retreat from
+            failures += 1
+            if failures >= int(rc.max_plan_failures):
+                raise RuntimeError(f"{failures} retreat demo attempts in a row failed on {env_id}; giving up")
+            continue
+        failures = 0
+        ep = buf.to_episode(env_id, "retreat", meta)
+        writer.write(ep)
+        stats.add("retreat", ep)
+        report("retreat", ep, int(rc.num_retreat))
+
     attempts = 0
     while stats.written.get("near_miss", 0) < int(rc.num_near_miss):
         kind = NEAR_MISS_KINDS[stats.written.get("near_miss", 0) % len(NEAR_MISS_KINDS)]
-        length = min(int(rc.max_steps), env.task.max_episode_steps)  # a whole episode, as long as a policy's
         buf = run_scripted(RecordingWrapper(env, length, None), env_id, seed, near_miss=kind, rng=rng)
         seed += 1
         attempts += 1

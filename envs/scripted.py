@@ -9,7 +9,9 @@ one action space.
 
 Near misses (hard negatives for reward-model training, :func:`near_miss_controller`): the same controllers,
 made to fail the way a policy that exploits a reward model does -- they look like a demo (the arm in the
-pose of the task's motion) while the task is not done.
+pose of the task's motion) while the task is not done. Their counterpart, :class:`RetreatAfterSuccess`: a
+demo whose arm leaves once the task is done, while the object stays done. Together they make "done" a
+property of the object and the goal, not of the arm's pose.
 """
 
 from __future__ import annotations
@@ -48,6 +50,14 @@ class ScriptedController:
         self.hold_phase = hold_phase
         self._hold_at: Optional[np.ndarray] = None
 
+    stays_done_without_arm = False
+    """The task stays solved when the arm leaves (a pushed cube does; a lifted one falls)."""
+
+    def task_done(self) -> bool:
+        """The simulator's own success flag for the current state (privileged, like the object poses)."""
+        ok = self.base.evaluate()["success"]
+        return bool(ok.reshape(-1)[0].item()) if hasattr(ok, "reshape") else bool(ok)
+
     def object_and_goal(self) -> Tuple[np.ndarray, np.ndarray]:  # pragma: no cover - abstract
         """Positions of the object the task moves and of the task's (true) goal."""
         raise NotImplementedError
@@ -82,6 +92,7 @@ class PushToGoal(ScriptedController):
     """Largest normalized action while pushing (faster pushes make the cube slide past the goal)."""
     hold_before = 2
     miss_distance = (0.15, 0.25)  # PushCube's goal radius is 0.1 m
+    stays_done_without_arm = True
 
     def object_and_goal(self) -> Tuple[np.ndarray, np.ndarray]:
         return _p(self.base.obj), _p(self.base.goal_region)
@@ -154,6 +165,36 @@ def scripted_controller(env_id: str, env: Any) -> ScriptedController:
     if env_id not in SCRIPTED_CONTROLLERS:
         raise ValueError(f"no scripted controller for {env_id}; available: {sorted(SCRIPTED_CONTROLLERS)}")
     return SCRIPTED_CONTROLLERS[env_id](env)
+
+
+class RetreatAfterSuccess:
+    """A demo (the task's scripted controller) until the task is done; then the arm leaves -- straight up, then
+    to a random point above the table -- and holds there while the object stays on the goal."""
+
+    lift = 0.12
+    """First retreat waypoint: this far above the tcp where the task got done (m)."""
+    spread = 0.2
+    """Second waypoint: up to this far (m, per axis in x/y) from the first, at 0.1-0.25 m height."""
+
+    def __init__(self, inner: ScriptedController, rng: np.random.Generator) -> None:
+        if not inner.stays_done_without_arm:
+            raise ValueError(f"{type(inner).__name__}: its task is not done without the arm holding the object; "
+                             "retreat episodes need a push task (PushCube, PullCube)")
+        self.inner, self.rng = inner, rng
+        self.waypoints: Optional[list] = None
+
+    def act(self) -> np.ndarray:
+        ctl = self.inner
+        if self.waypoints is None:
+            if not ctl.task_done():
+                return ctl.act()
+            up = _p(ctl.base.agent.tcp) + np.array([0.0, 0.0, self.lift])
+            far = np.array([up[0] + self.rng.uniform(-self.spread, self.spread),
+                            up[1] + self.rng.uniform(-self.spread, self.spread), self.rng.uniform(0.1, 0.25)])
+            self.waypoints = [up, far]
+        if len(self.waypoints) > 1 and ctl.reached(self.waypoints[0], 0.02):
+            self.waypoints.pop(0)
+        return ctl.move(self.waypoints[0], GRIPPER_CLOSED)
 
 
 NEAR_MISS_KINDS = ("stop_short", "wrong_goal")

@@ -173,6 +173,10 @@ class RecordDemosConfig:
     """``noisy_demo`` episodes: a fresh demo's actions replayed with Gaussian noise (often fail)."""
     num_random: int = 5
     """``random`` episodes: uniformly sampled actions."""
+    num_retreat: int = 0
+    """``retreat`` episodes (push tasks, scripted only): a demo whose arm, once the task is done, leaves (up, then
+    to a random point) and holds there to the time limit while the object stays done: success that does not
+    look like a demo's last frame, the counterpart of the near misses."""
     num_near_miss: int = 0
     """``near_miss`` episodes (hard negatives; scripted controllers only), alternating ``stop_short`` (the demo's
     approach, then the arm holds the pose where the push / lift would start) and ``wrong_goal`` (the whole motion

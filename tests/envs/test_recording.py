@@ -22,10 +22,10 @@ def _record(tmp_path, capture_frames, **counts):
 
 
 def test_state_only_recording_round_trips(tmp_path):
-    stats, lines = _record(tmp_path, False, num_demo=2, num_noisy=1, num_random=1, num_near_miss=2)
+    stats, lines = _record(tmp_path, False, num_demo=2, num_noisy=1, num_random=1, num_retreat=1, num_near_miss=2)
     index = read_index(tmp_path)
-    assert [e["source"] for e in index] == ["demo", "demo", "noisy_demo", "random", "near_miss", "near_miss"]
-    assert stats.written == {"demo": 2, "noisy_demo": 1, "random": 1, "near_miss": 2} and len(lines) == 6
+    assert [e["source"] for e in index] == ["demo", "demo", "noisy_demo", "random", "retreat", "near_miss", "near_miss"]
+    assert stats.written == {"demo": 2, "noisy_demo": 1, "random": 1, "retreat": 1, "near_miss": 2} and len(lines) == 7
     assert "success rate" in lines[0] and "steps/s" in lines[0]
     eps = list(iter_episodes(tmp_path))
     for ep in eps:
@@ -38,9 +38,10 @@ def test_state_only_recording_round_trips(tmp_path):
     assert eps[3].num_steps == 50 and not eps[3].succeeded  # random: full episode, fails
     # the noisy demo starts from its demo's seed and first action, perturbed
     assert eps[2].seed == eps[0].seed and not np.allclose(eps[2].actions[0], eps[0].actions[0])
-    # near misses alternate their kinds, run the whole episode and never succeed
-    assert [ep.meta["near_miss"] for ep in eps[4:]] == list(NEAR_MISS_KINDS)
-    assert all(ep.num_steps == 50 and not ep.success.any() for ep in eps[4:])
+    # a retreat demo succeeds and runs on to the time limit; near misses alternate their kinds and never succeed
+    assert eps[4].num_steps == 50 and eps[4].success[-1]
+    assert [ep.meta["near_miss"] for ep in eps[5:]] == list(NEAR_MISS_KINDS)
+    assert all(ep.num_steps == 50 and not ep.success.any() for ep in eps[5:])
 
 
 def test_near_misses_end_with_the_gripper_at_the_cube_and_the_task_undone():
@@ -75,6 +76,29 @@ def test_near_misses_end_with_the_gripper_at_the_cube_and_the_task_undone():
         env.close()
 
 
+def test_retreat_demos_stay_done_with_the_arm_away_from_the_cube():
+    from vlmrl.envs.maniskill_env import ManiSkillTaskEnv
+    from vlmrl.envs.scripted import RetreatAfterSuccess, _p, scripted_controller
+
+    cfg = load_config(None, ["env.capture_frames=false", "env.end_on_success=false"])
+    env = ManiSkillTaskEnv(cfg.env, task="PushCube-v1", control_mode=SCRIPTED_CONTROL_MODE, text_split="seen")
+    rng = np.random.default_rng(0)
+    try:
+        for seed in range(3):
+            env.reset(seed=seed)
+            ctl = RetreatAfterSuccess(scripted_controller("PushCube-v1", env), rng)
+            success = [bool(env.step(ctl.act())[4]["success"]) for _ in range(50)]
+            first = success.index(True)
+            assert first < 30 and all(success[first:]), (seed, success)  # done, and stays done
+            cube, _ = ctl.inner.object_and_goal()
+            assert np.linalg.norm(_p(env.unwrapped.agent.tcp) - cube) > 0.1  # ... with the arm elsewhere
+        env.reset(seed=0)
+        with pytest.raises(ValueError, match="push task"):
+            RetreatAfterSuccess(scripted_controller("PickCube-v1", env), rng)
+    finally:
+        env.close()
+
+
 def test_motion_planner_status_is_explained():
     why = motion_planning_status()
     if why:
@@ -86,5 +110,5 @@ def test_motion_planner_status_is_explained():
     if not why:  # a working motion planner: near misses still need the scripted controllers
         cfg = load_config(None, ["record_demos.demo_policy=motion_planner", "record_demos.num_near_miss=1",
                                  "env.capture_frames=false"])
-        with pytest.raises(ValueError, match="num_near_miss needs demo_policy=scripted"):
+        with pytest.raises(ValueError, match="need demo_policy=scripted"):
             record_dataset(cfg.env, cfg.record_demos, log=lambda m: None)

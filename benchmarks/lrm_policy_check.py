@@ -1,0 +1,96 @@
+"""Does a compact LRM pay for what a trained policy does? Score the policy's own greedy episodes with LRMs:
+
+    .venv/bin/python -m benchmarks.lrm_policy_check RUN_DIR LRM_DIR [LRM_DIR ...] [--episodes 5]
+
+``RUN_DIR``: a ``vlmrl train`` run (its ``config.yaml`` gives the env; its last checkpoint the policy).
+Each greedy episode (seeds ``lrm_refine.eval_seed + i``, as the benchmarks' evaluation) is rendered with the
+run's frame size and stride; each LRM scores its (previous, current) frame pairs, as the reward workers do.
+Printed per LRM: mean completion / last-frame completion and progress over the episodes that end in
+ground-truth success and over those that do not, and the Pearson correlation of its frame completion with
+the env's dense reward. A policy that exploits an LRM shows up as high completion on failed episodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def rollout(module, env, seed: int):
+    """(frames, dense env reward at each frame's state, task text, success at the end) of one greedy episode."""
+    from vlmrl.envs import info_keys as K
+    from vlmrl.learner.lrm_refine import greedy_actions
+
+    obs, info = env.reset(seed=seed)
+    frames, dense = [info[K.FRAME]], [info[K.ENV_REWARD]]
+    done = False
+    while not done:
+        a = np.clip(greedy_actions(module, obs[None])[0], env.action_space.low, env.action_space.high)
+        obs, _, term, trunc, info = env.step(a)
+        done = bool(term or trunc)
+        if info[K.HAS_FRAME]:
+            frames.append(info[K.FRAME])
+            dense.append(info[K.ENV_REWARD])
+    return frames, np.asarray(dense), info[K.TASK_TEXT], bool(info[K.SUCCESS])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run_dir")
+    p.add_argument("lrm_dirs", nargs="+")
+    p.add_argument("--episodes", type=int, default=5)
+    args = p.parse_args(argv)
+
+    from omegaconf import OmegaConf
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    from vlmrl.actors.ground_truth_metrics import pearson
+    from vlmrl.envs.maniskill_env import make_env
+    from vlmrl.learner.lrm_refine import BC_COMPONENT
+    from vlmrl.learner.online_trainer import latest_checkpoint
+    from vlmrl.reward_workers.scorers.base import build_scorer
+
+    run_dir = Path(args.run_dir)
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        p.error(f"no checkpoint in {run_dir}")
+    module = RLModule.from_checkpoint(str(Path(ckpt["path"]) / BC_COMPONENT))
+    env_cfg = OmegaConf.to_container(cfg.env, resolve=True)
+    env_cfg["capture_frames"] = True
+    env = make_env(env_cfg)
+    episodes = [rollout(module, env, int(cfg.lrm_refine.eval_seed) + i) for i in range(args.episodes)]
+    env.close()
+    wins = sum(ok for *_, ok in episodes)
+    print(f"{run_dir}: {args.episodes} greedy episodes, {wins} end in ground-truth success "
+          f"(end_on_success={env_cfg.get('end_on_success', True)})")
+    for lrm in args.lrm_dirs:
+        scorer = build_scorer("compact_lrm", {"weights_dir": lrm})
+        rows: Dict[bool, List[tuple]] = {True: [], False: []}
+        comp_all, dense_all = [], []
+        for frames, dense, task, ok in episodes:
+            pairs = [np.stack([frames[max(i - 1, 0)], frames[i]]) for i in range(len(frames))]
+            res = scorer.score_batch([task] * len(pairs), pairs)
+            comp = np.array([r.components["completion"] for r in res])
+            prog = np.array([r.components["progress"] for r in res])
+            rows[ok].append((comp.mean(), comp[-1], prog[-1]))
+            comp_all.extend(comp)
+            dense_all.extend(dense)
+        corr = pearson(comp_all, dense_all)
+        print(f"  LRM {lrm}: corr(completion, dense env reward) {'n/a' if corr is None else f'{corr:+.2f}'}")
+        for ok, name in ((False, "failed"), (True, "successful")):
+            if rows[ok]:
+                m = np.mean(rows[ok], axis=0)
+                print(f"    {name} episodes ({len(rows[ok])}): completion mean {m[0]:.2f}, last frame {m[1]:.2f}; "
+                      f"progress last frame {m[2]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
