@@ -13,7 +13,8 @@
 
 Stages, each the project's own entry point on ``configs/demo.yaml`` plus overrides (``vlmrl.system.cli.main``):
 
-1. demos: ``vlmrl record-demos`` (PushCube, PickCube). ToyReach has no ``record-demos`` (that command drives ManiSkill) and
+1. demos: ``vlmrl record-demos`` (PushCube, PickCube; ``--record num_near_miss=16 num_retreat=8`` adds hard
+   negatives and off-pose successes to demo.yaml's counts). ToyReach has no ``record-demos`` (that command drives ManiSkill) and
    ``envs/toy_reach_dataset.py`` keeps no frames, so for ToyReach this script records the same three sources
    (scripted demo / noisy demo / random, same policies as ``toy_reach_dataset``) with frames from
    ``ToyReachEnv`` itself (``frame_stride=1``) into the project's episode format;
