@@ -114,7 +114,8 @@ def build_ppo_config(cfg: DictConfig, item_kind: Optional[str] = None, extra_cal
         PPOConfig()
         .environment(register_env_for(cfg), env_config=env_config)
         .env_runners(num_env_runners=int(t.num_env_runners), num_envs_per_env_runner=int(t.num_envs_per_env_runner),
-                     rollout_fragment_length=int(t.rollout_fragment_length), num_cpus_per_env_runner=1)
+                     rollout_fragment_length=int(t.rollout_fragment_length), num_cpus_per_env_runner=1,
+                     sample_timeout_s=float(t.sample_timeout_s))
         .training(train_batch_size_per_learner=int(t.train_batch_size), minibatch_size=int(t.minibatch_size),
                   num_epochs=int(t.num_epochs), lr=float(t.lr), gamma=float(t.gamma), lambda_=float(t.lambda_),
                   entropy_coeff=float(t.entropy_coeff), vf_clip_param=float(t.vf_clip_param))

@@ -100,6 +100,8 @@ def console_line(iteration: int, total: int, s: Mapping[str, float]) -> str:
         parts.append(f"workers {g('workers/num_workers', '.0f')}, queue {g('workers/queue_depth', '.0f')}, "
                      f"{g('workers/items_per_s', '.0f')} items/s")
     parts.append(f"{g('charts/env_steps_per_s', '.0f')} steps/s")
+    if "charts/env_steps" not in s:
+        parts.append("NO env steps sampled: env runners slower than train.sample_timeout_s (overloaded machine?)")
     corr = s.get("reward/pearson_frame_score_vs_dense")
     if corr is not None:
         parts.append(f"corr(score, gt) {corr:.2f}" + (" << ground truth disagrees: reward exploited?"

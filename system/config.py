@@ -432,6 +432,10 @@ class TrainConfig:
     """Remote env runner actors; 0 samples in the driver process."""
     num_envs_per_env_runner: int = 1
     rollout_fragment_length: int = 100
+    sample_timeout_s: float = 180.0
+    """How long an iteration waits for remote env runners' samples (RLlib's ``sample_timeout_s``, default 60): a
+    rendering env runner's first sample carries its renderer start-up (15 s on a quiet 2-core machine, 50-60 s
+    under load); an iteration that gets no samples says so on the console and trains on nothing."""
     train_batch_size: int = 1000
     minibatch_size: int = 128
     num_epochs: int = 6

@@ -38,11 +38,13 @@ def test_worker_status_rows_aggregate_and_skip_errors():
     line = console_line(3, 10, {**s, "charts/env_steps": 1200, "charts/episode_return_mean": 1.5,
                                 "charts/env_steps_per_s": 300, "reward/reward_latency_ms": 4.2})
     assert line.startswith("iter 3/10 | env steps 1200 | return 1.500") and "workers 2, queue 4, 150 items/s" in line
-    assert "corr(score, gt)" not in line  # no frames scored against ground truth yet
-    healthy = console_line(3, 10, {"reward/pearson_frame_score_vs_dense": 0.41})
+    assert "corr(score, gt)" not in line and "NO env steps" not in line  # no frames scored against ground truth yet
+    healthy = console_line(3, 10, {"charts/env_steps": 1200, "reward/pearson_frame_score_vs_dense": 0.41})
     assert healthy.endswith("corr(score, gt) 0.41")
     # the PushCube from-scratch run whose policy parked the gripper by the cube: the compact LRM scored 0.94 complete
     assert "reward exploited?" in console_line(3, 10, {"reward/pearson_frame_score_vs_dense": -0.54})
+    # an overloaded machine: the remote env runner returned no samples within sample_timeout_s (seen in a make demo)
+    assert "NO env steps sampled" in console_line(1, 8, {"workers/num_workers": 2})
 
 
 def test_timeline_image_draws_frames_and_curves():
