@@ -45,6 +45,8 @@ def main(argv=None) -> int:
     p.add_argument("run_dir")
     p.add_argument("lrm_dirs", nargs="+")
     p.add_argument("--episodes", type=int, default=5)
+    p.add_argument("--strip", default=None, metavar="PNG",
+                   help="also save the first episode's frames (every 2nd frame) side by side as a PNG")
     args = p.parse_args(argv)
 
     from omegaconf import OmegaConf
@@ -67,6 +69,12 @@ def main(argv=None) -> int:
     env = make_env(env_cfg)
     episodes = [rollout(module, env, int(cfg.lrm_refine.eval_seed) + i) for i in range(args.episodes)]
     env.close()
+    if args.strip:
+        from PIL import Image
+
+        frames = episodes[0][0][::2]
+        Image.fromarray(np.concatenate(frames, axis=1)).save(args.strip)
+        print(f"frames of episode 0 (every 2nd frame of stride {env_cfg['frame_stride']}): {args.strip}")
     wins = sum(ok for *_, ok in episodes)
     print(f"{run_dir}: {args.episodes} greedy episodes, {wins} end in ground-truth success "
           f"(end_on_success={env_cfg.get('end_on_success', True)})")

@@ -10,7 +10,7 @@ Sources (the ``source`` field of an episode):
   object stays done (push tasks; ``vlmrl.envs.scripted.RetreatAfterSuccess``), to the episode's time limit;
 - ``near_miss``: hard negatives, the scripted controller made to fail while looking like a demo
   (``vlmrl.envs.scripted.near_miss_controller``: stopping short of the push / lift, or moving the object to
-  a wrong spot). Random and noisy episodes almost never show the arm in the task's pose with the task undone,
+  a wrong spot, or either followed by the arm leaving as in ``retreat``). Random and noisy episodes almost never show the arm in the task's pose with the task undone,
   so a reward model trained without them can pay for the pose alone (measured on PushCube, RESULTS.md).
 
 Role in the reward path: these episodes train and evaluate the reward models (compact LRM,

@@ -169,24 +169,31 @@ def scripted_controller(env_id: str, env: Any) -> ScriptedController:
 
 class RetreatAfterSuccess:
     """A demo (the task's scripted controller) until the task is done; then the arm leaves -- straight up, then
-    to a random point above the table -- and holds there while the object stays on the goal."""
+    to a random point above the table -- and holds there while the object stays on the goal.
+
+    ``leave_at_step``: leave at this step whether or not the task is done (the ``leave_undone`` near miss: the
+    same arm-away pose with the object off the goal, so the pose alone cannot mean "done")."""
 
     lift = 0.12
-    """First retreat waypoint: this far above the tcp where the task got done (m)."""
+    """First retreat waypoint: this far above the tcp where the arm starts to leave (m)."""
     spread = 0.2
     """Second waypoint: up to this far (m, per axis in x/y) from the first, at 0.1-0.25 m height."""
 
-    def __init__(self, inner: ScriptedController, rng: np.random.Generator) -> None:
-        if not inner.stays_done_without_arm:
+    def __init__(self, inner: ScriptedController, rng: np.random.Generator,
+                 leave_at_step: Optional[int] = None) -> None:
+        if leave_at_step is None and not inner.stays_done_without_arm:
             raise ValueError(f"{type(inner).__name__}: its task is not done without the arm holding the object; "
                              "retreat episodes need a push task (PushCube, PullCube)")
-        self.inner, self.rng = inner, rng
+        self.inner, self.rng, self.leave_at_step = inner, rng, leave_at_step
+        self.steps = 0
         self.waypoints: Optional[list] = None
 
     def act(self) -> np.ndarray:
         ctl = self.inner
+        self.steps += 1
         if self.waypoints is None:
-            if not ctl.task_done():
+            leave = ctl.task_done() if self.leave_at_step is None else self.steps > self.leave_at_step
+            if not leave:
                 return ctl.act()
             up = _p(ctl.base.agent.tcp) + np.array([0.0, 0.0, self.lift])
             far = np.array([up[0] + self.rng.uniform(-self.spread, self.spread),
@@ -197,18 +204,22 @@ class RetreatAfterSuccess:
         return ctl.move(self.waypoints[0], GRIPPER_CLOSED)
 
 
-NEAR_MISS_KINDS = ("stop_short", "wrong_goal")
+NEAR_MISS_KINDS = ("stop_short", "wrong_goal", "leave_undone")
 """``stop_short``: the demo's approach, then the arm holds the pose from which the task-changing motion (push,
-lift) would start; ``wrong_goal``: the whole demo motion, aimed at a point ``miss_distance`` from the goal."""
+lift) would start; ``wrong_goal``: the whole demo motion, aimed at a point ``miss_distance`` from the goal;
+``leave_undone``: a ``stop_short`` or ``wrong_goal`` whose arm leaves like a retreat demo's after 15-30 steps."""
 
 
-def near_miss_controller(env_id: str, env: Any, kind: str, rng: np.random.Generator) -> ScriptedController:
+def near_miss_controller(env_id: str, env: Any, kind: str, rng: np.random.Generator) -> Any:
     """A scripted controller for ``env_id`` that fails in the way ``kind`` (one of :data:`NEAR_MISS_KINDS`) says."""
     if kind not in NEAR_MISS_KINDS:
         raise ValueError(f"near-miss kind must be one of {NEAR_MISS_KINDS}, got {kind!r}")
     cls = SCRIPTED_CONTROLLERS.get(env_id)
     if cls is None:
         raise ValueError(f"no scripted controller for {env_id}; available: {sorted(SCRIPTED_CONTROLLERS)}")
+    if kind == "leave_undone":
+        inner = near_miss_controller(env_id, env, NEAR_MISS_KINDS[int(rng.integers(2))], rng)
+        return RetreatAfterSuccess(inner, rng, leave_at_step=int(rng.integers(15, 31)))
     if kind == "stop_short":
         return cls(env, hold_phase=cls.hold_before)
     ctl = cls(env)

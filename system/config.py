@@ -178,10 +178,11 @@ class RecordDemosConfig:
     to a random point) and holds there to the time limit while the object stays done: success that does not
     look like a demo's last frame, the counterpart of the near misses."""
     num_near_miss: int = 0
-    """``near_miss`` episodes (hard negatives; scripted controllers only), alternating ``stop_short`` (the demo's
-    approach, then the arm holds the pose where the push / lift would start) and ``wrong_goal`` (the whole motion
-    to a spot outside the success tolerance). They fail while looking like a demo, so an LRM trained on them
-    cannot reward the arm's pose alone."""
+    """``near_miss`` episodes (hard negatives; scripted controllers only), cycling ``stop_short`` (the demo's
+    approach, then the arm holds the pose where the push / lift would start), ``wrong_goal`` (the whole motion
+    to a spot outside the success tolerance) and ``leave_undone`` (one of those, then the arm leaves like a
+    retreat demo's). They fail while looking like a demo (or a retreat), so an LRM trained on them cannot reward
+    the arm's pose alone."""
     noise_std: float = 0.3
     """Std of the Gaussian noise added to a demo's (normalized, in [-1, 1]) actions for noisy demos. PushCube:
     0.1 -> ~80 % still succeed, 0.3 -> ~60 %, 0.5 -> ~20 %."""

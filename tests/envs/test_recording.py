@@ -22,10 +22,10 @@ def _record(tmp_path, capture_frames, **counts):
 
 
 def test_state_only_recording_round_trips(tmp_path):
-    stats, lines = _record(tmp_path, False, num_demo=2, num_noisy=1, num_random=1, num_retreat=1, num_near_miss=2)
+    stats, lines = _record(tmp_path, False, num_demo=2, num_noisy=1, num_random=1, num_retreat=1, num_near_miss=3)
     index = read_index(tmp_path)
-    assert [e["source"] for e in index] == ["demo", "demo", "noisy_demo", "random", "retreat", "near_miss", "near_miss"]
-    assert stats.written == {"demo": 2, "noisy_demo": 1, "random": 1, "retreat": 1, "near_miss": 2} and len(lines) == 7
+    assert [e["source"] for e in index] == ["demo", "demo", "noisy_demo", "random", "retreat"] + ["near_miss"] * 3
+    assert stats.written == {"demo": 2, "noisy_demo": 1, "random": 1, "retreat": 1, "near_miss": 3} and len(lines) == 8
     assert "success rate" in lines[0] and "steps/s" in lines[0]
     eps = list(iter_episodes(tmp_path))
     for ep in eps:
@@ -57,9 +57,10 @@ def test_near_misses_end_with_the_gripper_at_the_cube_and_the_task_undone():
 
     def run(seed, kind):
         env.reset(seed=seed)
-        ctl = near_miss_controller("PushCube-v1", env, kind, rng)
+        driver = near_miss_controller("PushCube-v1", env, kind, rng)
+        ctl = getattr(driver, "inner", driver)  # leave_undone: a retreat around a near miss
         cube0, goal = ctl.object_and_goal()
-        succeeded = any(bool(env.step(ctl.act())[4]["success"]) for _ in range(50))
+        succeeded = any(bool(env.step(driver.act())[4]["success"]) for _ in range(50))
         cube, _ = ctl.object_and_goal()
         at_cube = np.linalg.norm(_p(env.unwrapped.agent.tcp)[:2] - cube[:2]) < 0.06
         return succeeded, at_cube, np.linalg.norm(cube[:2] - cube0[:2]), np.linalg.norm(cube[:2] - goal[:2])
@@ -72,6 +73,9 @@ def test_near_misses_end_with_the_gripper_at_the_cube_and_the_task_undone():
         assert sum(s for s, *_ in wrong) <= 1
         pushed_elsewhere = [at_cube and moved > 0.05 and off > 0.1 for s, at_cube, moved, off in wrong]
         assert sum(pushed_elsewhere) >= 7, wrong
+        for seed in range(4):  # leave_undone: the arm ends up and away, the cube is not on the goal
+            succeeded, _, _, off = run(seed, "leave_undone")
+            assert not succeeded and off > 0.1 and _p(env.unwrapped.agent.tcp)[2] > 0.08, seed  # arm up, away
     finally:
         env.close()
 
