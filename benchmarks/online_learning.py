@@ -181,8 +181,9 @@ def main(argv=None) -> int:
     p.add_argument("--bc-demos", type=int, default=None,
                    help="demos the BC base clones (lrm_refine.max_demo_episodes; default: the preset's; 0 = all)")
     p.add_argument("--record", nargs="+", default=[], metavar="KEY=N",
-                   help="ManiSkill presets: episode counts of the LRM's data on top of demo.yaml's, as record_demos "
-                        "keys, e.g. --record num_noisy=8 num_random=24 num_near_miss=16 num_retreat=8")
+                   help="ManiSkill presets: episode counts of the LRM's data (default: demo.yaml's demo / noisy / random, "
+                        "no retreat or near-miss episodes), as record_demos keys, e.g. --record num_noisy=8 "
+                        "num_random=24 num_near_miss=16 num_retreat=8")
     p.add_argument("--run-on-success", action="store_true",
                    help="env.end_on_success=false for every run: episodes run to the time limit after success (training "
                         "and evaluation; success is then judged at the last step)")
@@ -209,7 +210,7 @@ def main(argv=None) -> int:
     common = [f"output_dir={out}", *pre["env"], "train.num_env_runners=0", "train.checkpoint_every=0",
               "train.image_every=0", f"pool.num_workers={args.workers}", "pool.num_cpus_per_worker=0.5",
               f"lrm_refine.demos={demos}", f"lrm_refine.eval_episodes={episodes}",
-              *(["env.end_on_success=false"] if args.run_on_success else [])]
+              f"env.end_on_success={str(not args.run_on_success).lower()}"]  # explicit: demo.yaml runs on
     timings: Dict[str, float] = {}
     t_all = time.monotonic()
 
@@ -223,6 +224,7 @@ def main(argv=None) -> int:
             print(f"[bench] recorded {sum(TOY_SOURCES.values())} ToyReach episodes with frames in {demos}", flush=True)
         else:
             n = ["record_demos.num_demo=4", "record_demos.num_noisy=2", "record_demos.num_random=1"] if args.quick else []
+            n += ["record_demos.num_retreat=0", "record_demos.num_near_miss=0"]  # demo.yaml's are for PushCube
             n += [f"record_demos.{item}" for item in args.record]
             cli(["record-demos", "demo", *common, f"record_demos.output_dir={demos}", *n])
         timings["demos"] = time.monotonic() - t0
