@@ -10,8 +10,9 @@ Sources (the ``source`` field of an episode):
   object stays done (push tasks; ``vlmrl.envs.scripted.RetreatAfterSuccess``), to the episode's time limit;
 - ``near_miss``: hard negatives, the scripted controller made to fail while looking like a demo
   (``vlmrl.envs.scripted.near_miss_controller``: stopping short of the push / lift, or moving the object to
-  a wrong spot, or either followed by the arm leaving as in ``retreat``). Random and noisy episodes almost never show the arm in the task's pose with the task undone,
-  so a reward model trained without them can pay for the pose alone (measured on PushCube, RESULTS.md).
+  a wrong spot, or either followed by the arm leaving as in ``retreat``). Random and noisy episodes almost
+  never show the arm in the task's pose with the task undone, so a reward model trained without them can pay
+  for the pose alone (measured on PushCube, RESULTS.md).
 
 Role in the reward path: these episodes train and evaluate the reward models (compact LRM,
 preference/window scorers) and feed the offline mode; they carry ground-truth success per state
@@ -236,7 +237,8 @@ class RecordStats:
 
 def record_dataset(env_cfg: Any, rc: Any, log: Callable[[str], None] = print) -> RecordStats:
     """Record ``rc.num_demo`` successful demos, ``rc.num_noisy`` noisy demos, ``rc.num_random`` random
-    episodes, ``rc.num_retreat`` retreat demos and ``rc.num_near_miss`` near misses of ``rc.task or env_cfg.task`` into the dataset at ``rc.output_dir``."""
+    episodes, ``rc.num_retreat`` retreat demos and ``rc.num_near_miss`` near misses of ``rc.task or env_cfg.task``
+    into the dataset at ``rc.output_dir``."""
     import time
 
     from vlmrl.envs.dataset import EpisodeWriter

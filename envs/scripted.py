@@ -41,6 +41,8 @@ class ScriptedController:
     """The phase that changes the task state (push / lift); ``stop_short`` near misses hold just before it."""
     miss_distance: Tuple[float, float] = (0.15, 0.25)
     """Range of the goal offset (m) of ``wrong_goal`` near misses: outside the task's success tolerance."""
+    stays_done_without_arm = False
+    """The task stays solved when the arm leaves (a pushed cube does; a lifted one falls)."""
 
     def __init__(self, env: Any, goal_offset: Optional[np.ndarray] = None, hold_phase: Optional[int] = None) -> None:
         self.base = env.unwrapped
@@ -49,9 +51,6 @@ class ScriptedController:
         self.goal_offset = np.zeros(3) if goal_offset is None else np.asarray(goal_offset, np.float64)
         self.hold_phase = hold_phase
         self._hold_at: Optional[np.ndarray] = None
-
-    stays_done_without_arm = False
-    """The task stays solved when the arm leaves (a pushed cube does; a lifted one falls)."""
 
     def task_done(self) -> bool:
         """The simulator's own success flag for the current state (privileged, like the object poses)."""

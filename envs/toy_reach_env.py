@@ -13,8 +13,8 @@ no renderer process, numpy-drawn frames), so actor/learner tests can run many ep
   ``frame_step``. Frames come at reset, every ``frame_stride`` steps and at episode end.
 
 An episode terminates on success (agent within ``goal_radius`` of the goal; with ``end_on_success=False``
-it runs on) and is truncated after ``max_episode_steps``. Registered as gymnasium id ``vlmrl/ToyReach-v0`` and RLlib env
-name ``ToyReach-v0`` (:func:`register_toy_reach`).
+it runs on) and is truncated after ``max_episode_steps``. Registered as gymnasium id
+``vlmrl/ToyReach-v0`` and RLlib env name ``ToyReach-v0`` (:func:`register_toy_reach`).
 """
 
 from __future__ import annotations
