@@ -25,19 +25,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 def rollout(module, env, seed: int):
     """(frames, dense env reward at each frame's state, task text, success at the end) of one greedy episode."""
     from vlmrl.envs import info_keys as K
-    from vlmrl.learner.lrm_refine import greedy_actions
+    from vlmrl.learner.lrm_refine import greedy_episode
 
-    obs, info = env.reset(seed=seed)
-    frames, dense = [info[K.FRAME]], [info[K.ENV_REWARD]]
-    done = False
-    while not done:
-        a = np.clip(greedy_actions(module, obs[None])[0], env.action_space.low, env.action_space.high)
-        obs, _, term, trunc, info = env.step(a)
-        done = bool(term or trunc)
-        if info[K.HAS_FRAME]:
-            frames.append(info[K.FRAME])
-            dense.append(info[K.ENV_REWARD])
-    return frames, np.asarray(dense), info[K.TASK_TEXT], bool(info[K.SUCCESS])
+    infos = list(greedy_episode(module, env, seed))
+    framed = [i for i in infos if i.get(K.HAS_FRAME)]
+    return ([i[K.FRAME] for i in framed], np.asarray([i[K.ENV_REWARD] for i in framed]), infos[-1][K.TASK_TEXT],
+            bool(infos[-1][K.SUCCESS]))
 
 
 def main(argv=None) -> int:

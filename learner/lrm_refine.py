@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -74,20 +74,27 @@ def greedy_actions(module: Any, obs: np.ndarray) -> np.ndarray:
     return dist.to_deterministic().sample().cpu().numpy()
 
 
+def greedy_episode(module: Any, env: Any, seed: int) -> Iterator[Dict[str, Any]]:
+    """The infos of one greedy episode from ``env.reset(seed=seed)``: the reset info, then one per step."""
+    low, high = env.action_space.low, env.action_space.high
+    obs, info = env.reset(seed=int(seed))
+    yield info
+    done = False
+    while not done:
+        a = np.clip(greedy_actions(module, obs[None])[0], low, high)
+        obs, _, term, trunc, info = env.step(a)
+        done = bool(term or trunc)
+        yield info
+
+
 def greedy_success_rate(module: Any, env: Any, episodes: int, seed: int) -> float:
     """Fraction of ``episodes`` greedy episodes (seeds ``seed + i``) that end in ground-truth success."""
     from vlmrl.envs import info_keys as K
 
-    low, high = env.action_space.low, env.action_space.high
     wins = 0
     for i in range(int(episodes)):
-        obs, info = env.reset(seed=int(seed) + i)
-        done = False
-        while not done:
-            a = np.clip(greedy_actions(module, obs[None])[0], low, high)
-            obs, _, term, trunc, info = env.step(a)
-            done = bool(term or trunc)
-        wins += int(bool(info[K.SUCCESS]))
+        *_, last = greedy_episode(module, env, int(seed) + i)
+        wins += int(bool(last[K.SUCCESS]))
     return wins / max(1, int(episodes))
 
 
