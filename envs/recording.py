@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gymnasium as gym
 import numpy as np
@@ -227,7 +227,7 @@ class RecordStats:
     written: Dict[str, int] = field(default_factory=dict)
     successes: Dict[str, int] = field(default_factory=dict)
     steps: int = 0
-    attempts_failed: int = 0
+    attempts_dropped: int = 0
 
     def add(self, source: str, ep: Episode) -> None:
         self.written[source] = self.written.get(source, 0) + 1
@@ -235,12 +235,60 @@ class RecordStats:
         self.steps += ep.num_steps
 
 
+Attempt = Callable[[], Tuple[EpisodeBuffer, Dict[str, Any]]]
+"""Records one episode; returns it with the meta keys it adds to the dataset's."""
+
+
+class _SourceRecorder:
+    """Writes episodes of one dataset into ``writer`` source by source: attempts until a source has its count,
+    drops attempts with the wrong outcome, and gives up after ``max_failures`` drops in a row."""
+
+    def __init__(self, writer: Any, env_id: str, meta: Dict[str, Any], seed: int, max_failures: int,
+                 log: Callable[[str], None]) -> None:
+        import time
+
+        self.writer, self.env_id, self.meta, self.max_failures, self.log = writer, env_id, meta, max_failures, log
+        self.stats = RecordStats()
+        self._seed = seed
+        self._t0 = time.time()
+
+    def next_seed(self) -> int:
+        """A fresh env seed (the dataset's seeds run up from ``record_demos.seed``)."""
+        self._seed += 1
+        return self._seed - 1
+
+    def record(self, source: str, target: int, attempt: Attempt,
+               keep: Optional[Callable[[EpisodeBuffer], bool]] = None, dropped_why: str = "") -> List[EpisodeBuffer]:
+        """Record ``target`` episodes of ``source`` (kept ones only); returns their buffers."""
+        import time
+
+        kept: List[EpisodeBuffer] = []
+        failures = 0
+        while len(kept) < target:
+            buf, extra = attempt()
+            if keep is not None and not keep(buf):
+                failures += 1
+                self.stats.attempts_dropped += 1
+                if failures >= self.max_failures:
+                    raise RuntimeError(f"{failures} {source} attempts in a row on {self.env_id} {dropped_why}; "
+                                       f"giving up")
+                continue
+            failures = 0
+            kept.append(buf)
+            ep = buf.to_episode(self.env_id, source, dict(self.meta, **extra))
+            self.writer.write(ep)
+            st = self.stats
+            st.add(source, ep)
+            n, s = st.written[source], st.successes[source]
+            self.log(f"[{source} {n}/{target}] seed={ep.seed} steps={ep.num_steps} success={ep.succeeded} | "
+                     f"{source} success rate {s / n:.2f}, {st.steps / (time.time() - self._t0):.1f} steps/s")
+        return kept
+
+
 def record_dataset(env_cfg: Any, rc: Any, log: Callable[[str], None] = print) -> RecordStats:
     """Record ``rc.num_demo`` successful demos, ``rc.num_noisy`` noisy demos, ``rc.num_random`` random
     episodes, ``rc.num_retreat`` retreat demos and ``rc.num_near_miss`` near misses of ``rc.task or env_cfg.task``
     into the dataset at ``rc.output_dir``."""
-    import time
-
     from vlmrl.envs.dataset import EpisodeWriter
     from vlmrl.envs.maniskill_env import ManiSkillTaskEnv
     from vlmrl.envs.scripted import NEAR_MISS_KINDS, SCRIPTED_CONTROL_MODE, motion_planning_status
@@ -269,95 +317,44 @@ def record_dataset(env_cfg: Any, rc: Any, log: Callable[[str], None] = print) ->
     meta = dict(control_mode=control_mode, frame_size=env.frame_size, frame_stride=int(rc.frame_stride),
                 camera=env.config["camera"], obs_mode=env.config["obs_mode"], demo_policy=policy,
                 env_reward=ENV_REWARD_NAME)
-    writer = EpisodeWriter(rc.output_dir)
-    stats = RecordStats()
+    out = _SourceRecorder(EpisodeWriter(rc.output_dir), env_id, meta, int(rc.seed), int(rc.max_plan_failures), log)
     rng = np.random.default_rng(int(rc.seed))
-    seed = int(rc.seed)
-    t0 = time.time()
-    demos: List[EpisodeBuffer] = []
+    length = min(int(rc.max_steps), env.task.max_episode_steps)  # whole episodes, as long as a policy's
 
-    def report(source: str, ep: Episode, target: int) -> None:
-        n, s = stats.written[source], stats.successes[source]
-        log(f"[{source} {n}/{target}] seed={ep.seed} steps={ep.num_steps} success={ep.succeeded} | "
-            f"{source} success rate {s / n:.2f}, {stats.steps / (time.time() - t0):.1f} steps/s")
-
-    def demo_attempt(s: int, stop: Optional[int]) -> EpisodeBuffer:
-        rec = RecordingWrapper(env, int(rc.max_steps), stop)
+    def demo() -> EpisodeBuffer:
+        rec, s = RecordingWrapper(env, int(rc.max_steps), int(rc.stop_after_success_steps)), out.next_seed()
         return run_planner(rec, solve, s) if policy == "motion_planner" else run_scripted(rec, env_id, s)
 
-    failures = 0
-    while len(demos) < int(rc.num_demo):
-        buf = demo_attempt(seed, int(rc.stop_after_success_steps))
-        seed += 1
-        if not buf.first_success_step:  # never solved, or solved at reset already (nothing to demonstrate)
-            failures += 1
-            stats.attempts_failed += 1
-            if failures >= int(rc.max_plan_failures):
-                raise RuntimeError(f"{failures} demo attempts in a row failed on {env_id}; giving up")
-            continue
-        failures = 0
-        demos.append(buf)
-        ep = buf.to_episode(env_id, "demo", meta)
-        writer.write(ep)
-        stats.add("demo", ep)
-        report("demo", ep, int(rc.num_demo))
+    # never solved, or solved at reset already (nothing to demonstrate)
+    demos = out.record("demo", int(rc.num_demo), lambda: (demo(), {}), keep=lambda b: bool(b.first_success_step),
+                       dropped_why="failed")
 
     low, high = env.action_space.low, env.action_space.high
-    for i in range(int(rc.num_noisy)):
-        if demos:
-            base = demos[i % len(demos)]
-        else:  # no demos asked for: plan one (not written) to perturb
-            base = demo_attempt(seed, int(rc.stop_after_success_steps))
-            seed += 1
-        rec = RecordingWrapper(env, int(rc.max_steps), None)
+
+    def noisy() -> Tuple[EpisodeBuffer, Dict[str, Any]]:
+        i = out.stats.written.get("noisy_demo", 0)
+        base = demos[i % len(demos)] if demos else demo()  # no demos asked for: plan one (not written) to perturb
         acts = noisy_actions(np.stack(base.actions), float(rc.noise_std), rng, low, high)
-        buf = run_actions(rec, acts, base.seed, task_text=base.task_text)
-        ep = buf.to_episode(env_id, "noisy_demo", dict(meta, noise_std=float(rc.noise_std), base_seed=base.seed))
-        writer.write(ep)
-        stats.add("noisy_demo", ep)
-        report("noisy_demo", ep, int(rc.num_noisy))
+        buf = run_actions(RecordingWrapper(env, int(rc.max_steps), None), acts, base.seed, task_text=base.task_text)
+        return buf, dict(noise_std=float(rc.noise_std), base_seed=base.seed)
 
-    for _ in range(int(rc.num_random)):
-        rec = RecordingWrapper(env, int(rc.max_steps), None)
-        buf = run_random(rec, seed, env.task.max_episode_steps, rng)
-        seed += 1
-        ep = buf.to_episode(env_id, "random", meta)
-        writer.write(ep)
-        stats.add("random", ep)
-        report("random", ep, int(rc.num_random))
+    out.record("noisy_demo", int(rc.num_noisy), noisy)
+    out.record("random", int(rc.num_random), lambda: (run_random(
+        RecordingWrapper(env, int(rc.max_steps), None), out.next_seed(), env.task.max_episode_steps, rng), {}))
+    out.record("retreat", int(rc.num_retreat), lambda: (run_scripted(
+        RecordingWrapper(env, length, None), env_id, out.next_seed(), retreat=True, rng=rng), {}),
+        keep=lambda b: b.first_success_step is not None, dropped_why="failed before the retreat")
 
-    length = min(int(rc.max_steps), env.task.max_episode_steps)  # whole episodes, as long as a policy's
-    failures = 0
-    while stats.written.get("retreat", 0) < int(rc.num_retreat):
-        buf = run_scripted(RecordingWrapper(env, length, None), env_id, seed, retreat=True, rng=rng)
-        seed += 1
-        if buf.first_success_step is None:  # the demo part failed: nothing to retreat from
-            failures += 1
-            if failures >= int(rc.max_plan_failures):
-                raise RuntimeError(f"{failures} retreat demo attempts in a row failed on {env_id}; giving up")
-            continue
-        failures = 0
-        ep = buf.to_episode(env_id, "retreat", meta)
-        writer.write(ep)
-        stats.add("retreat", ep)
-        report("retreat", ep, int(rc.num_retreat))
+    def near_miss() -> Tuple[EpisodeBuffer, Dict[str, Any]]:
+        kind = NEAR_MISS_KINDS[out.stats.written.get("near_miss", 0) % len(NEAR_MISS_KINDS)]
+        return run_scripted(RecordingWrapper(env, length, None), env_id, out.next_seed(), near_miss=kind,
+                            rng=rng), dict(near_miss=kind)
 
-    attempts = 0
-    while stats.written.get("near_miss", 0) < int(rc.num_near_miss):
-        kind = NEAR_MISS_KINDS[stats.written.get("near_miss", 0) % len(NEAR_MISS_KINDS)]
-        buf = run_scripted(RecordingWrapper(env, length, None), env_id, seed, near_miss=kind, rng=rng)
-        seed += 1
-        attempts += 1
-        if buf.first_success_step is not None:  # the object reached the goal after all: not a near miss
-            if attempts >= int(rc.num_near_miss) + int(rc.max_plan_failures):
-                raise RuntimeError(f"{attempts} near-miss attempts on {env_id}, too many of them succeeded; giving up")
-            continue
-        ep = buf.to_episode(env_id, "near_miss", dict(meta, near_miss=kind))
-        writer.write(ep)
-        stats.add("near_miss", ep)
-        report("near_miss", ep, int(rc.num_near_miss))
+    # an accidental success (the object reached the goal after all) is not a near miss
+    out.record("near_miss", int(rc.num_near_miss), near_miss, keep=lambda b: b.first_success_step is None,
+               dropped_why="succeeded by accident")
     env.close()
-    return stats
+    return out.stats
 
 
 ENV_REWARD_NAME = "maniskill_normalized_dense"

@@ -39,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     total = sum(stats.written.values())
     rates = ", ".join(f"{k}: {stats.successes[k]}/{v} successful" for k, v in stats.written.items())
-    print(f"wrote {total} episodes ({rates}; {stats.attempts_failed} failed demo attempts dropped) "
+    print(f"wrote {total} episodes ({rates}; {stats.attempts_dropped} attempts with the wrong outcome dropped) "
           f"to {cfg.record_demos.output_dir} in {time.time() - t0:.0f} s", flush=True)
     return 0

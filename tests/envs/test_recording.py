@@ -44,6 +44,31 @@ def test_state_only_recording_round_trips(tmp_path):
     assert all(ep.num_steps == 50 and not ep.success.any() for ep in eps[5:])
 
 
+def test_source_recorder_drops_wrong_outcomes_and_gives_up_after_enough_in_a_row():
+    from vlmrl.envs.recording import EpisodeBuffer, _SourceRecorder
+
+    written = []
+    writer = type("Writer", (), {"write": lambda self, ep: written.append(ep)})()
+    out = _SourceRecorder(writer, "PushCube-v1", {"camera": "base"}, seed=7, max_failures=3, log=lambda m: None)
+    outcomes = iter([False, True, False, False, True, True])  # succeeded? the recorder keeps failures only
+
+    def attempt():
+        s, ok = out.next_seed(), next(outcomes)
+        buf = EpisodeBuffer(task_text="push", seed=s)
+        buf.add_state(np.zeros(3), {"success": False})
+        buf.add_step(np.zeros(2), np.ones(3), {"success": ok, "env_reward": 0.5})
+        return buf, {"kind": "x"}
+
+    kept = out.record("near_miss", 3, attempt, keep=lambda b: b.first_success_step is None, dropped_why="succeeded")
+    assert [b.seed for b in kept] == [7, 9, 10] and out.stats.attempts_dropped == 1
+    assert [ep.meta for ep in written] == [{"camera": "base", "kind": "x"}] * 3
+    assert out.stats.written == {"near_miss": 3} and out.stats.successes == {"near_miss": 0}
+    with pytest.raises(RuntimeError, match="2 near_miss attempts in a row on PushCube-v1 succeeded; giving up"):
+        out.max_failures = 2
+        out.record("near_miss", 1, attempt, keep=lambda b: b.first_success_step is None, dropped_why="succeeded")
+    assert len(written) == 3 and out.next_seed() == 13  # the seeds of dropped attempts are not reused
+
+
 def test_near_misses_end_with_the_gripper_at_the_cube_and_the_task_undone():
     """What makes them hard negatives: the arm ends where a demo ends (at the cube), the cube is not on the goal.
     (A wrong-goal push can still slide the cube onto the goal now and then; the recorder drops those.)"""
