@@ -18,7 +18,8 @@ Stages, each the project's own entry point on ``configs/demo.yaml`` plus overrid
    ``envs/toy_reach_dataset.py`` keeps no frames, so for ToyReach this script records the same three sources
    (scripted demo / noisy demo / random, same policies as ``toy_reach_dataset``) with frames from
    ``ToyReachEnv`` itself (``frame_stride=1``) into the project's episode format;
-2. ``vlmrl lrm-train``: the compact LRM on those episodes;
+2. ``vlmrl lrm-train``: the compact LRM on those episodes (``--lrm-train KEY=VALUE`` overrides its training, e.g.
+   ``failed_progress_scale=0``);
 3. per seed: ``vlmrl train`` once per run of ``--runs`` (env / vlm-score / lrm / lrm with env reward), each ``iterations x train_batch_size`` env steps
    (OnlineTrainer; the reward pool is started by the job), final checkpoint saved;
 4. evaluation: ``learner/lrm_refine.py``'s greedy evaluation (``greedy_success_rate`` on ``make_eval_env``,
@@ -184,6 +185,9 @@ def main(argv=None) -> int:
                    help="ManiSkill presets: episode counts of the LRM's data (default: demo.yaml's demo / noisy / random, "
                         "no retreat or near-miss episodes), as record_demos keys, e.g. --record num_noisy=8 "
                         "num_random=24 num_near_miss=16 num_retreat=8")
+    p.add_argument("--lrm-train", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="lrm_train overrides for the compact LRM this benchmark trains, on top of the preset's, e.g. "
+                        "--lrm-train failed_progress_scale=0")
     p.add_argument("--run-on-success", action="store_true",
                    help="env.end_on_success=false for every run: episodes run to the time limit after success (training "
                         "and evaluation; success is then judged at the last step)")
@@ -199,6 +203,10 @@ def main(argv=None) -> int:
         key, _, value = item.partition("=")
         if key not in counts or not value.isdigit():
             p.error(f"--record wants KEY=N with KEY one of {counts}; got {item!r}")
+    if any("=" not in item for item in args.lrm_train):
+        p.error(f"--lrm-train wants KEY=VALUE items (lrm_train keys); got {args.lrm_train}")
+    if (args.lrm_train or args.record) and (args.skip_data or args.summarize_only):
+        p.error("--lrm-train / --record shape the data and LRM that --skip-data / --summarize-only reuse")
     pre = PRESETS[args.env]
     steps = args.env_steps or (pre["quick_steps"] if args.quick else pre["env_steps"])
     episodes = args.eval_episodes or (5 if args.quick else pre["eval_episodes"])
@@ -230,7 +238,8 @@ def main(argv=None) -> int:
         timings["demos"] = time.monotonic() - t0
         quick_lrm = ["lrm_train.epochs=2", "lrm_train.max_minutes=0.5"] if args.quick else []
         timings["lrm_train"] = cli(["lrm-train", "demo", *common, f"lrm_train.dataset_dirs=[{demos}]",
-                                    f"lrm_train.out_dir={lrm_dir}", *pre["lrm"], *quick_lrm])
+                                    f"lrm_train.out_dir={lrm_dir}", *pre["lrm"], *quick_lrm,
+                                    *[f"lrm_train.{item}" for item in args.lrm_train]])
 
     lrm_reward = ["scorer.name=compact_lrm", f"scorer.params.weights_dir={lrm_dir}"]  # demo.yaml: pair, progress+completion
     bc = pre["bc"] if args.bc_demos is None else [*pre["bc"], f"lrm_refine.max_demo_episodes={args.bc_demos}"]
