@@ -43,6 +43,9 @@ def check_lrm_config(cfg: DictConfig) -> None:
     for name in ("bc_epochs", "bc_minibatch_size", "eval_episodes", "eval_every"):
         if int(c[name]) < 1:
             raise ValueError(f"lrm_refine.{name} must be >= 1, got {c[name]}")
+    if not 0 <= int(c.critic_warmup_iters) < int(cfg.train.iterations):
+        raise ValueError(f"lrm_refine.critic_warmup_iters must be in [0, train.iterations={cfg.train.iterations}) "
+                         f"(the policy must get some PPO iterations), got {c.critic_warmup_iters}")
     if c.refine_log_std is not None and not cfg.train.free_log_std:
         raise ValueError("lrm_refine.refine_log_std needs train.free_log_std=true (a state-dependent std cannot be "
                          "reset); set lrm_refine.refine_log_std=null to keep BC's std")
@@ -110,6 +113,7 @@ class LrmRefineMode:
         self.success_base: float = float("nan")
         self.success: float = float("nan")
         self.last_console_line = ""
+        self.policy_frozen = False
 
     # --------------------------------------------------------------- OnlineTrainer hook protocol
     def start(self, reward_pool) -> None:
@@ -126,7 +130,9 @@ class LrmRefineMode:
         if self.cfg.train.resume and latest_checkpoint(self.run_dir) is not None and base_file.exists():
             self.success_base = float(json.loads(base_file.read_text())["success_base"])
             self.print(f"lrm: resuming; base policy success was {self.success_base:.2f}")
+            self.set_phase(algo, int(latest_checkpoint(self.run_dir)["iteration"]))
             return
+        self.set_phase(algo, 0)
         path = self.pretrain(algo)
         if self.cfg.lrm_refine.refine_log_std is not None:
             path = with_log_std(path, float(self.cfg.lrm_refine.refine_log_std))
@@ -138,10 +144,24 @@ class LrmRefineMode:
         self.print(f"lrm: base policy (BC) loaded into PPO; ground-truth success {self.success_base:.2f} over "
                    f"{self.cfg.lrm_refine.eval_episodes} greedy episodes")
 
+    def set_phase(self, algo, done_iterations: int) -> None:
+        """Critic warm-up (policy frozen) for the first ``lrm_refine.critic_warmup_iters`` iterations, then PPO."""
+        from vlmrl.learner.critic_warmup import set_policy_frozen
+
+        warmup = int(self.cfg.lrm_refine.critic_warmup_iters)
+        frozen = done_iterations < warmup
+        if warmup and frozen != self.policy_frozen:
+            set_policy_frozen(algo, frozen)
+            self.print(f"lrm: critic warm-up: PPO trains the value function only for {warmup} iteration(s), the "
+                       f"policy stays the base policy" if frozen else
+                       f"lrm: critic warm-up done after {warmup} iteration(s); PPO now updates the policy")
+        self.policy_frozen = frozen
+
     def after_iteration(self, algo, iteration: int) -> Dict[str, float]:
         c = self.cfg.lrm_refine
         total = int(self.cfg.train.iterations)
-        s = {"charts/success_base": self.success_base}
+        s = {"charts/success_base": self.success_base, "charts/policy_frozen": float(self.policy_frozen)}
+        self.set_phase(algo, iteration)  # for the next iteration
         if iteration % int(c.eval_every) == 0 or iteration == total:
             self.success = self.evaluate(algo)
             s["charts/success"] = self.success

@@ -102,6 +102,7 @@ def build_ppo_config(cfg: DictConfig, item_kind: Optional[str] = None, extra_cal
 
     from vlmrl.actors.ground_truth_metrics import GroundTruthMetricsCallback
     from vlmrl.actors.reward_callback import reward_callback_factory
+    from vlmrl.learner.critic_warmup import CriticWarmupPPOLearner
 
     check_train_config(cfg)
     t = cfg.train
@@ -119,7 +120,8 @@ def build_ppo_config(cfg: DictConfig, item_kind: Optional[str] = None, extra_cal
         .training(train_batch_size_per_learner=int(t.train_batch_size), minibatch_size=int(t.minibatch_size),
                   num_epochs=int(t.num_epochs), lr=float(t.lr), gamma=float(t.gamma), lambda_=float(t.lambda_),
                   entropy_coeff=float(t.entropy_coeff), vf_clip_param=float(t.vf_clip_param))
-        .learners(num_learners=0, learner_connector=learner_connector)
+        .learners(num_learners=0, learner_connector=learner_connector,
+                  learner_class=CriticWarmupPPOLearner)  # = PPOTorchLearner until a mode freezes the policy
         .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=list(t.hidden), fcnet_activation="tanh",
                                                    vf_share_layers=False, free_log_std=bool(t.free_log_std)))
         .callbacks(callbacks_class=callbacks)

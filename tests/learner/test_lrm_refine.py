@@ -88,6 +88,43 @@ def test_bc_weights_are_loaded_into_ppo(ray_local, bc_module_path, tmp_path):
         algo.stop()
 
 
+def test_critic_warmup_trains_the_value_function_and_leaves_the_policy(ray_local, bc_module_path):
+    from vlmrl.learner.critic_warmup import set_policy_frozen
+    from vlmrl.learner.ppo_builder import build_ppo_config
+    from vlmrl.system.config import load_config
+
+    cfg = load_config("train_toy", ["train.mode=env", "env.reward_mode=dense", "train.train_batch_size=100",
+                                    "train.rollout_fragment_length=50", "train.minibatch_size=50",
+                                    "train.hidden=[64,64]", "train.lr=0.003"])
+    algo = build_ppo_config(cfg).build_algo()
+    try:
+        load_module_into(algo, bc_module_path)
+        obs = np.random.default_rng(2).uniform(-1, 1, (16, 6)).astype(np.float32)
+
+        def learner_state(learner):
+            m = learner.module["default_policy"]
+            with torch.no_grad():
+                values = m.compute_values({"obs": torch.as_tensor(obs)}).numpy().copy()
+            return greedy_actions(m, obs), values, float(learner.curr_kl_coeffs_per_module["default_policy"])
+
+        def snapshot():
+            return [r.get() for r in algo.learner_group.foreach_learner(learner_state)][0]
+
+        actions0, values0, kl0 = snapshot()
+        set_policy_frozen(algo, True)
+        algo.train()
+        actions1, values1, kl1 = snapshot()
+        np.testing.assert_allclose(actions1, actions0, atol=1e-6)  # policy (and env runner's copy) untouched
+        np.testing.assert_allclose(greedy_actions(algo.env_runner.module, obs), actions0, atol=1e-6)
+        assert kl1 == kl0  # a frozen policy's zero KL does not shrink PPO's KL coefficient
+        assert np.abs(values1 - values0).max() > 1e-3  # the critic learned
+        set_policy_frozen(algo, False)
+        algo.train()
+        assert np.abs(snapshot()[0] - actions0).max() > 1e-4  # PPO updates the policy again
+    finally:
+        algo.stop()
+
+
 def test_lrm_mode_end_to_end(ray_local, toy_demos, tmp_path):
     from vlmrl.system.cli import main
 
@@ -120,13 +157,15 @@ def test_lrm_mode_can_refine_on_the_env_reward_without_a_pool(ray_local, toy_dem
             "pool.registry_name=lrm-env-no-pool", "train.mode=lrm", "lrm_refine.reward=env",
             "env.reward_mode=dense", "env.capture_frames=false", f"lrm_refine.demos={toy_demos}",
             "lrm_refine.bc_epochs=5", "lrm_refine.bc_minibatch_size=64", "lrm_refine.eval_episodes=3",
-            "train.iterations=1", "train.train_batch_size=100", "train.rollout_fragment_length=50",
+            "lrm_refine.critic_warmup_iters=1", "train.iterations=2", "train.train_batch_size=100", "train.rollout_fragment_length=50",
             "train.minibatch_size=50", "train.num_epochs=1", "env.max_episode_steps=20"]
     assert main(args) == 0
     run = tmp_path / "lrm_env"
     assert (run / "base_eval.json").exists()
     tags = {t: [v for _, v in sv] for t, sv in read_scalars(run).items()}
     assert "charts/success" in tags and "charts/success_base" in tags
+    assert tags["charts/policy_frozen"] == [1.0, 0.0]  # critic warm-up, then PPO on the policy
+    assert tags["charts/success"][0] == pytest.approx(tags["charts/success_base"][0])  # frozen: still the base
     assert not any(t.startswith(("reward/", "workers/")) for t in tags)  # no reward worker was asked
     # ToyReach's dense reward is in (0, 1] per step: the returns PPO saw are env rewards, not pool rewards
     assert all(0.0 < r <= 20.0 for r in tags["charts/episode_return_mean"])
@@ -148,6 +187,9 @@ def test_lrm_mode_bad_configs(tmp_path, capsys):
     assert main(["train", "train_toy", "train.mode=lrm", f"lrm_refine.demos={demos}", "lrm_refine.reward=lrm",
                  f"output_dir={tmp_path}"]) == 2
     assert "lrm_refine.reward must be one of" in capsys.readouterr().err
+    assert main(["train", "train_toy", "train.mode=lrm", f"lrm_refine.demos={demos}", "train.iterations=2",
+                 "lrm_refine.critic_warmup_iters=2", f"output_dir={tmp_path}"]) == 2
+    assert "critic_warmup_iters must be in [0, train.iterations=2)" in capsys.readouterr().err
     assert main(["train", "train_toy", "train.mode=lrm", f"lrm_refine.demos={demos}", "lrm_refine.reward=env",
                  "env.reward_mode=none", f"output_dir={tmp_path}"]) == 2
     assert "env.reward_mode=none returns 0" in capsys.readouterr().err
