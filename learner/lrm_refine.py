@@ -132,7 +132,6 @@ class LrmRefineMode:
             self.print(f"lrm: resuming; base policy success was {self.success_base:.2f}")
             self.set_phase(algo, int(latest_checkpoint(self.run_dir)["iteration"]))
             return
-        self.set_phase(algo, 0)
         path = self.pretrain(algo)
         if self.cfg.lrm_refine.refine_log_std is not None:
             path = with_log_std(path, float(self.cfg.lrm_refine.refine_log_std))
@@ -143,6 +142,7 @@ class LrmRefineMode:
                                          "eval_episodes": int(self.cfg.lrm_refine.eval_episodes)}))
         self.print(f"lrm: base policy (BC) loaded into PPO; ground-truth success {self.success_base:.2f} over "
                    f"{self.cfg.lrm_refine.eval_episodes} greedy episodes")
+        self.set_phase(algo, 0)
 
     def set_phase(self, algo, done_iterations: int) -> None:
         """Critic warm-up (policy frozen) for the first ``lrm_refine.critic_warmup_iters`` iterations, then PPO."""
