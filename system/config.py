@@ -587,12 +587,14 @@ class LrmRefineConfig:
     bc_lr: float = 1e-3
     bc_minibatch_size: int = 256
     refine_log_std: Optional[float] = None
-    """Log std of the actions when PPO starts from the BC policy (needs ``train.free_log_std=true``; e.g. -1.5): BC
-    shrinks the std towards 0, which would leave PPO no exploration. None keeps BC's std."""
+    """Log std of the actions when PPO starts from the BC policy (needs ``train.free_log_std=true``; demo.yaml: -2.5):
+    BC shrinks the std towards 0, which would leave PPO no exploration. None keeps BC's std. On PushCube's LRM
+    rewards -1.5 (std 0.22) lost the base policy and -2.5 kept it (RESULTS.md, make demo)."""
     critic_warmup_iters: int = 0
     """PPO iterations at the start of refinement that train only the value function (the policy, its std and
     PPO's KL coefficient stay as BC left them; learner/critic_warmup.py): BC fits no value head, and PPO steps
-    on a random critic's advantages can undo the base policy. They count in ``train.iterations``."""
+    on a random critic's advantages can undo the base policy. They count in ``train.iterations``. (No measurable
+    effect on make demo's refinement, RESULTS.md.)"""
     eval_episodes: int = 10
     """Greedy (mean action) evaluation episodes of the base policy and after refinement iterations."""
     eval_every: int = 1
