@@ -22,6 +22,7 @@ and the env's dense reward for evaluation only.
 from __future__ import annotations
 
 import importlib
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -245,8 +246,6 @@ class _SourceRecorder:
 
     def __init__(self, writer: Any, env_id: str, meta: Dict[str, Any], seed: int, max_failures: int,
                  log: Callable[[str], None]) -> None:
-        import time
-
         self.writer, self.env_id, self.meta, self.max_failures, self.log = writer, env_id, meta, max_failures, log
         self.stats = RecordStats()
         self._seed = seed
@@ -260,8 +259,6 @@ class _SourceRecorder:
     def record(self, source: str, target: int, attempt: Attempt,
                keep: Optional[Callable[[EpisodeBuffer], bool]] = None, dropped_why: str = "") -> List[EpisodeBuffer]:
         """Record ``target`` episodes of ``source`` (kept ones only); returns their buffers."""
-        import time
-
         kept: List[EpisodeBuffer] = []
         failures = 0
         while len(kept) < target:
