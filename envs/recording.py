@@ -72,6 +72,8 @@ class EpisodeBuffer:
     frames: List[np.ndarray] = field(default_factory=list)
     frame_steps: List[int] = field(default_factory=list)
     first_success_step: Optional[int] = None
+    meta: Dict[str, Any] = field(default_factory=dict)
+    """What the driver of the episode knows about it (a scripted controller's ``motion_start_step``, ...)."""
 
     def add_state(self, obs: np.ndarray, info: Dict[str, Any]) -> None:
         self.states.append(np.asarray(obs, dtype=np.float32).reshape(-1))
@@ -96,7 +98,7 @@ class EpisodeBuffer:
             raise ValueError("an episode needs at least one step")
         frames = np.stack(self.frames) if self.frames else np.zeros((0, 1, 1, 3), np.uint8)
         return Episode(
-            task=self.task_text, env_id=env_id, source=source, seed=int(self.seed), meta=dict(meta),
+            task=self.task_text, env_id=env_id, source=source, seed=int(self.seed), meta=dict(meta, **self.meta),
             frames=frames.astype(np.uint8), frame_steps=np.asarray(self.frame_steps, np.int32),
             states=np.stack(self.states).astype(np.float32),
             actions=np.stack(self.actions).astype(np.float32),
@@ -200,7 +202,9 @@ def run_scripted(rec: RecordingWrapper, env_id: str, seed: int, near_miss: str =
                  rng: Optional[np.random.Generator] = None) -> EpisodeBuffer:
     """One episode driven by the task's scripted controller (``vlmrl.envs.scripted``); ``near_miss`` (a kind of
     ``NEAR_MISS_KINDS``) makes it a hard negative, ``retreat`` a demo whose arm leaves after success; both draw
-    their random targets from ``rng``."""
+    their random targets from ``rng``. The buffer's meta says where the controller began the task's motion
+    (``motion_start_step``: the step whose action starts the push / lift, None if it never did) and, when the arm
+    left, ``left_at_step`` (LRM progress targets of near misses, ``vlmrl.learner.lrm_data``)."""
     from vlmrl.envs.scripted import RetreatAfterSuccess, near_miss_controller, scripted_controller
 
     rec.reset(seed=seed)
@@ -211,14 +215,24 @@ def run_scripted(rec: RecordingWrapper, env_id: str, seed: int, near_miss: str =
         ctl = RetreatAfterSuccess(scripted_controller(env_id, rec.env), rng)
     else:
         ctl = scripted_controller(env_id, rec.env)
+    inner = getattr(ctl, "inner", ctl)  # the task's controller inside a RetreatAfterSuccess
+    meta: Dict[str, Any] = {"motion_start_step": None}
     try:
         for _ in range(rec.max_steps):
-            _, _, _, truncated, _ = rec.step(ctl.act())
+            action = ctl.act()
+            step = rec.buffer.num_steps
+            if meta["motion_start_step"] is None and inner.phase >= inner.hold_before:
+                meta["motion_start_step"] = step
+            if "left_at_step" not in meta and getattr(ctl, "waypoints", None) is not None:
+                meta["left_at_step"] = step
+            _, _, _, truncated, _ = rec.step(action)
             if truncated:
                 break
     except EpisodeCutoff:
         pass
-    return rec.finish()
+    buf = rec.finish()
+    buf.meta.update(meta)
+    return buf
 
 
 @dataclass
@@ -325,6 +339,10 @@ def record_dataset(env_cfg: Any, rc: Any, log: Callable[[str], None] = print) ->
     # never solved, or solved at reset already (nothing to demonstrate)
     demos = out.record("demo", int(rc.num_demo), lambda: (demo(), {}), keep=lambda b: bool(b.first_success_step),
                        dropped_why="failed")
+    share = approach_share(demos)
+    if share is not None:
+        log(f"demos: the approach takes {share:.2f} of the time to success (mean over {len(demos)}; "
+            f"lrm_train.near_miss_progress={share:.2f} labels near misses' approaches like the demos')")
 
     low, high = env.action_space.low, env.action_space.high
 
@@ -355,6 +373,14 @@ def record_dataset(env_cfg: Any, rc: Any, log: Callable[[str], None] = print) ->
 
 
 ENV_REWARD_NAME = "maniskill_normalized_dense"
+
+
+def approach_share(demos: List[EpisodeBuffer]) -> Optional[float]:
+    """Mean share of the steps to first success that scripted demos spend before the task's motion began
+    (None without such demos): the LRM progress a demo's frames have when the push / lift starts."""
+    shares = [b.meta["motion_start_step"] / b.first_success_step for b in demos
+              if b.meta.get("motion_start_step") is not None and b.first_success_step]
+    return float(np.mean(shares)) if shares else None
 
 
 def _get(cfg: Any, key: str) -> Any:

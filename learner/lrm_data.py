@@ -5,7 +5,13 @@ Targets (per frame, from the episode's ground truth; the frame at step s of an e
 * progress: in a successful episode ``min(s / s_success, 1)`` where ``s_success`` is the first
   step with success (this is normalised time t/T for episodes that end at success, and stays 1
   while the task stays done). In a failed episode ``failed_progress_scale * s / T`` (a fixed
-  discount: time passed, but the task was never done, so the frame is at most half-way by default).
+  discount: time passed, but the task was never done, so the frame is at most half-way by default),
+  unless ``near_miss_progress`` is set and the episode's meta says where a scripted controller began
+  the task's motion (``motion_start_step``: the push / lift; written for scripted episodes by
+  ``vlmrl.envs.recording``): then progress rises linearly to ``near_miss_progress`` at that step and
+  stays there (the approach was real progress, the rest of the episode adds none), and is 0 after
+  ``left_at_step`` (the arm left with the task undone). Set it to the share of a demo's time its
+  approach takes (the recorder prints it) so a near miss's approach gets the labels of a demo's.
 * completion: ``success[s]``.
 * contrastive: ordered pairs of two frames of one episode, shown in random order, label = "the
   second is later". Only pairs whose order means progress are used: in a successful episode the
@@ -57,6 +63,17 @@ class TargetRule:
 
     failed_progress_scale: float = 0.5
     failed_pair_min_gain: float = 0.2
+    near_miss_progress: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        if self.near_miss_progress is not None and not 0.0 <= self.near_miss_progress <= 1.0:
+            raise ValueError(f"near_miss_progress must be in [0, 1] or null, got {self.near_miss_progress}")
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "TargetRule":
+        """The rule of an ``lrm_train`` / ``eval_reward`` config section (fields of the same names)."""
+        return cls(float(cfg.failed_progress_scale), float(getattr(cfg, "failed_pair_min_gain", 0.2)),
+                   getattr(cfg, "near_miss_progress", None))
 
 
 def first_success_step(ep: Episode) -> int | None:
@@ -69,6 +86,13 @@ def progress_targets(ep: Episode, rule: TargetRule = TargetRule()) -> np.ndarray
     s_succ = first_success_step(ep)
     if s_succ is not None:
         return np.clip(steps / max(s_succ, 1), 0.0, 1.0).astype(np.float32)
+    start = ep.meta.get("motion_start_step")
+    if rule.near_miss_progress is not None and start is not None:
+        p = rule.near_miss_progress * np.minimum(steps / max(int(start), 1), 1.0)
+        left = ep.meta.get("left_at_step")
+        if left is not None:
+            p[steps > int(left)] = 0.0
+        return p.astype(np.float32)
     return (rule.failed_progress_scale * steps / max(ep.num_steps, 1)).astype(np.float32)
 
 

@@ -278,7 +278,7 @@ def train_lora_lrm(cfg, dataset_dirs: Optional[Sequence[str]] = None, out_dir: O
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
-    rule = TargetRule(cfg.failed_progress_scale, cfg.failed_pair_min_gain)
+    rule = TargetRule.from_config(cfg)
     train_entries = split_entries(sources, "train", cfg.val_fraction, cfg.split_seed)
     val_entries = split_entries(sources, "val", cfg.val_fraction, cfg.split_seed)
     if not train_entries:

@@ -96,7 +96,7 @@ def train_compact_lrm(cfg, log: Callable[[str], None] = print, writer=None) -> D
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(cfg.seed)
-    rule = TargetRule(cfg.failed_progress_scale, cfg.failed_pair_min_gain)
+    rule = TargetRule.from_config(cfg)
     sources = dataset_sources(list(cfg.dataset_dirs))
     train_entries = split_entries(sources, "train", cfg.val_fraction, cfg.split_seed)
     val_entries = split_entries(sources, "val", cfg.val_fraction, cfg.split_seed)

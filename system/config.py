@@ -289,6 +289,10 @@ class LrmTrainConfig:
     """Validate each epoch on at most this many held-out episodes (0 = all)."""
     failed_progress_scale: float = 0.5
     """Progress target in failed episodes = this * t/T (see learner/lrm_data.py)."""
+    near_miss_progress: Optional[float] = None
+    """Progress target, in failed scripted episodes (near misses), at the step where the push / lift began: the
+    approach rises linearly to it, the rest stays there, 0 after the arm leaves (null: the time rule above for
+    every failed episode). ``vlmrl record-demos`` prints the share of a demo's time its approach takes."""
     failed_pair_min_gain: float = 0.2
     """Failed episodes give contrastive pairs only where the later frame's dense reward is higher by this fraction of the episode's reward range."""
     buffer_episodes: int = 512
@@ -329,6 +333,8 @@ class EvalRewardConfig:
     window_size: int = 4
     """Frames per item for WINDOW scorers that do not fix it."""
     failed_progress_scale: float = 0.5
+    near_miss_progress: Optional[float] = None
+    """As ``lrm_train.near_miss_progress`` (the targets held-out episodes are scored against)."""
     out_dir: str = "runs/eval_reward"
     """Where metrics.json, the accuracy-vs-tolerance PNG, the resolved config and TensorBoard logs go."""
     seed: int = 0

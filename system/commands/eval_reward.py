@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
                                        sec.max_episodes)
         results = evaluate_predictors(episodes, predictors, tolerances=list(sec.tolerances),
                                       threshold=sec.completion_threshold, pairs_per_episode=sec.pairs_per_episode,
-                                      rule=TargetRule(failed_progress_scale=sec.failed_progress_scale), seed=sec.seed)
+                                      rule=TargetRule.from_config(sec), seed=sec.seed)
     except (ScorerError, ValueError) as e:
         print(f"vlmrl eval-reward: {e}", file=sys.stderr)
         return 2

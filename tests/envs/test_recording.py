@@ -25,7 +25,8 @@ def test_state_only_recording_round_trips(tmp_path):
     stats, lines = _record(tmp_path, False, num_demo=2, num_noisy=1, num_random=1, num_retreat=1, num_near_miss=3)
     index = read_index(tmp_path)
     assert [e["source"] for e in index] == ["demo", "demo", "noisy_demo", "random", "retreat"] + ["near_miss"] * 3
-    assert stats.written == {"demo": 2, "noisy_demo": 1, "random": 1, "retreat": 1, "near_miss": 3} and len(lines) == 8
+    assert stats.written == {"demo": 2, "noisy_demo": 1, "random": 1, "retreat": 1, "near_miss": 3} and len(lines) == 9
+    assert lines[2].startswith("demos: the approach takes") and "lrm_train.near_miss_progress=" in lines[2]
     assert "success rate" in lines[0] and "steps/s" in lines[0]
     eps = list(iter_episodes(tmp_path))
     for ep in eps:
@@ -42,6 +43,13 @@ def test_state_only_recording_round_trips(tmp_path):
     assert eps[4].num_steps == 50 and eps[4].success[-1]
     assert [ep.meta["near_miss"] for ep in eps[5:]] == list(NEAR_MISS_KINDS)
     assert all(ep.num_steps == 50 and not ep.success.any() for ep in eps[5:])
+    # where the scripted controller began the push: before success in demos, in every near miss that got there
+    for demo in eps[:2]:
+        assert 0 < demo.meta["motion_start_step"] < int(np.argmax(demo.success))
+    stop_short, wrong_goal, leave_undone = eps[5:]
+    assert stop_short.meta["motion_start_step"] > 0 and wrong_goal.meta["motion_start_step"] > 0
+    assert "left_at_step" not in stop_short.meta and 15 <= leave_undone.meta["left_at_step"] <= 31
+    assert "motion_start_step" not in eps[2].meta  # replayed actions: no controller, no phases
 
 
 def test_source_recorder_drops_wrong_outcomes_and_gives_up_after_enough_in_a_row():

@@ -10,7 +10,7 @@ from vlmrl.envs.synthetic_episodes import write_synthetic_dataset
 from vlmrl.learner.compact_lrm import CompactLRM, CompactLRMConfig
 from vlmrl.learner.lrm_data import (ShuffleBufferBatches, TargetRule, pair_labels, progress_targets, split_entries)
 from vlmrl.learner.lrm_train import build_model, train_compact_lrm, validate
-from vlmrl.system.config import LrmTrainConfig
+from vlmrl.system.config import LrmTrainConfig, load_config
 
 torch.set_num_threads(1)
 
@@ -111,6 +111,24 @@ def test_target_rule_on_hand_made_episodes():
     bumpy = _episode(rewards=np.array([0, .5, .5, .5, .5, .5, .5, .5, .5, 1], np.float32))
     label, valid = pair_labels(bumpy, np.array([1, 3, 10]), np.array([3, 8, 2]))
     assert valid.tolist() == [True, False, True] and label.tolist() == [True, True, False]
+
+
+def test_near_miss_progress_labels_the_approach_and_nothing_after():
+    near_miss = _episode()
+    near_miss.meta = {"motion_start_step": 4, "left_at_step": 8}
+    rule = TargetRule(failed_progress_scale=0.0, near_miss_progress=0.4)
+    np.testing.assert_allclose(progress_targets(near_miss, rule), [0, .1, .2, .3, .4, .4, .4, .4, .4, 0, 0], atol=1e-6)
+    assert progress_targets(near_miss, TargetRule(failed_progress_scale=0.0)).max() == 0  # not asked for: time rule
+    never_started = _episode()
+    never_started.meta = {"motion_start_step": None}
+    np.testing.assert_allclose(progress_targets(never_started, rule), np.zeros(11))
+    ok = _episode(success_from=8)
+    ok.meta = {"motion_start_step": 4}  # successful episodes keep their time labels
+    np.testing.assert_allclose(progress_targets(ok, rule), np.minimum(np.arange(11) / 8, 1), rtol=1e-6)
+    with pytest.raises(ValueError, match="near_miss_progress must be in"):
+        TargetRule(near_miss_progress=1.5)
+    cfg = load_config(None, ["lrm_train.near_miss_progress=0.45", "lrm_train.failed_progress_scale=0"])
+    assert TargetRule.from_config(cfg.lrm_train) == TargetRule(0.0, 0.2, 0.45)
 
 
 def test_split_is_stable_disjoint_and_buffer_streams_every_frame(synthetic_dataset):
