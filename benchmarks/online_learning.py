@@ -188,6 +188,9 @@ def main(argv=None) -> int:
     p.add_argument("--lrm-train", nargs="+", default=[], metavar="KEY=VALUE",
                    help="lrm_train overrides for the compact LRM this benchmark trains, on top of the preset's, e.g. "
                         "--lrm-train failed_progress_scale=0")
+    p.add_argument("--env-set", nargs="+", default=[], metavar="env.KEY=VALUE",
+                   help="env overrides for every stage (demos, LRM, runs, evaluation), e.g. --env-set "
+                        "'env.camera_look_at=[0.25,0,0.55,0.08,0,0]' env.camera_fov=1.0; give the same with --skip-data")
     p.add_argument("--run-on-success", action="store_true",
                    help="env.end_on_success=false for every run: episodes run to the time limit after success (training "
                         "and evaluation; success is then judged at the last step)")
@@ -205,6 +208,8 @@ def main(argv=None) -> int:
             p.error(f"--record wants KEY=N with KEY one of {counts}; got {item!r}")
     if any("=" not in item for item in args.lrm_train):
         p.error(f"--lrm-train wants KEY=VALUE items (lrm_train keys); got {args.lrm_train}")
+    if any(not item.startswith("env.") or "=" not in item for item in args.env_set):
+        p.error(f"--env-set wants env.KEY=VALUE items; got {args.env_set}")
     if (args.lrm_train or args.record) and (args.skip_data or args.summarize_only):
         p.error("--lrm-train / --record shape the data and LRM that --skip-data / --summarize-only reuse")
     pre = PRESETS[args.env]
@@ -218,7 +223,8 @@ def main(argv=None) -> int:
     common = [f"output_dir={out}", *pre["env"], "train.num_env_runners=0", "train.checkpoint_every=0",
               "train.image_every=0", f"pool.num_workers={args.workers}", "pool.num_cpus_per_worker=0.5",
               f"lrm_refine.demos={demos}", f"lrm_refine.eval_episodes={episodes}",
-              f"env.end_on_success={str(not args.run_on_success).lower()}"]  # explicit: demo.yaml runs on
+              f"env.end_on_success={str(not args.run_on_success).lower()}",  # explicit: demo.yaml runs on
+              *args.env_set]
     timings: Dict[str, float] = {}
     t_all = time.monotonic()
 

@@ -114,6 +114,8 @@ class ManiSkillTaskEnv(gym.Wrapper):
         if unknown:
             raise ValueError(f"unknown env config keys {unknown}; known: {sorted(fields)}")
         c = {k: overrides.get(k, _cfg_get(given, k, v)) for k, v in fields.items()}
+        if c["camera_look_at"] is not None:  # plain floats (OmegaConf gives a ListConfig; datasets store it as JSON)
+            c["camera_look_at"] = [float(v) for v in c["camera_look_at"]]
         self.config = c
         self.task: TaskSpec = get_task(c["task"])
         self._check(c)
@@ -133,7 +135,13 @@ class ManiSkillTaskEnv(gym.Wrapper):
         if needs_renderer:
             from vlmrl.envs.rendering import configure_render_env
             configure_render_env(c["shader_cache_dir"], c["lp_num_threads"])
-        env = gym.make(self.task.env_id, **self._make_kwargs(c, needs_renderer))
+        try:
+            env = gym.make(self.task.env_id, **self._make_kwargs(c, needs_renderer))
+        except AttributeError as e:  # ManiSkill's answer to a per-camera override naming no human-render camera
+            if self._camera_placement(c) and c["camera"] in str(e):
+                raise ValueError(f"env.camera_look_at / camera_fov move a human-render camera (render_camera); "
+                                 f"{c['camera']!r} is not one of {self.task.env_id}'s") from e
+            raise
         super().__init__(env)
 
         base = env.unwrapped
@@ -172,6 +180,12 @@ class ManiSkillTaskEnv(gym.Wrapper):
         if c["sim_backend"] == "cpu" and int(c["num_envs"]) != 1:
             raise ValueError("env.num_envs > 1 needs env.sim_backend=gpu (ManiSkill's CPU sim runs one env per "
                              "process; use more env runners instead)")
+        look = c["camera_look_at"]
+        if look is not None and (len(look) != 6 or np.allclose(look[:3], look[3:])):
+            raise ValueError(f"env.camera_look_at must be [eye_x, eye_y, eye_z, target_x, target_y, target_z] with the "
+                             f"eye away from the target, got {list(look)}")
+        if c["camera_fov"] is not None and not 0.0 < float(c["camera_fov"]) < np.pi:
+            raise ValueError(f"env.camera_fov must be in (0, pi) radians, got {c['camera_fov']}")
         if int(c["frame_size"]) < 8:
             raise ValueError(f"env.frame_size must be >= 8 pixels, got {c['frame_size']}")
         if c["sim_backend"] == "gpu":
@@ -189,10 +203,22 @@ class ManiSkillTaskEnv(gym.Wrapper):
         if needs_renderer:
             import torch
             kwargs.update(render_mode="rgb_array", render_backend="gpu" if torch.cuda.is_available() else "cpu",
-                          human_render_camera_configs=dict(cam), sensor_configs=dict(cam))
+                          human_render_camera_configs=dict(cam, **self._camera_placement(c)), sensor_configs=dict(cam))
         else:
             kwargs.update(render_backend="none")
         return kwargs
+
+    @staticmethod
+    def _camera_placement(c: Dict[str, Any]) -> Dict[str, Any]:
+        """ManiSkill's per-camera override (``{camera: {pose, fov}}``) from ``env.camera_look_at`` / ``camera_fov``."""
+        placed: Dict[str, Any] = {}
+        if c["camera_look_at"] is not None:
+            from mani_skill.utils import sapien_utils
+            look = c["camera_look_at"]
+            placed["pose"] = sapien_utils.look_at(look[:3], look[3:])
+        if c["camera_fov"] is not None:
+            placed["fov"] = float(c["camera_fov"])
+        return {c["camera"]: placed} if placed else {}
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):

@@ -326,7 +326,8 @@ def record_dataset(env_cfg: Any, rc: Any, log: Callable[[str], None] = print) ->
     if policy == "motion_planner":
         solve = motion_planner(env_id)
     meta = dict(control_mode=control_mode, frame_size=env.frame_size, frame_stride=int(rc.frame_stride),
-                camera=env.config["camera"], obs_mode=env.config["obs_mode"], demo_policy=policy,
+                camera=env.config["camera"], camera_look_at=env.config["camera_look_at"],
+                camera_fov=env.config["camera_fov"], obs_mode=env.config["obs_mode"], demo_policy=policy,
                 env_reward=ENV_REWARD_NAME)
     out = _SourceRecorder(EpisodeWriter(rc.output_dir), env_id, meta, int(rc.seed), int(rc.max_plan_failures), log)
     rng = np.random.default_rng(int(rc.seed))

@@ -148,6 +148,12 @@ class EnvConfig:
     camera: str = "render_camera"
     """Camera for frames: ``render_camera`` (third-person view that also shows goal markers) or a sensor camera
     of the task such as ``base_camera`` (goal markers hidden)."""
+    camera_look_at: Optional[List[float]] = None
+    """Move the frame camera (a human-render camera such as ``render_camera``): ``[eye_x, eye_y, eye_z, target_x,
+    target_y, target_z]`` in metres, world frame; None keeps the task's pose. A view close to the objects gives them
+    more of a small frame's pixels (PushCube's default view: the cube ~2x2 px at 64 px; ``configs/demo.yaml``)."""
+    camera_fov: Optional[float] = None
+    """Vertical field of view of the frame camera (radians); None keeps the task's."""
     shader_pack: str = "minimal"
     """SAPIEN shader pack for the frame camera: ``minimal`` (cheapest), ``default``, ``rt`` (ray tracing, slow)."""
     lp_num_threads: Optional[int] = None

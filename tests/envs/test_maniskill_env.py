@@ -75,6 +75,10 @@ def test_bad_config_is_rejected_with_a_clear_message():
         ManiSkillTaskEnv(None, capture_frames=False, framesize=64)
     with pytest.raises(ValueError, match="frame_stride"):
         FrameSchedule(0)
+    with pytest.raises(ValueError, match="camera_look_at must be"):
+        ManiSkillTaskEnv(None, capture_frames=False, camera_look_at=[0.3, 0.0, 0.5])
+    with pytest.raises(ValueError, match="camera_fov must be in"):
+        ManiSkillTaskEnv(None, capture_frames=False, camera_fov=4.0)
 
 
 def test_gpu_backend_needs_cuda():

@@ -52,3 +52,25 @@ def test_real_frames_at_stride():
         assert f.shape == (64, 64, 3) and f.dtype == np.uint8
         assert f.std() > 5  # a real scene, not a blank image
     assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 0.1  # the arm moved
+
+
+def _cube_pixels(frame):
+    """Pixels of PushCube's blue cube (blue well above red and green; the table is orange, the arm grey)."""
+    f = frame.astype(int)
+    return int(((f[..., 2] > f[..., 0] + 40) & (f[..., 2] > f[..., 1] + 40)).sum())
+
+
+@pytest.mark.render
+def test_camera_look_at_moves_the_frame_camera_closer_to_the_cube():
+    _require_rendering()
+    from vlmrl.envs.maniskill_env import ManiSkillTaskEnv
+
+    cube_px = []
+    for look in (None, [0.25, 0.0, 0.55, 0.08, 0.0, 0.0]):
+        env = ManiSkillTaskEnv(None, frame_size=64, camera_look_at=look, camera_fov=None if look is None else 1.0)
+        _, info = env.reset(seed=0)
+        cube_px.append(_cube_pixels(info["frame"]))
+        env.close()
+    assert cube_px[0] > 0 and cube_px[1] >= 2 * cube_px[0], cube_px  # measured: 11 -> 25
+    with pytest.raises(ValueError, match="'base_camera' is not one of PushCube-v1's"):
+        ManiSkillTaskEnv(None, frame_size=64, camera="base_camera", camera_look_at=[0.3, 0, 0.5, 0, 0, 0])
