@@ -150,8 +150,9 @@ class EnvConfig:
     of the task such as ``base_camera`` (goal markers hidden)."""
     camera_look_at: Optional[List[float]] = None
     """Move the frame camera (a human-render camera such as ``render_camera``): ``[eye_x, eye_y, eye_z, target_x,
-    target_y, target_z]`` in metres, world frame; None keeps the task's pose. A view close to the objects gives them
-    more of a small frame's pixels (PushCube's default view: the cube ~2x2 px at 64 px; ``configs/demo.yaml``)."""
+    target_y, target_z]`` in metres, world frame; None keeps the task's pose. PushCube at 64 px: the default view shows
+    the cube as a few pixels beside the arm; ``[0.6, 0, 0.35, 0.05, 0, 0]`` with fov 1.0 looks from the goal's side,
+    cube and goal in sight for the whole push (a better compact LRM: RESULTS.md, session 7)."""
     camera_fov: Optional[float] = None
     """Vertical field of view of the frame camera (radians); None keeps the task's."""
     shader_pack: str = "minimal"

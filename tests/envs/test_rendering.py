@@ -66,11 +66,11 @@ def test_camera_look_at_moves_the_frame_camera_closer_to_the_cube():
     from vlmrl.envs.maniskill_env import ManiSkillTaskEnv
 
     cube_px = []
-    for look in (None, [0.25, 0.0, 0.55, 0.08, 0.0, 0.0]):
+    for look in (None, [0.6, 0.0, 0.35, 0.05, 0.0, 0.0]):  # the task's view; the goal-side view of RESULTS.md
         env = ManiSkillTaskEnv(None, frame_size=64, camera_look_at=look, camera_fov=None if look is None else 1.0)
         _, info = env.reset(seed=0)
         cube_px.append(_cube_pixels(info["frame"]))
         env.close()
-    assert cube_px[0] > 0 and cube_px[1] >= 2 * cube_px[0], cube_px  # measured: 11 -> 25
+    assert cube_px[0] > 0 and cube_px[1] >= 1.4 * cube_px[0], cube_px  # measured: 11 -> 17
     with pytest.raises(ValueError, match="'base_camera' is not one of PushCube-v1's"):
         ManiSkillTaskEnv(None, frame_size=64, camera="base_camera", camera_look_at=[0.3, 0, 0.5, 0, 0, 0])
