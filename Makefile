@@ -23,10 +23,11 @@ demo: $(STAMP) render-deps
 	$(VENV)/bin/vlmrl demo
 
 # CI runs exactly this (see .ci/run). Slow, GPU and vLLM tests are excluded; run them with `make test-all`.
-test: $(STAMP)
+# render-deps: ManiSkill needs a Vulkan device even for state-only envs (SAPIEN builds render materials).
+test: $(STAMP) render-deps
 	$(PY) -m pytest -m "not slow and not gpu and not vllm" -q
 
-test-all: $(STAMP)
+test-all: $(STAMP) render-deps
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -142,6 +142,13 @@ class ManiSkillTaskEnv(gym.Wrapper):
                 raise ValueError(f"env.camera_look_at / camera_fov move a human-render camera (render_camera); "
                                  f"{c['camera']!r} is not one of {self.task.env_id}'s") from e
             raise
+        except RuntimeError as e:  # SAPIEN builds render materials even with render_backend="none"
+            if "rendering device" in str(e):
+                from vlmrl.envs.rendering import SETUP_HINT, RenderingUnavailable
+                raise RenderingUnavailable(
+                    f"{self.task.env_id}: SAPIEN found no Vulkan device ({e}); ManiSkill needs one even for state-only "
+                    f"envs (env.capture_frames=false): {SETUP_HINT}") from e
+            raise
         super().__init__(env)
 
         base = env.unwrapped

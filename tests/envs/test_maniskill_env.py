@@ -118,3 +118,18 @@ def test_frames_only_at_reset_stride_and_episode_end():
     assert steps_with_frames == [0, 4, 8, 10]  # reset, every 4th step, the final (truncated) step
     assert fake.calls == 4
     env.close()
+
+
+def test_no_render_device_says_how_to_install_one(monkeypatch):
+    """SAPIEN needs a Vulkan device even for state-only envs; without one the error names `make render-deps`."""
+    import gymnasium as gym
+
+    from vlmrl.envs.rendering import RenderingUnavailable
+
+    def no_device(*args, **kwargs):
+        raise RuntimeError("failed to find a rendering device")
+
+    monkeypatch.setattr(gym, "make", no_device)
+    with pytest.raises(RenderingUnavailable, match="make render-deps") as err:
+        ManiSkillTaskEnv(None, capture_frames=False)
+    assert "PushCube-v1" in str(err.value) and "state-only" in str(err.value)
