@@ -136,6 +136,39 @@ def test_retreat_demos_stay_done_with_the_arm_away_from_the_cube():
         env.close()
 
 
+def test_pickcube_controller_reads_its_phase_off_the_state_and_holds_the_cube_at_the_goal():
+    """PickCube's demo is Markov in what the policy observes (behaviour cloning needs that): phases follow each other
+    approach -> descend -> close -> lift as the state changes, the cube is lifted only once grasped, and the arm holds
+    it at the goal to the time limit. Its ``stop_short`` near miss grasps the cube and holds it on the table."""
+    from vlmrl.envs.maniskill_env import ManiSkillTaskEnv
+    from vlmrl.envs.scripted import _p, near_miss_controller, scripted_controller
+
+    cfg = load_config(None, ["env.capture_frames=false", "env.end_on_success=false"])
+    env = ManiSkillTaskEnv(cfg.env, task="PickCube-v1", control_mode=SCRIPTED_CONTROL_MODE, text_split="seen")
+    try:
+        for seed in range(3):
+            env.reset(seed=seed)
+            ctl = scripted_controller("PickCube-v1", env)
+            phases, success, lifted_ungrasped = [], [], False
+            for _ in range(env.task.max_episode_steps):
+                info = env.step(ctl.act())[4]
+                phases.append(ctl.phase)
+                success.append(bool(info["success"]))
+                cube, _ = ctl.object_and_goal()
+                lifted_ungrasped |= cube[2] > 0.04 and not bool(env.unwrapped.agent.is_grasping(env.unwrapped.cube))
+            firsts = [phases.index(k) for k in range(4)]
+            assert firsts == sorted(firsts) and phases[-1] == 3, (seed, phases)
+            assert not lifted_ungrasped and success[-1] and success.index(True) < 35, (seed, success)
+        env.reset(seed=0)
+        ctl = near_miss_controller("PickCube-v1", env, "stop_short", np.random.default_rng(0))
+        success = [bool(env.step(ctl.act())[4]["success"]) for _ in range(30)]
+        cube, _ = ctl.object_and_goal()
+        assert not any(success) and ctl.phase == 3 and cube[2] < 0.03  # grasped, never lifted
+        assert np.linalg.norm(_p(env.unwrapped.agent.tcp) - cube) < 0.02
+    finally:
+        env.close()
+
+
 def test_motion_planner_status_is_explained():
     why = motion_planning_status()
     if why:
