@@ -186,8 +186,8 @@ def main(argv=None) -> int:
                    help="demos the BC base clones (lrm_refine.max_demo_episodes; default: the preset's; 0 = all)")
     p.add_argument("--record", nargs="+", default=[], metavar="KEY=N",
                    help="ManiSkill presets: episode counts of the LRM's data (default: demo.yaml's demo / noisy / random, "
-                        "the preset's own (PickCube: 50 demos), no retreat or near-miss episodes), as record_demos keys, e.g. --record num_noisy=8 "
-                        "num_random=24 num_near_miss=16 num_retreat=8")
+                        "then the preset's own (PickCube: 50 demos), no retreat or near-miss episodes), as record_demos "
+                        "keys, e.g. --record num_noisy=8 num_random=24 num_near_miss=16 num_retreat=8")
     p.add_argument("--lrm-train", nargs="+", default=[], metavar="KEY=VALUE",
                    help="lrm_train overrides for the compact LRM this benchmark trains, on top of the preset's, e.g. "
                         "--lrm-train failed_progress_scale=0")

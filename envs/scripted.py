@@ -47,7 +47,6 @@ class ScriptedController:
     def __init__(self, env: Any, goal_offset: Optional[np.ndarray] = None, hold_phase: Optional[int] = None) -> None:
         self.base = env.unwrapped
         self.phase = 0
-        self.timer = 0
         self.goal_offset = np.zeros(3) if goal_offset is None else np.asarray(goal_offset, np.float64)
         self.hold_phase = hold_phase
         self._hold_at: Optional[np.ndarray] = None
