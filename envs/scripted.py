@@ -30,6 +30,11 @@ def _p(actor: Any) -> np.ndarray:
     return actor.pose.p.detach().cpu().numpy().reshape(-1, 3)[0].astype(np.float64)
 
 
+def _flag(x: Any) -> bool:
+    """A ManiSkill per-env boolean (a tensor of one env, or a plain bool) as a Python bool."""
+    return bool(x.reshape(-1)[0].item()) if hasattr(x, "reshape") else bool(x)
+
+
 class ScriptedController:
     """Base: waypoint following with a proportional controller in end-effector space.
 
@@ -53,8 +58,7 @@ class ScriptedController:
 
     def task_done(self) -> bool:
         """The simulator's own success flag for the current state (privileged, like the object poses)."""
-        ok = self.base.evaluate()["success"]
-        return bool(ok.reshape(-1)[0].item()) if hasattr(ok, "reshape") else bool(ok)
+        return _flag(self.base.evaluate()["success"])
 
     def object_and_goal(self) -> Tuple[np.ndarray, np.ndarray]:  # pragma: no cover - abstract
         """Positions of the object the task moves and of the task's (true) goal."""
@@ -143,12 +147,11 @@ class PickToGoal(ScriptedController):
         """0 go above the cube, 1 descend, 2 close, 3 lift to the goal (from the current state)."""
         b = self.base
         tcp, cube = _p(b.agent.tcp), _p(b.cube)
-        grasped = b.agent.is_grasping(b.cube)
-        grasped = bool(grasped.reshape(-1)[0].item() if hasattr(grasped, "reshape") else grasped)
+        dist = np.linalg.norm(tcp - cube)
         # is_grasping reads contact forces, which right after a reset can still be the last episode's
-        if grasped and np.linalg.norm(tcp - cube) < 2 * self.close_at:
+        if _flag(b.agent.is_grasping(b.cube)) and dist < 2 * self.close_at:
             return 3
-        if np.linalg.norm(tcp - cube) < self.close_at:
+        if dist < self.close_at:
             return 2
         return 1 if np.linalg.norm(tcp[:2] - cube[:2]) < self.over else 0
 
