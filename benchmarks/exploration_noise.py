@@ -1,0 +1,94 @@
+"""How much of a policy's success survives PPO's exploration noise? One saved policy, Gaussian action noise:
+
+    .venv/bin/python -m benchmarks.exploration_noise RUN_DIR [--module PATH] [--std 0,0.03,0.08] [--episodes 20]
+
+``RUN_DIR``: a ``vlmrl train`` run; its ``config.yaml`` gives the env (without frames, episodes to the time limit
+as the run had them), its last checkpoint the policy, or ``--module`` a saved RLModule instead (e.g. the run's
+``bc_module_refine_init``, the BC base as PPO starts from it). Episode i starts from seed ``lrm_refine.eval_seed +
+i`` (the benchmarks' greedy evaluation); each action is the policy's mean plus ``std * N(0, 1)`` per dimension,
+clipped to the action space: what PPO's training episodes do with a diagonal Gaussian of that std.
+
+Printed per std: success at the end of the episode, steps in ground-truth success per episode, and the return of
+the env's normalized dense reward. On PickCube-v1 success needs the arm static (joint speed < 0.2) with the cube
+at the goal, which noise of the refinement's std rarely allows: the reason PPO on the env's dense reward pulls a
+good BC base off the task at std 0.08 (RESULTS.md, session 9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def noisy_episode(module, env, seed: int, std: float, rng: np.random.Generator):
+    """(success at the end, steps in success, dense return) of one episode with the mean action + std noise."""
+    from vlmrl.envs import info_keys as K
+    from vlmrl.learner.lrm_refine import greedy_actions
+
+    low, high = env.action_space.low, env.action_space.high
+    obs, _ = env.reset(seed=int(seed))
+    done, success_steps, ret, info = False, 0, 0.0, {}
+    while not done:
+        a = greedy_actions(module, obs[None])[0] + std * rng.standard_normal(env.action_space.shape)
+        obs, _, term, trunc, info = env.step(np.clip(a, low, high))
+        success_steps += int(bool(info[K.SUCCESS]))
+        ret += float(info[K.ENV_REWARD])
+        done = bool(term or trunc)
+    return bool(info[K.SUCCESS]), success_steps, ret
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run_dir")
+    p.add_argument("--module", default=None, help="a saved RLModule to use instead of the run's last checkpoint")
+    p.add_argument("--std", default="0,0.03,0.08", help="comma-separated noise stds (0 = greedy)")
+    p.add_argument("--episodes", type=int, default=20)
+    p.add_argument("--noise-seed", type=int, default=0)
+    args = p.parse_args(argv)
+    try:
+        stds = [float(s) for s in args.std.split(",") if s.strip()]
+    except ValueError:
+        p.error(f"--std wants comma-separated numbers, got {args.std!r}")
+    if not stds or min(stds) < 0:
+        p.error(f"--std wants stds >= 0, got {args.std!r}")
+
+    from omegaconf import OmegaConf
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    from vlmrl.learner.lrm_refine import BC_COMPONENT, make_eval_env
+    from vlmrl.learner.online_trainer import latest_checkpoint
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "config.yaml").exists():
+        p.error(f"{run_dir} is not a vlmrl train run (no config.yaml)")
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    if args.module:
+        path = Path(args.module)
+    else:
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is None:
+            p.error(f"no checkpoint in {run_dir}; give --module PATH")
+        path = Path(ckpt["path"]) / BC_COMPONENT
+    module = RLModule.from_checkpoint(str(path.resolve()))
+    env = make_eval_env(cfg)
+    seed0 = int(cfg.lrm_refine.eval_seed)
+    print(f"policy {path}; env {cfg.env.task}, {args.episodes} episodes from seed {seed0}", flush=True)
+    print("| noise std | success at the end | steps in success per episode | dense return |")
+    print("| --- | --- | --- | --- |")
+    try:
+        for std in stds:
+            rng = np.random.default_rng(args.noise_seed)
+            rows = np.asarray([noisy_episode(module, env, seed0 + i, std, rng) for i in range(args.episodes)], float)
+            print(f"| {std:g} | {rows[:, 0].mean():.2f} | {rows[:, 1].mean():.1f} | {rows[:, 2].mean():.1f} |", flush=True)
+    finally:
+        env.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
