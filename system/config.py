@@ -602,7 +602,9 @@ class LrmRefineConfig:
     refine_log_std: Optional[float] = None
     """Log std of the actions when PPO starts from the BC policy (needs ``train.free_log_std=true``; demo.yaml: -2.5):
     BC shrinks the std towards 0, which would leave PPO no exploration. None keeps BC's std. On PushCube's LRM
-    rewards -1.5 (std 0.22) lost the base policy and -2.5 kept it (RESULTS.md, make demo)."""
+    rewards -1.5 (std 0.22) lost the base policy and -2.5 kept it (RESULTS.md, make demo). PickCube wants -3.5
+    (std 0.03): its success needs the arm static, which std-0.08 noise rarely allows, and PPO on the env's dense
+    reward then lost a 0.75 base (benchmarks/exploration_noise.py; RESULTS.md, session 9)."""
     critic_warmup_iters: int = 0
     """PPO iterations at the start of refinement that train only the value function (the policy, its std and
     PPO's KL coefficient stay as BC left them; learner/critic_warmup.py): BC fits no value head, and PPO steps
