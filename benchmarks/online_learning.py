@@ -200,7 +200,8 @@ def main(argv=None) -> int:
                         "'env.camera_look_at=[0.25,0,0.55,0.08,0,0]' env.camera_fov=1.0; give the same with --skip-data")
     p.add_argument("--run-set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="config overrides for every PPO run and its evaluation (not the demos or the LRM), after the "
-                        "preset's (PickCube: lrm_refine.refine_log_std=-3.5), e.g. --run-set lrm_refine.refine_log_std=-3.5 lrm_refine.critic_warmup_iters=2")
+                        "preset's (PickCube: lrm_refine.refine_log_std=-3.5), e.g. --run-set lrm_refine.refine_log_std=-2.5 "
+                        "lrm_refine.critic_warmup_iters=2")
     p.add_argument("--run-on-success", action="store_true",
                    help="env.end_on_success=false for every run: episodes run to the time limit after success (training "
                         "and evaluation; success is then judged at the last step)")
