@@ -191,7 +191,8 @@ def main(argv=None) -> int:
     p.add_argument("--record", nargs="+", default=[], metavar="KEY=N",
                    help="ManiSkill presets: episode counts of the LRM's data (default: demo.yaml's demo / noisy / random, "
                         "then the preset's own (PickCube: 50 demos), no retreat or near-miss episodes), as record_demos "
-                        "keys, e.g. --record num_noisy=8 num_random=24 num_near_miss=16 num_retreat=8")
+                        "keys, e.g. --record num_noisy=8 num_random=24 num_near_miss=16 num_retreat=8, and "
+                        "stop_after_success_steps=N (steps a demo goes on after success; BC still cuts at success)")
     p.add_argument("--lrm-train", nargs="+", default=[], metavar="KEY=VALUE",
                    help="lrm_train overrides for the compact LRM this benchmark trains, on top of the preset's, e.g. "
                         "--lrm-train failed_progress_scale=0")
@@ -212,11 +213,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.record and args.env == "toy":
         p.error("--record is for the ManiSkill presets (ToyReach records its fixed TOY_SOURCES mix)")
-    counts = ("num_demo", "num_noisy", "num_random", "num_retreat", "num_near_miss")
+    record_keys = ("num_demo", "num_noisy", "num_random", "num_retreat", "num_near_miss", "stop_after_success_steps")
     for item in args.record:
         key, _, value = item.partition("=")
-        if key not in counts or not value.isdigit():
-            p.error(f"--record wants KEY=N with KEY one of {counts}; got {item!r}")
+        if key not in record_keys or not value.isdigit():
+            p.error(f"--record wants KEY=N with KEY one of {record_keys}; got {item!r}")
     if any("=" not in item for item in args.lrm_train):
         p.error(f"--lrm-train wants KEY=VALUE items (lrm_train keys); got {args.lrm_train}")
     if any(not item.startswith("env.") or "=" not in item for item in args.env_set):
