@@ -8,8 +8,9 @@ as the run had them), its last checkpoint the policy, or ``--module`` a saved RL
 i`` (the benchmarks' greedy evaluation); each action is the policy's mean plus ``std * N(0, 1)`` per dimension,
 clipped to the action space: what PPO's training episodes do with a diagonal Gaussian of that std.
 
-Printed per std: success at the end of the episode, steps in ground-truth success per episode, and the return of
-the env's normalized dense reward. On PickCube-v1 success needs the arm static (joint speed < 0.2) with the cube
+Printed per std: success at the end of the episode, the share of episodes in success at some step (reached the goal;
+the gap to the first column is episodes that got there and did not stay), steps in ground-truth success per episode,
+and the return of the env's normalized dense reward. On PickCube-v1 success needs the arm static (joint speed < 0.2) with the cube
 at the goal, which noise of the refinement's std rarely allows: the reason PPO on the env's dense reward pulls a
 good BC base off the task at std 0.08 (RESULTS.md, session 9).
 """
@@ -78,13 +79,14 @@ def main(argv=None) -> int:
     env = make_eval_env(cfg)
     seed0 = int(cfg.lrm_refine.eval_seed)
     print(f"policy {path}; env {cfg.env.task}, {args.episodes} episodes from seed {seed0}", flush=True)
-    print("| noise std | success at the end | steps in success per episode | dense return |")
-    print("| --- | --- | --- | --- |")
+    print("| noise std | success at the end | success at some step | steps in success per episode | dense return |")
+    print("| --- | --- | --- | --- | --- |")
     try:
         for std in stds:
             rng = np.random.default_rng(args.noise_seed)
             rows = np.asarray([noisy_episode(module, env, seed0 + i, std, rng) for i in range(args.episodes)], float)
-            print(f"| {std:g} | {rows[:, 0].mean():.2f} | {rows[:, 1].mean():.1f} | {rows[:, 2].mean():.1f} |", flush=True)
+            print(f"| {std:g} | {rows[:, 0].mean():.2f} | {(rows[:, 1] > 0).mean():.2f} | {rows[:, 1].mean():.1f} | "
+                  f"{rows[:, 2].mean():.1f} |", flush=True)
     finally:
         env.close()
     return 0
