@@ -235,6 +235,8 @@ class ManiSkillTaskEnv(gym.Wrapper):
         text = options.pop("task_text", None) or self.fixed_text or self.task.sample_text(self._rng, self.text_split)
         self.task_text = text
         obs, info = self.env.reset(seed=seed, options=options or None)
+        if not self.batched:
+            obs, info = self._with_own_contacts(info)
         self._step = 0
         # ManiSkill computes the dense reward only in step(); the reset state's value is computed here.
         dense = self.env.unwrapped.compute_normalized_dense_reward(obs=None, action=None, info=info)
@@ -264,6 +266,26 @@ class ManiSkillTaskEnv(gym.Wrapper):
         return frame.reshape(frame.shape[-3:]).astype(np.uint8, copy=False)
 
     # ------------------------------------------------------------------ helpers
+    def _with_own_contacts(self, reset_info: Dict[str, Any]):
+        """The reset observation and info recomputed with the reset state's own contacts.
+
+        ManiSkill's CPU simulator answers contact queries (``agent.is_grasping``, PickCube's ``is_grasped``
+        observation) from the last physics step, which right after a reset is the previous episode's: an episode
+        that follows a grasp starts with ``is_grasped`` = 1, the policy's first action differs and so does the rest
+        of the episode (RESULTS.md, session 10). One physics step from the reset state, then that state restored
+        exactly, leaves the contacts of the reset configuration and the same state. The step's contact cache carries
+        into the first real step, so trajectories differ from a reset without it by ~1e-4 (PickCube, scripted
+        demos); they no longer depend on the previous episode. The GPU sim's batched reset is left as ManiSkill
+        gives it (not measurable on a CPU machine)."""
+        base = self.env.unwrapped
+        state = base.get_state_dict()
+        base.scene.px.step()
+        base.set_state_dict(state)
+        info = base.get_info()
+        info["reconfigure"] = reset_info.get("reconfigure", False)
+        obs = base.get_obs(info)
+        return obs, info
+
     def _reward(self, info: Dict[str, Any]):
         """The reward the env returns, per ``reward_mode`` (ground truth stays in ``info`` either way)."""
         if self.reward_mode == "dense":

@@ -169,6 +169,33 @@ def test_pickcube_controller_reads_its_phase_off_the_state_and_holds_the_cube_at
         env.close()
 
 
+def test_an_episode_does_not_depend_on_the_one_before():
+    """ManiSkill's CPU sim reads contacts from the last physics step, so right after a reset PickCube's
+    ``is_grasped`` was the previous episode's grasp; ManiSkillTaskEnv.reset recomputes it from the reset state: the
+    same seed and actions give the same observations after a grasping episode as on a fresh env."""
+    from vlmrl.envs.maniskill_env import ManiSkillTaskEnv
+    from vlmrl.envs.scripted import scripted_controller
+
+    cfg = load_config(None, ["env.capture_frames=false", "env.end_on_success=false"])
+    env = ManiSkillTaskEnv(cfg.env, task="PickCube-v1", control_mode=SCRIPTED_CONTROL_MODE, text_split="seen")
+    try:
+        actions = np.random.default_rng(0).uniform(-1, 1, (10, *env.action_space.shape)).astype(np.float32)
+
+        def episode():
+            obs = [env.reset(seed=0)[0]]
+            return np.array(obs + [env.step(a)[0] for a in actions])
+
+        first = episode()
+        env.reset(seed=1)
+        ctl = scripted_controller("PickCube-v1", env)
+        for _ in range(60):
+            env.step(ctl.act())
+        assert bool(env.unwrapped.agent.is_grasping(env.unwrapped.cube))  # this episode ends holding the cube
+        np.testing.assert_array_equal(episode(), first)
+    finally:
+        env.close()
+
+
 def test_motion_planner_status_is_explained():
     why = motion_planning_status()
     if why:

@@ -3,6 +3,7 @@ client streams through registry discovery, scaling 1 -> 2 -> 1 under load, statu
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 import time
 
@@ -87,7 +88,12 @@ class Streamer:
         self.thread.join(60)
         workers = set()
         for rid, (i, fut) in self.futures.items():
-            res = fut.result(timeout=60)
+            try:
+                res = fut.result(timeout=60)
+            except concurrent.futures.TimeoutError:
+                pending = [r for r, (_, f) in self.futures.items() if not f.done()]
+                raise AssertionError(f"{len(pending)} requests unanswered after 60 s ({pending[:8]}); "
+                                     f"client stats: {self.client.stats()}") from None
             np.testing.assert_allclose([r.reward for r in res], expected(self.items(i)),
                                        rtol=1e-5)
             workers |= {r.worker_id for r in res}
