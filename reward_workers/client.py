@@ -232,6 +232,13 @@ class _WorkerConn:
         self.requests += 1
         try:
             await call.write(job.request)
+        except asyncio.CancelledError:
+            # grpc.aio raises CancelledError from a write whose call was cancelled meanwhile (the worker left the
+            # registry, or its stream broke): that stream is gone, its pending jobs already resent. Only a cancel
+            # of this task itself (the client closing) may end the dispatch loop that awaits this.
+            if asyncio.current_task().cancelling():
+                raise
+            self._break(call, "CANCELLED: the stream was cancelled during a write")
         except Exception as e:  # noqa: BLE001 - a failed write breaks the stream; pending jobs are resent
             self._break(call, f"{type(e).__name__}: {e}" if not isinstance(e, grpc.aio.AioRpcError)
                         else f"{e.code().name}: {e.details()}")

@@ -7,6 +7,7 @@ several grpc.aio servers in one process can segfault on shutdown, and it makes "
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -188,6 +189,51 @@ def test_worker_leaving_registry_gets_its_requests_resent(servers):
     assert {r.worker_id for r in res} == {"fast"}
     assert stats["workers_left"] == 1 and stats["retries"] == 1
     assert elapsed < 1.5, elapsed
+
+
+def test_a_write_cancelled_under_the_dispatcher_does_not_stop_it(servers, monkeypatch):
+    """grpc.aio's ``write`` raises asyncio.CancelledError when its call is cancelled while the write waits (a
+    worker leaving the registry or a broken stream cancels the call); the dispatch loop awaiting that write must
+    go on: the request is resent and later ones are still sent (before the fix the loop died, every later
+    request stayed queued: RESULTS.md, session 11)."""
+    from vlmrl.reward_workers import client as client_mod
+
+    a, b = servers("a"), servers("b")
+    opened = client_mod._WorkerConn._open
+    tripped = []
+
+    class CancelledMidWrite:
+        """The call as grpc.aio leaves it when cancelled during ``write`` (grpc/aio/_call.py ``_write``)."""
+
+        def __init__(self, call):
+            self._call = call
+
+        async def write(self, request):
+            tripped.append(request.request_id)
+            self._call.cancel()
+            raise asyncio.CancelledError()
+
+        def __getattr__(self, name):
+            return getattr(self._call, name)
+
+    def open_a_call_that_is_cancelled_mid_write(conn):
+        opened(conn)
+        if conn.address == a.address and not tripped:
+            conn.call = CancelledMidWrite(conn.call)
+
+    monkeypatch.setattr(client_mod._WorkerConn, "_open", open_a_call_that_is_cancelled_mid_write)
+    cfg = ClientConfig(max_items_per_request=2, max_in_flight=2, deadline_s=10.0, retry_backoff_s=0.05)
+    data = frames(40, seed=5)
+    with RewardClient(cfg, addresses=[a.address, b.address]) as client:
+        futures = [client.submit(TASK, data[i:i + 4]) for i in range(0, 40, 4)]
+        results = [f.result(timeout=20) for f in futures]
+        later = client.score(TASK, data[:4], timeout=20)  # the dispatcher still runs
+        stats = client.stats()
+    assert len(tripped) == 1
+    for i, res in zip(range(0, 40, 4), results):
+        np.testing.assert_allclose([r.reward for r in res], expected(data[i:i + 4]), rtol=1e-5)
+    np.testing.assert_allclose([r.reward for r in later], expected(data[:4]), rtol=1e-5)
+    assert stats["retries"] >= 1 and stats["failures"] == 0
 
 
 def test_bad_arguments_are_clear_errors():
