@@ -81,10 +81,11 @@ PRESETS = {
 # PickCube's success needs the arm static with the cube at the goal, which exploration noise of demo.yaml's std 0.08
 # rarely allows (a 0.75 BC base: 0.05 success with that noise, 0.50 with std 0.03; benchmarks/exploration_noise.py), so
 # the refinements explore with std 0.03 (refine_log_std=-3.5; at 0.08 PPO on the dense reward lost that base: 0.00).
-# demo.yaml's frame camera (chosen for PushCube) shows the lifted cube at the frame's top edge; a PickCube view is
-# --env-set 'env.camera_look_at=[0.6,0,0.45,0.0,0,0.12]' env.camera_fov=1.0 (RESULTS.md, session 10; not the preset's
-# yet: measured on 2 seeds, and the earlier PickCube runs' --skip-data commands reuse LRMs of demo.yaml's view).
-PRESETS["pickcube"] = dict(PRESETS["pushcube"], env=["env.task=PickCube-v1", "env.frame_size=64", "env.frame_stride=4"],
+# demo.yaml's frame camera (chosen for PushCube) shows the lifted cube at the frame's top edge, so PickCube's frames
+# come from a view of the cube and goal above the table (RESULTS.md, sessions 10-11; runs before session 11 used
+# demo.yaml's view: to reuse their data with --skip-data, add --env-set 'env.camera_look_at=[0.6,0,0.35,0.05,0,0]').
+PRESETS["pickcube"] = dict(PRESETS["pushcube"], env=["env.task=PickCube-v1", "env.frame_size=64", "env.frame_stride=4",
+                                                     "env.camera_look_at=[0.6,0,0.45,0.0,0,0.12]", "env.camera_fov=1.0"],
                            record=["num_demo=50"], bc=["lrm_refine.max_demo_episodes=32"],
                            run=["lrm_refine.refine_log_std=-3.5"])
 
