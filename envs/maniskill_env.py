@@ -272,9 +272,9 @@ class ManiSkillTaskEnv(gym.Wrapper):
         ManiSkill's CPU simulator answers contact queries (``agent.is_grasping``, PickCube's ``is_grasped``
         observation) from the last physics step, which right after a reset is the previous episode's: an episode
         that follows a grasp starts with ``is_grasped`` = 1, the policy's first action differs and so does the rest
-        of the episode (RESULTS.md, session 10). One physics step from the reset state, then that state restored
+        of the episode (RESULTS.md, sessions 10-11). One physics step from the reset state, then that state restored
         exactly, leaves the contacts of the reset configuration and the same state. The step's contact cache carries
-        into the first real step, so trajectories differ from a reset without it by ~1e-4 (PickCube, scripted
+        into the first real step, so trajectories differ from a reset without it by up to 2e-4 (PickCube, scripted
         demos); they no longer depend on the previous episode. The GPU sim's batched reset is left as ManiSkill
         gives it (not measurable on a CPU machine)."""
         base = self.env.unwrapped
