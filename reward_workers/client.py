@@ -356,6 +356,8 @@ class RewardClient:
         self._closed = False
         self._counters = collections.Counter()
         self._last_discovery_error = ""
+        self._dispatch_error = ""
+        self._sending: Optional[_Job] = None  # the job the dispatch loop is handing to a worker
 
         self._loop = shared_loop()  # one loop per process for all gRPC work (see aio_loop)
         asyncio.run_coroutine_threadsafe(self._setup(), self._loop).result()
@@ -445,7 +447,9 @@ class RewardClient:
                 self._conns[addr] = _WorkerConn(self, addr)
         else:
             await self._discover()
-        self._tasks = [asyncio.get_running_loop().create_task(self._dispatch_loop())]
+        dispatch = asyncio.get_running_loop().create_task(self._dispatch_loop())
+        dispatch.add_done_callback(self._dispatch_ended)
+        self._tasks = [dispatch]
         if self._registry is not None:
             self._tasks.append(asyncio.get_running_loop().create_task(self._discovery_loop()))
 
@@ -460,6 +464,10 @@ class RewardClient:
     def _enqueue(self, jobs: List[_Job]) -> None:
         self._counters["requests"] += 1
         self._counters["items"] += sum(j.n_items for j in jobs)
+        if self._dispatch_error:
+            self._counters["failures"] += 1
+            jobs[0].call.fail(RewardServiceError(self._dispatch_error))
+            return
         self._queue.extend(jobs)
         self._wake.set()
 
@@ -517,13 +525,35 @@ class RewardClient:
             conn, any_usable = self._pick(job, now)
             if conn is not None:
                 self._queue.popleft()
+                self._sending = job
                 await conn.send(job)
+                self._sending = None
                 continue
             if any_usable:  # every worker has max_in_flight requests pending: wait for an answer
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             await self._no_worker_round(now)
+
+    def _dispatch_ended(self, task: asyncio.Task) -> None:
+        """The dispatch loop ends only when the client closes. Should it ever end otherwise, nothing more would be
+        sent: every unanswered request (and every later one) fails with the reason instead of waiting forever."""
+        if self._closed:
+            return
+        why = "cancelled" if task.cancelled() else f"{type(task.exception()).__name__}: {task.exception()}"
+        self._dispatch_error = f"the reward client's dispatch loop ended ({why}); create a new RewardClient"
+        log.error(self._dispatch_error)
+        err = RewardServiceError(self._dispatch_error)
+        jobs = list(self._queue) + [job for conn in self._conns.values() for job in conn.pending.values()]
+        if self._sending is not None:
+            jobs.append(self._sending)
+        self._queue.clear()
+        for job in jobs:
+            if job.conn is not None:
+                job.conn.release(job)
+            if not job.call.done:
+                self._counters["failures"] += 1
+            job.call.fail(err)
 
     async def _no_worker_round(self, now: float) -> None:
         """No usable worker: wait a backoff (or until one appears); each wait costs every queued job one attempt."""

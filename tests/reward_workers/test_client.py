@@ -236,6 +236,27 @@ def test_a_write_cancelled_under_the_dispatcher_does_not_stop_it(servers, monkey
     assert stats["retries"] >= 1 and stats["failures"] == 0
 
 
+def test_if_the_dispatch_loop_ever_ends_requests_fail_instead_of_hanging(servers, monkeypatch):
+    """A bug that ends the dispatch task (as the cancelled write above once did) fails every unanswered and every
+    later request with the reason, instead of leaving callers to wait forever."""
+    from vlmrl.reward_workers import client as client_mod
+    from vlmrl.reward_workers.client import RewardServiceError
+
+    a = servers("a")
+
+    async def broken_send(conn, job):
+        raise RuntimeError("a bug in send")
+
+    monkeypatch.setattr(client_mod._WorkerConn, "send", broken_send)
+    with RewardClient(ClientConfig(deadline_s=10.0), addresses=[a.address]) as client:
+        fut = client.submit(TASK, frames(4))
+        with pytest.raises(RewardServiceError, match="dispatch loop ended .*RuntimeError: a bug in send"):
+            fut.result(timeout=5)
+        with pytest.raises(RewardServiceError, match="dispatch loop ended"):
+            client.score(TASK, frames(2), timeout=5)
+        assert client.stats()["failures"] == 2
+
+
 def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="exactly one"):
         RewardClient(ClientConfig())
