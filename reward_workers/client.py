@@ -543,15 +543,18 @@ class RewardClient:
         why = "cancelled" if task.cancelled() else f"{type(task.exception()).__name__}: {task.exception()}"
         self._dispatch_error = f"the reward client's dispatch loop ended ({why}); create a new RewardClient"
         log.error(self._dispatch_error)
-        err = RewardServiceError(self._dispatch_error)
-        jobs = list(self._queue) + [job for conn in self._conns.values() for job in conn.pending.values()]
+        self._fail_unanswered(RewardServiceError(self._dispatch_error), count_failures=True)
+
+    def _fail_unanswered(self, err: Exception, count_failures: bool) -> None:
+        """Fail every request not answered yet (queued, being sent, pending on a worker) with ``err``."""
+        jobs = [*self._queue, *(job for conn in self._conns.values() for job in conn.pending.values())]
         if self._sending is not None:
             jobs.append(self._sending)
         self._queue.clear()
         for job in jobs:
             if job.conn is not None:
                 job.conn.release(job)
-            if not job.call.done:
+            if count_failures and not job.call.done:
                 self._counters["failures"] += 1
             job.call.fail(err)
 
@@ -673,11 +676,9 @@ class RewardClient:
         tasks = list(getattr(self, "_tasks", []))
         for t in tasks:
             t.cancel()
-        closed = RewardClientClosed("the reward client was closed before the request was answered")
+        self._fail_unanswered(RewardClientClosed("the reward client was closed before the request was answered"),
+                              count_failures=False)
         for conn in list(self._conns.values()):
-            for job in list(conn.pending.values()):
-                conn.release(job)
-                job.call.fail(closed)
             conn.leaving = True
             if conn.call is not None:
                 conn.call.cancel()
@@ -686,8 +687,5 @@ class RewardClient:
                 tasks.append(conn.reader)
             if conn.channel is not None:
                 await conn.channel.close()
-        for job in self._queue:
-            job.call.fail(closed)
-        self._queue.clear()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.sleep(0.01)  # let grpc's own per-call tasks see their cancellation before the loop stops
