@@ -178,6 +178,7 @@ class _WorkerConn:
         self.channel: Optional[grpc.aio.Channel] = None
         self.call: Any = None  # the open StreamStreamCall, or None
         self.reader: Optional[asyncio.Task] = None
+        self.writing: Optional[tuple[_Job, asyncio.Task]] = None  # the write in progress on ``call``
         self.pending: Dict[str, _Job] = {}
         self.outstanding_items = 0
         self.broken_until = 0.0
@@ -230,8 +231,13 @@ class _WorkerConn:
         self.pending[job.wire_id] = job
         self.outstanding_items += job.n_items
         self.requests += 1
+        # The write runs as its own task so that breaking the stream can end it: grpc.aio's ``write`` first awaits
+        # the stream's initial metadata being sent, and if the call is cancelled before that (the worker left the
+        # registry, the channel is still connecting) that wait never ends (grpc 1.85, aio/_call.py ``_write``).
+        write = loop.create_task(call.write(job.request))
+        self.writing = (job, write)
         try:
-            await call.write(job.request)
+            await write
         except asyncio.CancelledError:
             # grpc.aio raises CancelledError from a write whose call was cancelled meanwhile (the worker left the
             # registry, or its stream broke): that stream is gone, its pending jobs already resent. Only a cancel
@@ -242,6 +248,20 @@ class _WorkerConn:
         except Exception as e:  # noqa: BLE001 - a failed write breaks the stream; pending jobs are resent
             self._break(call, f"{type(e).__name__}: {e}" if not isinstance(e, grpc.aio.AioRpcError)
                         else f"{e.code().name}: {e.details()}")
+        finally:
+            if self.writing is not None and self.writing[1] is write:
+                self.writing = None
+            if not write.done():  # this task itself was cancelled (the client closing)
+                write.cancel()
+
+    def write_stuck(self, job: _Job) -> bool:
+        """Whether ``job``'s write has not finished yet (its deadline passed while the stream took no data)."""
+        return self.writing is not None and self.writing[0] is job
+
+    def _end_write(self) -> None:
+        if self.writing is not None:
+            self.writing[1].cancel()
+            self.writing = None
 
     def release(self, job: _Job) -> None:
         """``job`` is no longer pending here (answered, timed out or moved)."""
@@ -261,6 +281,7 @@ class _WorkerConn:
         self.errors += 1
         self.broken_until = time.monotonic() + self.client._cfg_backoff_s
         call.cancel()
+        self._end_write()
         if self.reader is not None and self.reader is not asyncio.current_task():
             self.reader.cancel()
         self.reader = None
@@ -272,6 +293,7 @@ class _WorkerConn:
         if call is not None:
             self.call = None
             call.cancel()
+        self._end_write()
         if self.reader is not None:
             self.reader.cancel()
             self.reader = None
@@ -484,15 +506,19 @@ class RewardClient:
             log.warning("reward worker discovery failed: %s", self._last_discovery_error)
             return
         addresses = {addr: wid for wid, addr in found.items()}
+        changed = False
         for addr, conn in list(self._conns.items()):
             if addr not in addresses:
                 del self._conns[addr]
                 self._counters["workers_left"] += 1
+                changed = True
                 await conn.close("worker left the registry")
         for addr, wid in addresses.items():
             if addr not in self._conns:
                 self._conns[addr] = _WorkerConn(self, addr, wid)
-        self._wake.set()
+                changed = True
+        if changed:  # only a change may end a no-worker wait early: each such wait costs queued jobs an attempt
+            self._wake.set()
 
     async def _discovery_loop(self) -> None:
         while not self._closed:
@@ -633,7 +659,12 @@ class RewardClient:
         # mistaken for an idle (least-loaded) one and handed the next request at once.
         conn.broken_until = max(conn.broken_until, time.monotonic() + self._cfg_backoff_s)
         self._counters["timeouts"] += 1
-        self._retry(job, conn, f"DEADLINE_EXCEEDED: no answer within {self._cfg_deadline_s:g}s")
+        stuck = conn.write_stuck(job)
+        reason = (f"DEADLINE_EXCEEDED: the stream took no data within {self._cfg_deadline_s:g}s" if stuck else
+                  f"DEADLINE_EXCEEDED: no answer within {self._cfg_deadline_s:g}s")
+        self._retry(job, conn, reason)
+        if stuck:  # the dispatcher waits on that write: end the stream, which ends the write
+            conn._break(conn.call, reason)
         self._wake.set()
 
     def _resend_all(self, conn: _WorkerConn, reason: str) -> None:

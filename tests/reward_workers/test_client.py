@@ -8,9 +8,11 @@ several grpc.aio servers in one process can segfault on shutdown, and it makes "
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 
+import grpc
 import numpy as np
 import pytest
 
@@ -111,6 +113,22 @@ def test_all_workers_gone_raises_after_retry_budget_quickly(servers):
     assert "UNAVAILABLE" in str(err) or "no reward worker" in str(err)
     assert elapsed < 5.0, elapsed
     assert stats["failures"] == 1
+
+
+def test_discovery_rounds_do_not_spend_the_retry_budget(servers):
+    """With no usable worker each queued request spends one attempt per backoff; a registry poll that finds nothing
+    new must not end that wait early (before: one attempt per poll, here 10x the intended rate)."""
+    gone = servers("gone")
+    gone.stop(0)
+    registry = DictRegistry({"gone": gone.address})
+    cfg = ClientConfig(retry_budget=3, retry_backoff_s=0.5, discovery_interval_s=0.05, deadline_s=5.0)
+    with RewardClient(cfg, registry=registry) as client:
+        t0 = time.monotonic()
+        with pytest.raises(RewardUnavailableError) as info:
+            client.score(TASK, frames(3), timeout=20)
+        elapsed = time.monotonic() - t0
+    assert info.value.attempts == 4
+    assert elapsed > 3 * 0.5 * 0.8, elapsed
 
 
 def test_invalid_argument_is_not_retried(servers):
@@ -234,6 +252,63 @@ def test_a_write_cancelled_under_the_dispatcher_does_not_stop_it(servers, monkey
         np.testing.assert_allclose([r.reward for r in res], expected(data[i:i + 4]), rtol=1e-5)
     np.testing.assert_allclose([r.reward for r in later], expected(data[:4]), rtol=1e-5)
     assert stats["retries"] >= 1 and stats["failures"] == 0
+
+
+@pytest.fixture
+def silent_listener(monkeypatch):
+    """An address that accepts TCP connections and never speaks HTTP/2: a stream opened there stays before its
+    initial metadata while the channel connects. The client's channels give up connecting after ~0.1 s; here they
+    keep grpc's default connect timeout (20 s) so that the test, not the timing, decides when the stream ends."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    monkeypatch.setattr(RewardClient, "_make_channel", lambda self, address: grpc.aio.insecure_channel(address))
+    yield "127.0.0.1:%d" % sock.getsockname()[1]
+    sock.close()
+
+
+def test_a_worker_leaving_before_its_stream_connected_does_not_stall_the_client(servers, silent_listener):
+    """grpc.aio's ``write`` on a stream whose call is cancelled before the stream's initial metadata was sent never
+    returns; the client cancels the call of a worker leaving the registry. The dispatcher must not wait on that write:
+    before the fix it did, and every later request stayed queued (the pool's scale-down test stalled intermittently:
+    RESULTS.md, session 11)."""
+    real = servers("real", fixed_ms=1.0)
+    registry = DictRegistry({"hung": silent_listener})
+    cfg = ClientConfig(discovery_interval_s=0.1, deadline_s=30.0)
+    data = frames(4, seed=7)
+    with RewardClient(cfg, registry=registry) as client:
+        fut = client.submit(TASK, data)
+        time.sleep(0.3)  # the request's write waits on the silent worker's stream
+        registry.listed = {"real": real.address}
+        res = fut.result(timeout=10)
+        later = client.score(TASK, data[:2], timeout=10)  # the dispatcher still runs
+        stats = client.stats()
+    np.testing.assert_allclose([r.reward for r in res], expected(data), rtol=1e-5)
+    np.testing.assert_allclose([r.reward for r in later], expected(data[:2]), rtol=1e-5)
+    assert {r.worker_id for r in res} == {"real"}
+    assert stats["workers_left"] == 1 and stats["retries"] == 1 and stats["failures"] == 0
+
+
+def test_a_write_the_stream_never_takes_ends_at_the_deadline(servers, silent_listener):
+    """A stream that takes no data holds the dispatcher's write: at the request's deadline the client ends that
+    stream and sends the request to another worker (here long before grpc's own connect timeout of 20 s)."""
+    real = servers("real", fixed_ms=1.0)
+    registry = DictRegistry({"hung": silent_listener})
+    cfg = ClientConfig(discovery_interval_s=0.1, deadline_s=1.0, retry_backoff_s=0.05)
+    data = frames(4, seed=8)
+    with RewardClient(cfg, registry=registry) as client:
+        t0 = time.monotonic()
+        fut = client.submit(TASK, data)
+        time.sleep(0.3)  # the request's write waits on the silent worker's stream
+        registry.listed = {"hung": silent_listener, "real": real.address}
+        res = fut.result(timeout=15)
+        elapsed = time.monotonic() - t0
+        stats = client.stats()
+    np.testing.assert_allclose([r.reward for r in res], expected(data), rtol=1e-5)
+    assert {r.worker_id for r in res} == {"real"}
+    assert stats["timeouts"] == 1 and stats["failures"] == 0
+    assert stats["workers"][silent_listener]["errors"] >= 1
+    assert elapsed < 5.0, elapsed
 
 
 def test_if_the_dispatch_loop_ever_ends_requests_fail_instead_of_hanging(servers, monkeypatch):
