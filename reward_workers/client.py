@@ -239,9 +239,10 @@ class _WorkerConn:
         try:
             await write
         except asyncio.CancelledError:
-            # grpc.aio raises CancelledError from a write whose call was cancelled meanwhile (the worker left the
-            # registry, or its stream broke): that stream is gone, its pending jobs already resent. Only a cancel
-            # of this task itself (the client closing) may end the dispatch loop that awaits this.
+            # The write was ended under us: ``_end_write`` (the stream broke, timed out or its worker left the
+            # registry), or grpc.aio itself, which raises CancelledError from a write whose call was cancelled
+            # meanwhile. That stream is gone, its pending jobs already resent. Only a cancel of this task itself
+            # (the client closing) may end the dispatch loop that awaits this.
             if asyncio.current_task().cancelling():
                 raise
             self._break(call, "CANCELLED: the stream was cancelled during a write")
