@@ -274,30 +274,31 @@ class _WorkerConn:
         if job.conn is self:
             job.conn = None
 
+    def _stop_stream(self) -> Optional[asyncio.Task]:
+        """Cancel the open stream, the write in progress on it and its reader; returns the reader if it was
+        cancelled (to await), None if there was none or it is the caller."""
+        call, self.call = self.call, None
+        if call is not None:
+            call.cancel()
+        self._end_write()
+        reader, self.reader = self.reader, None
+        if reader is None or reader is asyncio.current_task():
+            return None
+        reader.cancel()
+        return reader
+
     def _break(self, call: Any, reason: str) -> None:
         """The stream failed: resend everything unanswered on it elsewhere and cool down."""
         if call is not self.call:
             return  # an old stream; already handled
-        self.call = None
         self.errors += 1
         self.broken_until = time.monotonic() + self.client._cfg_backoff_s
-        call.cancel()
-        self._end_write()
-        if self.reader is not None and self.reader is not asyncio.current_task():
-            self.reader.cancel()
-        self.reader = None
+        self._stop_stream()
         self.client._resend_all(self, reason)
 
     async def close(self, reason: str) -> None:
         self.leaving = True
-        call = self.call
-        if call is not None:
-            self.call = None
-            call.cancel()
-        self._end_write()
-        if self.reader is not None:
-            self.reader.cancel()
-            self.reader = None
+        self._stop_stream()
         self.client._resend_all(self, reason)
         if self.channel is not None:
             await self.channel.close()
@@ -374,13 +375,15 @@ class RewardClient:
 
         self._conns: Dict[str, _WorkerConn] = {}
         self._queue: collections.deque[_Job] = collections.deque()
+        # the job the dispatch loop is handing to a worker: neither queued nor (until ``send`` registers it) pending
+        # anywhere, so a ``send`` that raises before that would otherwise lose it
+        self._sending: Optional[_Job] = None
         self._ids = itertools.count()
         self._prefix = uuid.uuid4().hex[:8]
         self._closed = False
         self._counters = collections.Counter()
         self._last_discovery_error = ""
         self._dispatch_error = ""
-        self._sending: Optional[_Job] = None  # the job the dispatch loop is handing to a worker
 
         self._loop = shared_loop()  # one loop per process for all gRPC work (see aio_loop)
         asyncio.run_coroutine_threadsafe(self._setup(), self._loop).result()
@@ -575,7 +578,7 @@ class RewardClient:
     def _fail_unanswered(self, err: Exception, count_failures: bool) -> None:
         """Fail every request not answered yet (queued, being sent, pending on a worker) with ``err``."""
         jobs = [*self._queue, *(job for conn in self._conns.values() for job in conn.pending.values())]
-        if self._sending is not None:
+        if self._sending is not None and self._sending not in jobs:
             jobs.append(self._sending)
         self._queue.clear()
         for job in jobs:
@@ -712,11 +715,9 @@ class RewardClient:
                               count_failures=False)
         for conn in list(self._conns.values()):
             conn.leaving = True
-            if conn.call is not None:
-                conn.call.cancel()
-            if conn.reader is not None:
-                conn.reader.cancel()
-                tasks.append(conn.reader)
+            reader = conn._stop_stream()
+            if reader is not None:
+                tasks.append(reader)
             if conn.channel is not None:
                 await conn.channel.close()
         await asyncio.gather(*tasks, return_exceptions=True)
