@@ -13,7 +13,9 @@ the gap to the first column is episodes that got there and did not stay), steps 
 and the return of the env's normalized dense reward. On PickCube-v1 success needs the arm static (joint speed < 0.2)
 with the cube at the goal, which noise of the refinement's std rarely allows: the reason PPO on the env's dense
 reward pulls a good BC base off the task at std 0.08 (RESULTS.md, session 9). Greedy (std 0), "at some step" vs "at
-the end" shows a refined policy that reaches the goal and does not stay (session 10).
+the end" shows a refined policy that reaches the goal and does not stay (session 10). ``--per-episode`` adds a
+line per std of each episode's success at the end (``1`` / ``.``): which start placements a policy solves, to set
+a refined policy beside its base (session 13).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def main(argv=None) -> int:
     p.add_argument("--std", default="0,0.03,0.08", help="comma-separated noise stds (0 = greedy)")
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--noise-seed", type=int, default=0)
+    p.add_argument("--per-episode", action="store_true", help="also print each episode's success at the end")
     args = p.parse_args(argv)
     try:
         stds = [float(s) for s in args.std.split(",") if s.strip()]
@@ -88,6 +91,8 @@ def main(argv=None) -> int:
             rows = np.asarray([noisy_episode(module, env, seed0 + i, std, rng) for i in range(args.episodes)], float)
             print(f"| {std:g} | {rows[:, 0].mean():.2f} | {(rows[:, 1] > 0).mean():.2f} | {rows[:, 1].mean():.1f} | "
                   f"{rows[:, 2].mean():.1f} |", flush=True)
+            if args.per_episode:
+                print(f"per episode, std {std:g}: " + "".join("1" if ok else "." for ok in rows[:, 0] > 0), flush=True)
     finally:
         env.close()
     return 0
