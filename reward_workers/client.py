@@ -296,13 +296,16 @@ class _WorkerConn:
         self._stop_stream()
         self.client._resend_all(self, reason)
 
-    async def close(self, reason: str) -> None:
+    async def close(self, reason: str) -> Optional[asyncio.Task]:
+        """This worker is gone (left the registry, or the client closes): end its stream, resend what is pending on
+        it, close its channel. Returns the cancelled reader task (see ``_stop_stream``)."""
         self.leaving = True
-        self._stop_stream()
+        reader = self._stop_stream()
         self.client._resend_all(self, reason)
         if self.channel is not None:
             await self.channel.close()
             self.channel = None
+        return reader
 
     def stats(self) -> Dict[str, Any]:
         lat = sorted(self.latencies_ms)
@@ -713,12 +716,9 @@ class RewardClient:
             t.cancel()
         self._fail_unanswered(RewardClientClosed("the reward client was closed before the request was answered"),
                               count_failures=False)
-        for conn in list(self._conns.values()):
-            conn.leaving = True
-            reader = conn._stop_stream()
+        for conn in list(self._conns.values()):  # nothing is pending any more: close() resends nothing
+            reader = await conn.close("the reward client closed")
             if reader is not None:
                 tasks.append(reader)
-            if conn.channel is not None:
-                await conn.channel.close()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.sleep(0.01)  # let grpc's own per-call tasks see their cancellation before the loop stops
