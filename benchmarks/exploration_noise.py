@@ -32,18 +32,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 def noisy_episode(module, env, seed: int, std: float, rng: np.random.Generator):
     """(success at the end, steps in success, dense return) of one episode with the mean action + std noise."""
     from vlmrl.envs import info_keys as K
-    from vlmrl.learner.lrm_refine import greedy_actions
+    from vlmrl.learner.lrm_refine import greedy_episode
 
-    low, high = env.action_space.low, env.action_space.high
-    obs, _ = env.reset(seed=int(seed))
-    done, success_steps, ret, info = False, 0, 0.0, {}
-    while not done:
-        a = greedy_actions(module, obs[None])[0] + std * rng.standard_normal(env.action_space.shape)
-        obs, _, term, trunc, info = env.step(np.clip(a, low, high))
-        success_steps += int(bool(info[K.SUCCESS]))
-        ret += float(info[K.ENV_REWARD])
-        done = bool(term or trunc)
-    return bool(info[K.SUCCESS]), success_steps, ret
+    _, *steps = greedy_episode(module, env, seed, noise_std=std, rng=rng)
+    return (bool(steps[-1][K.SUCCESS]), sum(int(bool(i[K.SUCCESS])) for i in steps),
+            sum(float(i[K.ENV_REWARD]) for i in steps))
 
 
 def main(argv=None) -> int:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -77,14 +77,23 @@ def greedy_actions(module: Any, obs: np.ndarray) -> np.ndarray:
     return dist.to_deterministic().sample().cpu().numpy()
 
 
-def greedy_episode(module: Any, env: Any, seed: int) -> Iterator[Dict[str, Any]]:
-    """The infos of one greedy episode from ``env.reset(seed=seed)``: the reset info, then one per step."""
+def greedy_episode(module: Any, env: Any, seed: int, noise_std: float = 0.0,
+                   rng: Optional[np.random.Generator] = None) -> Iterator[Dict[str, Any]]:
+    """The infos of one greedy episode from ``env.reset(seed=seed)``: the reset info, then one per step.
+
+    With ``noise_std > 0`` each action is the mean plus ``noise_std * N(0, 1)`` per dimension (from ``rng``), clipped
+    to the action space: what PPO's training episodes do with a diagonal Gaussian of that std."""
     low, high = env.action_space.low, env.action_space.high
+    if noise_std > 0 and rng is None:
+        raise ValueError("greedy_episode: noise_std > 0 needs an rng")
     obs, info = env.reset(seed=int(seed))
     yield info
     done = False
     while not done:
-        a = np.clip(greedy_actions(module, obs[None])[0], low, high)
+        a = greedy_actions(module, obs[None])[0]
+        if noise_std > 0:
+            a = a + noise_std * rng.standard_normal(env.action_space.shape)
+        a = np.clip(a, low, high)
         obs, _, term, trunc, info = env.step(a)
         done = bool(term or trunc)
         yield info

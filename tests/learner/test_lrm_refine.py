@@ -208,3 +208,31 @@ def test_log_std_reset_accepts_a_relative_module_path(bc_module_path, monkeypatc
         assert "free log std" in str(e)
     else:
         assert out.exists()
+
+
+def test_exploration_noise_per_episode_matches_the_greedy_evaluation(bc_module_path, tmp_path, capsys):
+    """benchmarks.exploration_noise at std 0 is the mode's greedy evaluation: its success column and its
+    ``--per-episode`` line (one mark per start seed) agree with greedy_success_rate on the same seeds; noise changes
+    the episodes (the run's env, seeds from lrm_refine.eval_seed)."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    from benchmarks.exploration_noise import main as exploration_noise
+    from vlmrl.learner.lrm_refine import make_eval_env
+    from vlmrl.system.config import load_config, save_resolved
+
+    cfg = load_config("train_toy", ["env.max_episode_steps=30", "lrm_refine.eval_seed=700"])
+    save_resolved(cfg, tmp_path)
+    episodes = 12
+    assert exploration_noise([str(tmp_path), "--module", str(bc_module_path), "--std", "0,0.5",
+                              "--episodes", str(episodes), "--per-episode"]) == 0
+    out = capsys.readouterr().out
+    marks = {line.split("std ")[1].split(":")[0]: line.rsplit(" ", 1)[1]
+             for line in out.splitlines() if line.startswith("per episode, std")}
+    rows = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in out.splitlines()
+            if line.startswith("| 0") and "---" not in line}
+    assert set(marks) == {"0", "0.5"} and all(len(m) == episodes and set(m) <= {"1", "."} for m in marks.values())
+    greedy = greedy_success_rate(RLModule.from_checkpoint(bc_module_path), make_eval_env(cfg), episodes, seed=700)
+    assert marks["0"].count("1") / episodes == pytest.approx(greedy)
+    assert rows["0"] == pytest.approx(greedy, abs=0.005)
+    assert rows["0.5"] == pytest.approx(marks["0.5"].count("1") / episodes, abs=0.005)
+    assert 0 < greedy and marks["0.5"] != marks["0"]  # the BC base solves some starts; std 0.5 noise changes the outcome
