@@ -297,8 +297,8 @@ def main(argv=None) -> int:
             if name.endswith("_refine"):
                 row["bc_base"] = float(json.loads((run_dir / "base_eval.json").read_text())["success_base"])
             print(f"[bench] seed {seed} {name}: greedy success {row[name]:.3f}, training episodes (stochastic, last 2 "
-                  f"iterations) {row[name + TRAIN_EPISODES]:.3f} ({timings.get(run_name, float('nan')):.0f}s)",
-                  flush=True)
+                  f"iterations) {row[name + TRAIN_EPISODES]:.3f}"
+                  + (f" ({timings[run_name]:.0f}s)" if run_name in timings else ""), flush=True)
         per_seed[seed] = row
 
     columns = [c for c in ("env_dense", "lrm_reward", "bc_base", "lrm_refine", "env_refine") if c in per_seed[seeds[0]]]
