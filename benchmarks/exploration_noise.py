@@ -15,7 +15,9 @@ with the cube at the goal, which noise of the refinement's std rarely allows: th
 reward pulls a good BC base off the task at std 0.08 (RESULTS.md, session 9). Greedy (std 0), "at some step" vs "at
 the end" shows a refined policy that reaches the goal and does not stay (session 10). ``--per-episode`` adds a
 line per std of each episode's success at the end (``1`` / ``.``): which start placements a policy solves, to set
-a refined policy beside its base (session 13).
+a refined policy beside its base (session 13). ``--by-start-x -0.04`` splits each std's success by where the task's
+object starts (its x, in bins cut at the given edges; ManiSkill tasks with a scripted controller): a PushCube BC base
+from 8 demos fails mostly on cubes that start near the robot, where 1 of its 8 demos starts (session 14).
 """
 
 from __future__ import annotations
@@ -39,6 +41,22 @@ def noisy_episode(module, env, seed: int, std: float, rng: np.random.Generator):
             sum(float(i[K.ENV_REWARD]) for i in steps))
 
 
+def object_start_x(env, task: str, seed: int) -> float:
+    """x of the task's object after ``env.reset(seed=seed)`` (the start placement an episode from that seed has)."""
+    from vlmrl.envs.scripted import scripted_controller
+    from vlmrl.envs.tasks import TASKS
+
+    env.reset(seed=int(seed))
+    return float(scripted_controller(TASKS[task].env_id, env).object_and_goal()[0][0])
+
+
+def split_by_edges(values: np.ndarray, success: np.ndarray, edges: list) -> str:
+    """``x < e0: k/n, e0 <= x < e1: ..., x >= e_last: ...``: success counts of episodes binned by ``values``."""
+    bins = np.digitize(values, edges)
+    names = [f"x < {edges[0]:g}"] + [f"{a:g} <= x < {b:g}" for a, b in zip(edges, edges[1:])] + [f"x >= {edges[-1]:g}"]
+    return ", ".join(f"{name}: {int(success[bins == i].sum())}/{int((bins == i).sum())}" for i, name in enumerate(names))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir")
@@ -47,6 +65,8 @@ def main(argv=None) -> int:
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--noise-seed", type=int, default=0)
     p.add_argument("--per-episode", action="store_true", help="also print each episode's success at the end")
+    p.add_argument("--by-start-x", default=None, metavar="EDGES",
+                   help="comma-separated x edges (m): also print success by the task object's start x in those bins")
     args = p.parse_args(argv)
     try:
         stds = [float(s) for s in args.std.split(",") if s.strip()]
@@ -54,6 +74,10 @@ def main(argv=None) -> int:
         p.error(f"--std wants comma-separated numbers, got {args.std!r}")
     if not stds or min(stds) < 0:
         p.error(f"--std wants stds >= 0, got {args.std!r}")
+    try:
+        edges = sorted(float(e) for e in args.by_start_x.split(",") if e.strip()) if args.by_start_x else []
+    except ValueError:
+        p.error(f"--by-start-x wants comma-separated numbers, got {args.by_start_x!r}")
 
     from omegaconf import OmegaConf
     from ray.rllib.core.rl_module.rl_module import RLModule
@@ -65,6 +89,13 @@ def main(argv=None) -> int:
     if not (run_dir / "config.yaml").exists():
         p.error(f"{run_dir} is not a vlmrl train run (no config.yaml)")
     cfg = OmegaConf.load(run_dir / "config.yaml")
+    if edges:
+        from vlmrl.envs.scripted import SCRIPTED_CONTROLLERS
+        from vlmrl.envs.tasks import TASKS
+
+        if cfg.env.task not in TASKS or TASKS[cfg.env.task].env_id not in SCRIPTED_CONTROLLERS:
+            p.error(f"--by-start-x needs a ManiSkill task with a scripted controller (its object's pose); {cfg.env.task} "
+                    f"has none (available: {sorted(SCRIPTED_CONTROLLERS)})")
     if args.module:
         path = Path(args.module)
     else:
@@ -79,6 +110,7 @@ def main(argv=None) -> int:
     print("| noise std | success at the end | success at some step | steps in success per episode | dense return |")
     print("| --- | --- | --- | --- | --- |")
     try:
+        start_x = np.asarray([object_start_x(env, cfg.env.task, seed0 + i) for i in range(args.episodes)]) if edges else None
         for std in stds:
             rng = np.random.default_rng(args.noise_seed)
             rows = np.asarray([noisy_episode(module, env, seed0 + i, std, rng) for i in range(args.episodes)], float)
@@ -86,6 +118,8 @@ def main(argv=None) -> int:
                   f"{rows[:, 2].mean():.1f} |", flush=True)
             if args.per_episode:
                 print(f"per episode, std {std:g}: " + "".join("1" if ok else "." for ok in rows[:, 0] > 0), flush=True)
+            if edges:
+                print(f"by object start, std {std:g}: {split_by_edges(start_x, rows[:, 0], edges)}", flush=True)
     finally:
         env.close()
     return 0

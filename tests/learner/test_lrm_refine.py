@@ -236,3 +236,15 @@ def test_exploration_noise_per_episode_matches_the_greedy_evaluation(bc_module_p
     assert rows["0"] == pytest.approx(greedy, abs=0.005)
     assert rows["0.5"] == pytest.approx(marks["0.5"].count("1") / episodes, abs=0.005)
     assert 0 < greedy and marks["0.5"] != marks["0"]  # the BC base solves some starts; std 0.5 noise changes the outcome
+    with pytest.raises(SystemExit):  # the toy env has no scripted controller to read its object's start from
+        exploration_noise([str(tmp_path), "--module", str(bc_module_path), "--by-start-x", "0"])
+    assert "--by-start-x needs a ManiSkill task with a scripted controller" in capsys.readouterr().err
+
+
+def test_success_split_by_object_start():
+    from benchmarks.exploration_noise import split_by_edges
+
+    x = np.array([-0.09, -0.05, -0.01, 0.02, 0.08])
+    ok = np.array([0.0, 1.0, 1.0, 1.0, 0.0])
+    assert split_by_edges(x, ok, [-0.04]) == "x < -0.04: 1/2, x >= -0.04: 2/3"
+    assert split_by_edges(x, ok, [-0.04, 0.05]) == "x < -0.04: 1/2, -0.04 <= x < 0.05: 2/2, x >= 0.05: 0/1"
