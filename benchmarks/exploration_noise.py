@@ -53,7 +53,8 @@ def object_start_x(env, task: str, seed: int) -> float:
 def split_by_edges(values: np.ndarray, success: np.ndarray, edges: list) -> str:
     """``x < e0: k/n, e0 <= x < e1: ..., x >= e_last: ...``: success counts of episodes binned by ``values``."""
     bins = np.digitize(values, edges)
-    names = [f"x < {edges[0]:g}"] + [f"{a:g} <= x < {b:g}" for a, b in zip(edges, edges[1:])] + [f"x >= {edges[-1]:g}"]
+    names = ([f"x < {edges[0]:g}"] + [f"{a:g} <= x < {b:g}" for a, b in zip(edges, edges[1:])]
+             + [f"x >= {edges[-1]:g}"])
     return ", ".join(f"{name}: {int(success[bins == i].sum())}/{int((bins == i).sum())}" for i, name in enumerate(names))
 
 
@@ -94,8 +95,8 @@ def main(argv=None) -> int:
         from vlmrl.envs.tasks import TASKS
 
         if cfg.env.task not in TASKS or TASKS[cfg.env.task].env_id not in SCRIPTED_CONTROLLERS:
-            p.error(f"--by-start-x needs a ManiSkill task with a scripted controller (its object's pose); {cfg.env.task} "
-                    f"has none (available: {sorted(SCRIPTED_CONTROLLERS)})")
+            p.error(f"--by-start-x needs a ManiSkill task with a scripted controller (its object's pose); "
+                    f"{cfg.env.task} has none (available: {sorted(SCRIPTED_CONTROLLERS)})")
     if args.module:
         path = Path(args.module)
     else:
@@ -110,7 +111,8 @@ def main(argv=None) -> int:
     print("| noise std | success at the end | success at some step | steps in success per episode | dense return |")
     print("| --- | --- | --- | --- | --- |")
     try:
-        start_x = np.asarray([object_start_x(env, cfg.env.task, seed0 + i) for i in range(args.episodes)]) if edges else None
+        start_x = (np.asarray([object_start_x(env, cfg.env.task, seed0 + i) for i in range(args.episodes)])
+                   if edges else None)
         for std in stds:
             rng = np.random.default_rng(args.noise_seed)
             rows = np.asarray([noisy_episode(module, env, seed0 + i, std, rng) for i in range(args.episodes)], float)

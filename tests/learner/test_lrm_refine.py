@@ -235,7 +235,7 @@ def test_exploration_noise_per_episode_matches_the_greedy_evaluation(bc_module_p
     assert marks["0"].count("1") / episodes == pytest.approx(greedy)
     assert rows["0"] == pytest.approx(greedy, abs=0.005)
     assert rows["0.5"] == pytest.approx(marks["0.5"].count("1") / episodes, abs=0.005)
-    assert 0 < greedy and marks["0.5"] != marks["0"]  # the BC base solves some starts; std 0.5 noise changes the outcome
+    assert 0 < greedy and marks["0.5"] != marks["0"]  # the base solves some starts; std 0.5 noise changes outcomes
     with pytest.raises(SystemExit):  # the toy env has no scripted controller to read its object's start from
         exploration_noise([str(tmp_path), "--module", str(bc_module_path), "--by-start-x", "0"])
     assert "--by-start-x needs a ManiSkill task with a scripted controller" in capsys.readouterr().err
