@@ -44,10 +44,10 @@ def noisy_episode(module, env, seed: int, std: float, rng: np.random.Generator):
 def object_start_x(env, task: str, seed: int) -> float:
     """x of the task's object after ``env.reset(seed=seed)`` (the start placement an episode from that seed has)."""
     from vlmrl.envs.scripted import scripted_controller
-    from vlmrl.envs.tasks import TASKS
+    from vlmrl.envs.tasks import get_task
 
     env.reset(seed=int(seed))
-    return float(scripted_controller(TASKS[task].env_id, env).object_and_goal()[0][0])
+    return float(scripted_controller(get_task(task).env_id, env).object_and_goal()[0][0])
 
 
 def split_by_edges(values: np.ndarray, success: np.ndarray, edges: list) -> str:
@@ -90,13 +90,14 @@ def main(argv=None) -> int:
     if not (run_dir / "config.yaml").exists():
         p.error(f"{run_dir} is not a vlmrl train run (no config.yaml)")
     cfg = OmegaConf.load(run_dir / "config.yaml")
-    if edges:
-        from vlmrl.envs.scripted import SCRIPTED_CONTROLLERS
-        from vlmrl.envs.tasks import TASKS
+    if edges:  # before the env is built: the object's start pose comes from the task's scripted controller
+        from vlmrl.envs.scripted import controller_class
+        from vlmrl.envs.tasks import get_task
 
-        if cfg.env.task not in TASKS or TASKS[cfg.env.task].env_id not in SCRIPTED_CONTROLLERS:
-            p.error(f"--by-start-x needs a ManiSkill task with a scripted controller (its object's pose); "
-                    f"{cfg.env.task} has none (available: {sorted(SCRIPTED_CONTROLLERS)})")
+        try:
+            controller_class(get_task(cfg.env.task).env_id)
+        except (KeyError, ValueError) as e:
+            p.error(f"--by-start-x needs a ManiSkill task with a scripted controller (its object's pose): {e.args[0]}")
     if args.module:
         path = Path(args.module)
     else:

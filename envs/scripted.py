@@ -178,10 +178,16 @@ SCRIPTED_CONTROLLERS: Dict[str, Type[ScriptedController]] = {
 }
 
 
-def scripted_controller(env_id: str, env: Any) -> ScriptedController:
-    if env_id not in SCRIPTED_CONTROLLERS:
+def controller_class(env_id: str) -> Type[ScriptedController]:
+    """The scripted controller class of ``env_id``; a clear error lists the env ids that have one."""
+    cls = SCRIPTED_CONTROLLERS.get(env_id)
+    if cls is None:
         raise ValueError(f"no scripted controller for {env_id}; available: {sorted(SCRIPTED_CONTROLLERS)}")
-    return SCRIPTED_CONTROLLERS[env_id](env)
+    return cls
+
+
+def scripted_controller(env_id: str, env: Any) -> ScriptedController:
+    return controller_class(env_id)(env)
 
 
 class RetreatAfterSuccess:
@@ -231,9 +237,7 @@ def near_miss_controller(env_id: str, env: Any, kind: str, rng: np.random.Genera
     """A scripted controller for ``env_id`` that fails in the way ``kind`` (one of :data:`NEAR_MISS_KINDS`) says."""
     if kind not in NEAR_MISS_KINDS:
         raise ValueError(f"near-miss kind must be one of {NEAR_MISS_KINDS}, got {kind!r}")
-    cls = SCRIPTED_CONTROLLERS.get(env_id)
-    if cls is None:
-        raise ValueError(f"no scripted controller for {env_id}; available: {sorted(SCRIPTED_CONTROLLERS)}")
+    cls = controller_class(env_id)
     if kind == "leave_undone":
         inner = near_miss_controller(env_id, env, NEAR_MISS_KINDS[int(rng.integers(2))], rng)
         return RetreatAfterSuccess(inner, rng, leave_at_step=int(rng.integers(15, 31)))
