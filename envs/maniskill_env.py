@@ -14,11 +14,10 @@ Frames cost a fixed amount each (lavapipe on CPU: ~50-100 ms), so they are rende
 reward path needs them: at reset, every ``frame_stride`` steps, and at the end of an episode
 (:class:`FrameSchedule`). With ``capture_frames=False`` no renderer is created at all.
 
-``num_envs=1`` with the CPU simulator returns numpy/python values (what RLlib's single-agent env
-runners expect). ``sim_backend=gpu`` with ``num_envs>1`` keeps ManiSkill's batched torch tensors on
-the device (obs (N,S), reward/terminated/truncated/success (N,), frame (N,H,W,3)); all envs share the
-step counter and frame schedule (ManiSkill's GPU envs step in lock-step). That path needs CUDA and
-is not exercised by the tests on CPU machines.
+One env, ManiSkill's CPU simulator, numpy/python values (what RLlib's single-agent env runners
+expect; RLlib vectorizes several of them). ManiSkill's GPU simulation steps many envs in one process:
+that is :class:`~vlmrl.envs.maniskill_vector_env.ManiSkillTaskVectorEnv`, which shares this module's
+config resolution, checks, ``gym.make`` arguments and cameras.
 """
 
 from __future__ import annotations
@@ -94,6 +93,130 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+VECTORIZE_MODES = ("auto", "rllib", "maniskill")
+
+
+def resolve_env_config(cfg: Any = None, overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """An ``EnvConfig`` (OmegaConf node, dataclass or dict) plus field=value ``overrides`` as a plain dict of every
+    EnvConfig field; unknown keys are refused."""
+    from vlmrl.system.config import EnvConfig  # local: keeps config import light for workers
+
+    overrides = dict(overrides or {})
+    fields = asdict(EnvConfig())
+    given = cfg if not is_dataclass(cfg) else asdict(cfg)
+    unknown = sorted(set((dict(given) if given is not None else {})) - set(fields)) if isinstance(given, dict) else []
+    unknown += sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown env config keys {unknown}; known: {sorted(fields)}")
+    c = {k: overrides.get(k, _cfg_get(given, k, v)) for k, v in fields.items()}
+    if c["camera_look_at"] is not None:  # plain floats (OmegaConf gives a ListConfig; datasets store it as JSON)
+        c["camera_look_at"] = [float(v) for v in c["camera_look_at"]]
+    return c
+
+
+def check_env_config(c: Dict[str, Any]) -> None:
+    """Raise ValueError with the reason for a resolved env config that cannot run (on this machine)."""
+    def bad(key, allowed):
+        raise ValueError(f"env.{key} must be one of {allowed}, got {c[key]!r}")
+    if c["reward_mode"] not in REWARD_MODES:
+        bad("reward_mode", REWARD_MODES)
+    if c["sim_backend"] not in SIM_BACKENDS:
+        bad("sim_backend", SIM_BACKENDS)
+    if c["obs_mode"] not in OBS_MODES:
+        bad("obs_mode", OBS_MODES)
+    if c["vectorize"] not in VECTORIZE_MODES:
+        bad("vectorize", VECTORIZE_MODES)
+    if c["text_split"] not in ("seen", "unseen", "all"):
+        bad("text_split", ("seen", "unseen", "all"))
+    if int(c["num_envs"]) < 1:
+        raise ValueError(f"env.num_envs must be >= 1, got {c['num_envs']}")
+    if c["sim_backend"] == "cpu" and int(c["num_envs"]) != 1:
+        raise ValueError("env.num_envs > 1 needs env.sim_backend=gpu (ManiSkill's CPU sim runs one env per "
+                         "process; use more env runners instead)")
+    if c["sim_backend"] == "gpu" and c["vectorize"] == "rllib":
+        raise ValueError("env.sim_backend=gpu steps its env.num_envs envs in one process: it needs "
+                         "env.vectorize=auto or maniskill, not rllib")
+    look = c["camera_look_at"]
+    if look is not None and (len(look) != 6 or np.allclose(look[:3], look[3:])):
+        raise ValueError(f"env.camera_look_at must be [eye_x, eye_y, eye_z, target_x, target_y, target_z] with the "
+                         f"eye away from the target, got {list(look)}")
+    if c["camera_fov"] is not None and not 0.0 < float(c["camera_fov"]) < np.pi:
+        raise ValueError(f"env.camera_fov must be in (0, pi) radians, got {c['camera_fov']}")
+    if int(c["frame_size"]) < 8:
+        raise ValueError(f"env.frame_size must be >= 8 pixels, got {c['frame_size']}")
+    if c["sim_backend"] == "gpu":
+        import torch
+        if not torch.cuda.is_available():
+            raise ValueError("env.sim_backend=gpu needs a CUDA GPU; none is visible (use sim_backend=cpu)")
+
+
+def uses_vector_env(c: Any) -> bool:
+    """Whether an env config runs as one :class:`ManiSkillTaskVectorEnv` per env runner (ManiSkill batches the
+    envs: always for the GPU sim; ``vectorize=maniskill`` with the CPU sim holds one env) rather than as single
+    envs that RLlib vectorizes."""
+    mode = _cfg_get(c, "vectorize", "auto")
+    return mode == "maniskill" or (mode == "auto" and _cfg_get(c, "sim_backend", "cpu") == "gpu")
+
+
+def make_maniskill_env(c: Dict[str, Any], task: TaskSpec, needs_renderer: bool):
+    """``gym.make`` of the task's ManiSkill env for a resolved, checked config: ``num_envs`` envs on the config's
+    simulator, the frame camera where ``camera_look_at`` / ``camera_fov`` put it, or no renderer at all."""
+    if needs_renderer:
+        from vlmrl.envs.rendering import configure_render_env
+        configure_render_env(c["shader_cache_dir"], c["lp_num_threads"])
+    try:
+        return gym.make(task.env_id, **_make_kwargs(c, needs_renderer))
+    except AttributeError as e:  # ManiSkill's answer to a per-camera override naming no human-render camera
+        if _camera_placement(c) and c["camera"] in str(e):
+            raise ValueError(f"env.camera_look_at / camera_fov move a human-render camera (render_camera); "
+                             f"{c['camera']!r} is not one of {task.env_id}'s") from e
+        raise
+    except RuntimeError as e:  # SAPIEN builds render materials even with render_backend="none"
+        if "rendering device" in str(e):
+            from vlmrl.envs.rendering import SETUP_HINT, RenderingUnavailable
+            raise RenderingUnavailable(
+                f"{task.env_id}: SAPIEN found no Vulkan device ({e}); ManiSkill needs one even for state-only "
+                f"envs (env.capture_frames=false): {SETUP_HINT}") from e
+        raise
+
+
+def single_observation_space(base_env: Any, c: Dict[str, Any]) -> gym.spaces.Box:
+    """One env's observation space (flat float32 Box) of a ManiSkill env."""
+    single_obs = base_env.single_observation_space
+    if not isinstance(single_obs, gym.spaces.Box):
+        raise ValueError(f"obs_mode {c['obs_mode']!r} gives {type(single_obs).__name__}, expected a flat Box")
+    return gym.spaces.Box(-np.inf, np.inf, single_obs.shape, np.float32)
+
+
+def _make_kwargs(c: Dict[str, Any], needs_renderer: bool) -> Dict[str, Any]:
+    size = int(c["frame_size"])
+    cam = dict(width=size, height=size, shader_pack=c["shader_pack"])
+    kwargs: Dict[str, Any] = dict(
+        obs_mode=c["obs_mode"], control_mode=c["control_mode"], reward_mode=ENV_DENSE_REWARD,
+        num_envs=int(c["num_envs"]), sim_backend="physx_cuda" if c["sim_backend"] == "gpu" else "physx_cpu",
+        max_episode_steps=int(c["max_episode_steps"] or get_task(c["task"]).max_episode_steps),
+    )
+    if needs_renderer:
+        import torch
+        kwargs.update(render_mode="rgb_array", render_backend="gpu" if torch.cuda.is_available() else "cpu",
+                      human_render_camera_configs=dict(cam, **_camera_placement(c)), sensor_configs=dict(cam))
+    else:
+        kwargs.update(render_backend="none")
+    return kwargs
+
+
+def _camera_placement(c: Dict[str, Any]) -> Dict[str, Any]:
+    """ManiSkill's per-camera override (``{camera: {pose, fov}}``) from ``env.camera_look_at`` / ``camera_fov``."""
+    placed: Dict[str, Any] = {}
+    if c["camera_look_at"] is not None:
+        from mani_skill.utils import sapien_utils
+        look = c["camera_look_at"]
+        placed["pose"] = sapien_utils.look_at(look[:3], look[3:])
+    if c["camera_fov"] is not None:
+        placed["fov"] = float(c["camera_fov"])
+    return {c["camera"]: placed} if placed else {}
+
+
 class ManiSkillTaskEnv(gym.Wrapper):
     """A task of the registry as a gymnasium env for RLlib env runners and demo recording.
 
@@ -105,23 +228,15 @@ class ManiSkillTaskEnv(gym.Wrapper):
         """``cfg``: an ``EnvConfig`` (OmegaConf node, dataclass or dict); ``overrides``: field=value on top.
         ``frame_source``: render frames with this object instead of a ManiSkill camera (then no SAPIEN
         renderer is created); used by unit tests of the frame bookkeeping."""
-        from vlmrl.system.config import EnvConfig  # local: keeps config import light for workers
-
-        fields = asdict(EnvConfig())
-        given = cfg if not is_dataclass(cfg) else asdict(cfg)
-        unknown = sorted(set((dict(given) if given is not None else {})) - set(fields)) if isinstance(given, dict) else []
-        unknown += sorted(set(overrides) - set(fields))
-        if unknown:
-            raise ValueError(f"unknown env config keys {unknown}; known: {sorted(fields)}")
-        c = {k: overrides.get(k, _cfg_get(given, k, v)) for k, v in fields.items()}
-        if c["camera_look_at"] is not None:  # plain floats (OmegaConf gives a ListConfig; datasets store it as JSON)
-            c["camera_look_at"] = [float(v) for v in c["camera_look_at"]]
+        c = resolve_env_config(cfg, overrides)
         self.config = c
         self.task: TaskSpec = get_task(c["task"])
-        self._check(c)
-
-        self.num_envs = int(c["num_envs"])
-        self.batched = c["sim_backend"] == "gpu"
+        check_env_config(c)
+        if c["sim_backend"] != "cpu" or int(c["num_envs"]) != 1:
+            raise ValueError(f"env.sim_backend={c['sim_backend']} with env.num_envs={c['num_envs']} is a batched env: "
+                             "ManiSkillTaskEnv holds one CPU-sim env; use vlmrl.envs.maniskill_vector_env."
+                             "ManiSkillTaskVectorEnv (vlmrl train does, see env.vectorize)")
+        self.num_envs = 1
         self.reward_mode = c["reward_mode"]
         self.capture_frames = bool(c["capture_frames"])
         self.schedule = FrameSchedule(c["frame_stride"])
@@ -132,23 +247,7 @@ class ManiSkillTaskEnv(gym.Wrapper):
         self.end_on_success = bool(c["end_on_success"])
 
         needs_renderer = self.capture_frames and frame_source is None
-        if needs_renderer:
-            from vlmrl.envs.rendering import configure_render_env
-            configure_render_env(c["shader_cache_dir"], c["lp_num_threads"])
-        try:
-            env = gym.make(self.task.env_id, **self._make_kwargs(c, needs_renderer))
-        except AttributeError as e:  # ManiSkill's answer to a per-camera override naming no human-render camera
-            if self._camera_placement(c) and c["camera"] in str(e):
-                raise ValueError(f"env.camera_look_at / camera_fov move a human-render camera (render_camera); "
-                                 f"{c['camera']!r} is not one of {self.task.env_id}'s") from e
-            raise
-        except RuntimeError as e:  # SAPIEN builds render materials even with render_backend="none"
-            if "rendering device" in str(e):
-                from vlmrl.envs.rendering import SETUP_HINT, RenderingUnavailable
-                raise RenderingUnavailable(
-                    f"{self.task.env_id}: SAPIEN found no Vulkan device ({e}); ManiSkill needs one even for state-only "
-                    f"envs (env.capture_frames=false): {SETUP_HINT}") from e
-            raise
+        env = make_maniskill_env(c, self.task, needs_renderer)
         super().__init__(env)
 
         base = env.unwrapped
@@ -156,76 +255,11 @@ class ManiSkillTaskEnv(gym.Wrapper):
             self.frames: Optional[FrameSource] = frame_source
         else:
             self.frames = ManiSkillCameraFrames(base, c["camera"])
-        single_obs = base.single_observation_space
-        if not isinstance(single_obs, gym.spaces.Box):
-            raise ValueError(f"obs_mode {c['obs_mode']!r} gives {type(single_obs).__name__}, expected a flat Box")
-        if self.batched:
-            self.observation_space = base.observation_space
-            self.action_space = base.action_space
-        else:
-            self.observation_space = gym.spaces.Box(-np.inf, np.inf, single_obs.shape, np.float32)
-            self.action_space = base.single_action_space
+        self.observation_space = single_observation_space(base, c)
+        self.action_space = base.single_action_space
         self._rng = np.random.default_rng()
         self._step = 0
         self.task_text = self.fixed_text or self.task.seen[0]
-
-    # ------------------------------------------------------------------ construction
-    @staticmethod
-    def _check(c: Dict[str, Any]) -> None:
-        def bad(key, allowed):
-            raise ValueError(f"env.{key} must be one of {allowed}, got {c[key]!r}")
-        if c["reward_mode"] not in REWARD_MODES:
-            bad("reward_mode", REWARD_MODES)
-        if c["sim_backend"] not in SIM_BACKENDS:
-            bad("sim_backend", SIM_BACKENDS)
-        if c["obs_mode"] not in OBS_MODES:
-            bad("obs_mode", OBS_MODES)
-        if c["text_split"] not in ("seen", "unseen", "all"):
-            bad("text_split", ("seen", "unseen", "all"))
-        if int(c["num_envs"]) < 1:
-            raise ValueError(f"env.num_envs must be >= 1, got {c['num_envs']}")
-        if c["sim_backend"] == "cpu" and int(c["num_envs"]) != 1:
-            raise ValueError("env.num_envs > 1 needs env.sim_backend=gpu (ManiSkill's CPU sim runs one env per "
-                             "process; use more env runners instead)")
-        look = c["camera_look_at"]
-        if look is not None and (len(look) != 6 or np.allclose(look[:3], look[3:])):
-            raise ValueError(f"env.camera_look_at must be [eye_x, eye_y, eye_z, target_x, target_y, target_z] with the "
-                             f"eye away from the target, got {list(look)}")
-        if c["camera_fov"] is not None and not 0.0 < float(c["camera_fov"]) < np.pi:
-            raise ValueError(f"env.camera_fov must be in (0, pi) radians, got {c['camera_fov']}")
-        if int(c["frame_size"]) < 8:
-            raise ValueError(f"env.frame_size must be >= 8 pixels, got {c['frame_size']}")
-        if c["sim_backend"] == "gpu":
-            import torch
-            if not torch.cuda.is_available():
-                raise ValueError("env.sim_backend=gpu needs a CUDA GPU; none is visible (use sim_backend=cpu)")
-
-    def _make_kwargs(self, c: Dict[str, Any], needs_renderer: bool) -> Dict[str, Any]:
-        cam = dict(width=self.frame_size, height=self.frame_size, shader_pack=c["shader_pack"])
-        kwargs: Dict[str, Any] = dict(
-            obs_mode=c["obs_mode"], control_mode=c["control_mode"], reward_mode=ENV_DENSE_REWARD,
-            num_envs=self.num_envs, sim_backend="physx_cuda" if self.batched else "physx_cpu",
-            max_episode_steps=self.max_episode_steps,
-        )
-        if needs_renderer:
-            import torch
-            kwargs.update(render_mode="rgb_array", render_backend="gpu" if torch.cuda.is_available() else "cpu",
-                          human_render_camera_configs=dict(cam, **self._camera_placement(c)), sensor_configs=dict(cam))
-        else:
-            kwargs.update(render_backend="none")
-        return kwargs
-
-    @staticmethod
-    def _camera_placement(c: Dict[str, Any]) -> Dict[str, Any]:
-        """ManiSkill's per-camera override (``{camera: {pose, fov}}``) from ``env.camera_look_at`` / ``camera_fov``."""
-        placed: Dict[str, Any] = {}
-        if c["camera_look_at"] is not None:
-            from mani_skill.utils import sapien_utils
-            look = c["camera_look_at"]
-            placed["pose"] = sapien_utils.look_at(look[:3], look[3:])
-        if c["camera_fov"] is not None:
-            placed["fov"] = float(c["camera_fov"])
-        return {c["camera"]: placed} if placed else {}
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
@@ -234,9 +268,8 @@ class ManiSkillTaskEnv(gym.Wrapper):
         options = dict(options or {})
         text = options.pop("task_text", None) or self.fixed_text or self.task.sample_text(self._rng, self.text_split)
         self.task_text = text
-        obs, info = self.env.reset(seed=seed, options=options or None)
-        if not self.batched:
-            obs, info = self._with_own_contacts(info)
+        _, info = self.env.reset(seed=seed, options=options or None)
+        obs, info = self._with_own_contacts(info)
         self._step = 0
         # ManiSkill computes the dense reward only in step(); the reset state's value is computed here.
         dense = self.env.unwrapped.compute_normalized_dense_reward(obs=None, action=None, info=info)
@@ -247,22 +280,16 @@ class ManiSkillTaskEnv(gym.Wrapper):
         self._step += 1
         if not self.end_on_success:  # ManiSkill's "ignore_terminations": success is only reported in info
             terminated = terminated & False
-        if self.batched:
-            over = bool((terminated | truncated).any())
-        else:
-            terminated, truncated = _scalar(terminated, bool), _scalar(truncated, bool)
-            over = terminated or truncated
-        out = self._info(info, dense, episode_over=over)
-        return self._obs(obs), self._reward(out), terminated, truncated, out
+        terminated, truncated = _scalar(terminated, bool), _scalar(truncated, bool)
+        out = self._info(info, dense, episode_over=terminated or truncated)
+        return self._obs(obs), env_reward_for(self.reward_mode, out["success"], out["env_reward"]), terminated, \
+            truncated, out
 
     def render_frame(self):
         """A frame of the current state outside the schedule (e.g. the last state of a cut-off recording)."""
         if self.frames is None:
             raise RuntimeError("this env renders no frames (capture_frames=False)")
-        frame = self.frames.capture()
-        if self.batched:
-            return frame
-        frame = _to_numpy(frame)
+        frame = _to_numpy(self.frames.capture())
         return frame.reshape(frame.shape[-3:]).astype(np.uint8, copy=False)
 
     # ------------------------------------------------------------------ helpers
@@ -275,8 +302,8 @@ class ManiSkillTaskEnv(gym.Wrapper):
         of the episode (RESULTS.md, sessions 10-11). One physics step from the reset state, then that state restored
         exactly, leaves the contacts of the reset configuration and the same state. The step's contact cache carries
         into the first real step, so trajectories differ from a reset without it by up to 2e-4 (PickCube, scripted
-        demos); they no longer depend on the previous episode. The GPU sim's batched reset is left as ManiSkill
-        gives it (not measurable on a CPU machine)."""
+        demos); they no longer depend on the previous episode. The GPU sim's batched reset
+        (:class:`~vlmrl.envs.maniskill_vector_env.ManiSkillTaskVectorEnv`) is left as ManiSkill gives it."""
         base = self.env.unwrapped
         state = base.get_state_dict()
         base.scene.px.step()
@@ -286,34 +313,28 @@ class ManiSkillTaskEnv(gym.Wrapper):
         obs = base.get_obs(info)
         return obs, info
 
-    def _reward(self, info: Dict[str, Any]):
-        """The reward the env returns, per ``reward_mode`` (ground truth stays in ``info`` either way)."""
-        if self.reward_mode == "dense":
-            return info["env_reward"]
-        if self.reward_mode == "sparse":
-            return info["success"].float() if self.batched else float(info["success"])
-        if self.batched:
-            import torch
-            return torch.zeros(self.num_envs, device=info["env_reward"].device)
-        return 0.0
-
     def _obs(self, obs):
-        if self.batched:
-            return obs
         return _to_numpy(obs).reshape(-1).astype(np.float32, copy=False)
 
     def _info(self, raw: Dict[str, Any], dense: Any, episode_over: bool) -> Dict[str, Any]:
-        info: Dict[str, Any] = {"task_text": self.task_text, "step": self._step}
-        if self.batched:
-            info.update(success=raw["success"], env_reward=dense)
-        else:
-            info.update(success=_scalar(raw["success"], bool), env_reward=_scalar(dense, float))
+        info: Dict[str, Any] = {"task_text": self.task_text, "step": self._step,
+                                "success": _scalar(raw["success"], bool), "env_reward": _scalar(dense, float)}
         has_frame = self.frames is not None and self.schedule.due(self._step, episode_over)
         info["has_frame"] = has_frame
         if has_frame:
             info["frame"] = self.render_frame()
             info["frame_step"] = self._step
         return info
+
+
+def env_reward_for(reward_mode: str, success: Any, env_reward: Any) -> Any:
+    """The reward an env returns per ``env.reward_mode`` (a float for one env, an array for a vector of them);
+    ground truth stays in ``info`` either way."""
+    if reward_mode == "dense":
+        return env_reward
+    if reward_mode == "sparse":
+        return success * 1.0
+    return env_reward * 0.0
 
 
 def _scalar(x: Any, kind: type):
@@ -327,6 +348,12 @@ def make_env(cfg: Any = None, **overrides: Any) -> ManiSkillTaskEnv:
     return ManiSkillTaskEnv(cfg, **overrides)
 
 
-def rllib_env_creator(env_config: Dict[str, Any]) -> ManiSkillTaskEnv:
-    """For ``ray.tune.register_env(name, rllib_env_creator)``: RLlib passes the EnvConfig fields as a dict."""
+def rllib_env_creator(env_config: Dict[str, Any]):
+    """For ``ray.tune.register_env(name, rllib_env_creator)``: RLlib passes the EnvConfig fields as a dict. A
+    config that :func:`uses_vector_env` gets a :class:`ManiSkillTaskVectorEnv` (RLlib's
+    ``gym_env_vectorize_mode=vector_entry_point`` adds ``num_envs``), any other one ManiSkillTaskEnv."""
+    if uses_vector_env(env_config):
+        from vlmrl.envs.maniskill_vector_env import ManiSkillTaskVectorEnv
+
+        return ManiSkillTaskVectorEnv(dict(env_config))
     return ManiSkillTaskEnv(dict(env_config))

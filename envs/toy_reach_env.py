@@ -37,7 +37,7 @@ _MAX_DIST = float(np.sqrt(8.0))
 # ``env`` config section drives either env.
 _USED = ("task", "task_text", "reward_mode", "capture_frames", "frame_size", "frame_stride", "max_episode_steps",
          "end_on_success")
-_IGNORED = ("text_split", "obs_mode", "control_mode", "sim_backend", "num_envs", "camera", "camera_look_at",
+_IGNORED = ("text_split", "obs_mode", "control_mode", "sim_backend", "num_envs", "vectorize", "camera", "camera_look_at",
             "camera_fov", "shader_pack", "lp_num_threads", "shader_cache_dir")
 
 

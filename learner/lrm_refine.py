@@ -54,11 +54,12 @@ def check_lrm_config(cfg: DictConfig) -> None:
 
 
 def make_eval_env(cfg: DictConfig):
-    """The run's env without frames (evaluation needs states and ground-truth success only)."""
+    """The run's env without frames (evaluation needs states and ground-truth success only): one CPU-sim env in the
+    driver, also for a GPU-sim run (``env.sim_backend=gpu``)."""
     from vlmrl.envs.toy_reach_env import TOY_TASK, ToyReachEnv
 
     env_cfg = OmegaConf.to_container(cfg.env, resolve=True)
-    env_cfg["capture_frames"] = False
+    env_cfg.update(capture_frames=False, sim_backend="cpu", num_envs=1)
     if cfg.env.task == TOY_TASK:
         return ToyReachEnv(env_cfg)
     from vlmrl.envs.maniskill_env import make_env

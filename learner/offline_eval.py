@@ -88,13 +88,14 @@ def task_texts(task: str, split: str) -> Tuple[str, ...]:
 
 
 def make_eval_env(env_cfg: Any, task_text: str, max_steps: Optional[int] = None):
-    """A state-only env (no frames rendered) of ``env_cfg.task`` with a fixed task text."""
+    """A state-only env (no frames rendered) of ``env_cfg.task`` with a fixed task text: one CPU-sim env, also where
+    ``env_cfg`` asks for the GPU sim."""
     from omegaconf import OmegaConf
 
     from vlmrl.envs.toy_reach_env import TOY_TASK, ToyReachEnv
 
     c = OmegaConf.to_container(env_cfg, resolve=True) if not isinstance(env_cfg, dict) else dict(env_cfg)
-    c.update(task_text=task_text, capture_frames=False)
+    c.update(task_text=task_text, capture_frames=False, sim_backend="cpu", num_envs=1)
     if max_steps:
         c["max_episode_steps"] = int(max_steps)
     if c.get("task") == TOY_TASK:

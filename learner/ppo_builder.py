@@ -5,6 +5,11 @@ or a ManiSkill task, registered with RLlib by name), env runners with the ground
 callback and, in ``vlm-score`` mode, the reward callback of :mod:`vlmrl.actors.reward_callback`
 whose rewards replace the env's before the learner sees them. Env runner failures are not
 restarted: a reward that could not be obtained fails the iteration.
+
+Env runners hold single CPU-sim envs that RLlib vectorizes (``train.num_envs_per_env_runner``), or, for ManiSkill's
+GPU sim (``env.sim_backend=gpu``; ``env.vectorize``), one
+:class:`~vlmrl.envs.maniskill_vector_env.ManiSkillTaskVectorEnv` of ``env.num_envs`` envs through RLlib's
+``gym_env_vectorize_mode=vector_entry_point``; the reward callback and metrics are the same on both paths.
 """
 
 from __future__ import annotations
@@ -64,6 +69,12 @@ def check_train_config(cfg: DictConfig) -> None:
             raise ValueError(f"train.{name} must be >= 1, got {t[name]}")
     if int(t.num_env_runners) < 0:
         raise ValueError(f"train.num_env_runners must be >= 0, got {t.num_env_runners}")
+    if float(t.num_gpus_per_env_runner) < 0:
+        raise ValueError(f"train.num_gpus_per_env_runner must be >= 0, got {t.num_gpus_per_env_runner}")
+    if _vector_env(cfg) and int(t.num_envs_per_env_runner) not in (1, int(cfg.env.num_envs)):
+        raise ValueError(f"env.sim_backend={cfg.env.sim_backend} (env.vectorize={cfg.env.vectorize}) runs env.num_envs="
+                         f"{cfg.env.num_envs} envs per env runner in one vector env; train.num_envs_per_env_runner="
+                         f"{t.num_envs_per_env_runner} must be 1 or the same number")
     if t.mode == "lrm" and cfg.lrm_refine.reward not in LRM_REWARDS:
         raise ValueError(f"lrm_refine.reward must be one of {list(LRM_REWARDS)}, got {cfg.lrm_refine.reward!r}")
     if uses_reward_pool(cfg):
@@ -80,6 +91,17 @@ def check_train_config(cfg: DictConfig) -> None:
         what = "train.mode=env" if t.mode == "env" else f"train.mode={t.mode} with lrm_refine.reward=env"
         raise ValueError(f"{what} trains on the env's reward, but env.reward_mode=none returns 0; "
                          "use env.reward_mode=dense or sparse")
+
+
+def _vector_env(cfg: DictConfig) -> bool:
+    """Whether each env runner holds one ManiSkill vector env (GPU sim) instead of single envs RLlib vectorizes."""
+    from vlmrl.envs.toy_reach_env import TOY_TASK
+
+    if cfg.env.task == TOY_TASK:
+        return False
+    from vlmrl.envs.maniskill_env import uses_vector_env
+
+    return uses_vector_env(cfg.env)
 
 
 def reward_settings(cfg: DictConfig, item_kind: str) -> Dict[str, Any]:
@@ -111,12 +133,16 @@ def build_ppo_config(cfg: DictConfig, item_kind: Optional[str] = None, extra_cal
         callbacks.append(reward_callback_factory(reward_settings(cfg, item_kind or str(cfg.reward.item_kind))))
     callbacks += list(extra_callbacks or [])
     env_config = OmegaConf.to_container(cfg.env, resolve=True)
+    if _vector_env(cfg):  # the env creator returns a gymnasium VectorEnv of env.num_envs envs (ManiSkill batches them)
+        vectorize = dict(num_envs_per_env_runner=int(cfg.env.num_envs), gym_env_vectorize_mode="vector_entry_point")
+    else:
+        vectorize = dict(num_envs_per_env_runner=int(t.num_envs_per_env_runner), gym_env_vectorize_mode="sync")
     config = (
         PPOConfig()
         .environment(register_env_for(cfg), env_config=env_config)
-        .env_runners(num_env_runners=int(t.num_env_runners), num_envs_per_env_runner=int(t.num_envs_per_env_runner),
-                     rollout_fragment_length=int(t.rollout_fragment_length), num_cpus_per_env_runner=1,
-                     sample_timeout_s=float(t.sample_timeout_s))
+        .env_runners(num_env_runners=int(t.num_env_runners), rollout_fragment_length=int(t.rollout_fragment_length),
+                     num_cpus_per_env_runner=1, num_gpus_per_env_runner=float(t.num_gpus_per_env_runner),
+                     sample_timeout_s=float(t.sample_timeout_s), **vectorize)
         .training(train_batch_size_per_learner=int(t.train_batch_size), minibatch_size=int(t.minibatch_size),
                   num_epochs=int(t.num_epochs), lr=float(t.lr), gamma=float(t.gamma), lambda_=float(t.lambda_),
                   entropy_coeff=float(t.entropy_coeff), vf_clip_param=float(t.vf_clip_param))

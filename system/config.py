@@ -125,9 +125,16 @@ class EnvConfig:
     """ManiSkill controller of the policy's actions (``pd_ee_delta_pose``, ``pd_joint_delta_pos``, ``pd_joint_pos``, ...);
     the recorded demos use ``pd_ee_delta_pose`` too, so offline data and the online policy share one action space."""
     sim_backend: str = "cpu"
-    """``cpu`` (one env per process) or ``gpu`` (batched envs, torch tensors on CUDA; needs a GPU)."""
+    """``cpu`` (ManiSkill's CPU sim: one env per process) or ``gpu`` (ManiSkill's GPU sim: ``num_envs`` envs stepped
+    in lock-step in one process; needs a CUDA GPU; each env runner then holds one ManiSkillTaskVectorEnv)."""
     num_envs: int = 1
-    """Parallel envs in one process; > 1 needs ``sim_backend=gpu``."""
+    """Envs in one process (per env runner); > 1 needs ``sim_backend=gpu``. With the GPU sim this is the env runner's
+    vector size (``train.num_envs_per_env_runner`` must then be 1 or the same number)."""
+    vectorize: str = "auto"
+    """Who batches an env runner's envs: ``rllib`` (single envs in RLlib's sync vector env, CPU sim), ``maniskill``
+    (one ``vlmrl.envs.maniskill_vector_env.ManiSkillTaskVectorEnv`` of ``num_envs`` envs, RLlib's
+    ``vector_entry_point`` mode; with the CPU sim it holds one env: the GPU path's code on a CPU machine) or ``auto``
+    (``maniskill`` for ``sim_backend=gpu``, else ``rllib``)."""
     max_episode_steps: Optional[int] = None
     """Episode limit; None uses the task's registered limit."""
     end_on_success: bool = True
@@ -445,6 +452,11 @@ class TrainConfig:
     num_env_runners: int = 0
     """Remote env runner actors; 0 samples in the driver process."""
     num_envs_per_env_runner: int = 1
+    """Envs per env runner that RLlib vectorizes (CPU sim); with ``env.sim_backend=gpu`` the runner's vector is
+    ``env.num_envs`` (this stays 1 or equals it)."""
+    num_gpus_per_env_runner: float = 0.0
+    """GPUs per remote env runner (RLlib's ``num_gpus_per_env_runner``): 1 (or a share) for ManiSkill's GPU sim, whose
+    envs live on the runner's GPU. With ``num_env_runners=0`` the driver samples and needs the GPU itself."""
     rollout_fragment_length: int = 100
     sample_timeout_s: float = 180.0
     """How long an iteration waits for remote env runners' samples (RLlib's ``sample_timeout_s``, default 60): a

@@ -156,3 +156,29 @@ def test_unreachable_pool_fails_the_iteration_loudly():
     finally:
         close_reward_clients(algo)
         algo.stop()
+
+
+def test_gpu_sim_code_path_vector_env_rewards_reach_the_learner():
+    """The GPU-sim path (one ManiSkillTaskVectorEnv per env runner, RLlib's vector_entry_point mode) run with the CPU
+    sim (env.vectorize=maniskill, one env): PushCube frames reach the pool and the learner gets the scorer's rewards
+    by the same rule as on the single-env path."""
+    from vlmrl.envs.maniskill_vector_env import ManiSkillTaskVectorEnv
+
+    cfg = train_config("env.task=PushCube-v1", "env.vectorize=maniskill", "env.end_on_success=false")
+    with ServerThread(cfg.server, build_scorer("synthetic", dict(cfg.scorer.params)), "w0") as st:
+        cfg.reward.addresses = [st.address]
+        LearnerBatchRecorder.seen = []
+        algo = build_ppo_config(cfg, "frame", learner_connector=lambda obs, act: LearnerBatchRecorder()).build_algo()
+        try:
+            assert isinstance(algo.env_runner.env.unwrapped, ManiSkillTaskVectorEnv)
+            result = algo.train()
+        finally:
+            close_reward_clients(algo)
+            algo.stop()
+    chunks = LearnerBatchRecorder.seen
+    assert sum(len(c[2]) for c in chunks) >= 120
+    assert expected_rewards(chunks) >= 120 // STRIDE
+    assert len({c[0] for c in chunks}) >= 120 // 20  # episodes of 20 steps: autoreset started new ones
+    m = result["env_runners"]["vlmrl"]
+    assert m["frames_scored"] >= 120 // STRIDE and m["client_failures"] == 0
+    assert m["gt_final_env_reward"] > 0.0

@@ -68,6 +68,9 @@ def test_train_smoke_writes_tensorboard_and_checkpoint_then_resumes(ray_local, t
     (["env.capture_frames=false"], "capture_frames"),
     (["reward.env_reward_weight=1.0"], "env.reward_mode=none"),
     (["train.mode=env"], "env.reward_mode=dense or sparse"),
+    (["env.task=PushCube-v1", "env.vectorize=maniskill", "train.num_envs_per_env_runner=2"],
+     "must be 1 or the same number"),
+    (["train.num_gpus_per_env_runner=-1"], "num_gpus_per_env_runner must be >= 0"),
 ])
 def test_bad_train_config_fails_with_the_reason(tmp_path, capsys, extra, message):
     assert main(["train", "train_toy", f"output_dir={tmp_path}", *extra]) == 2
