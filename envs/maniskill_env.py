@@ -87,7 +87,8 @@ def _cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
     return getattr(cfg, key, default)
 
 
-def _to_numpy(x: Any) -> np.ndarray:
+def to_numpy(x: Any) -> np.ndarray:
+    """A ManiSkill value (torch tensor on any device, or array-like) as a numpy array."""
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     return np.asarray(x)
@@ -289,7 +290,7 @@ class ManiSkillTaskEnv(gym.Wrapper):
         """A frame of the current state outside the schedule (e.g. the last state of a cut-off recording)."""
         if self.frames is None:
             raise RuntimeError("this env renders no frames (capture_frames=False)")
-        frame = _to_numpy(self.frames.capture())
+        frame = to_numpy(self.frames.capture())
         return frame.reshape(frame.shape[-3:]).astype(np.uint8, copy=False)
 
     # ------------------------------------------------------------------ helpers
@@ -314,7 +315,7 @@ class ManiSkillTaskEnv(gym.Wrapper):
         return obs, info
 
     def _obs(self, obs):
-        return _to_numpy(obs).reshape(-1).astype(np.float32, copy=False)
+        return to_numpy(obs).reshape(-1).astype(np.float32, copy=False)
 
     def _info(self, raw: Dict[str, Any], dense: Any, episode_over: bool) -> Dict[str, Any]:
         info: Dict[str, Any] = {"task_text": self.task_text, "step": self._step,
@@ -338,7 +339,7 @@ def env_reward_for(reward_mode: str, success: Any, env_reward: Any) -> Any:
 
 
 def _scalar(x: Any, kind: type):
-    return kind(_to_numpy(x).reshape(-1)[0])
+    return kind(to_numpy(x).reshape(-1)[0])
 
 
 def make_env(cfg: Any = None, **overrides: Any) -> ManiSkillTaskEnv:

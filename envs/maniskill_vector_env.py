@@ -34,9 +34,9 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from vlmrl.envs import info_keys as K
-from vlmrl.envs.maniskill_env import (FrameSchedule, FrameSource, ManiSkillCameraFrames, _to_numpy,
-                                      check_env_config, env_reward_for, make_maniskill_env, resolve_env_config,
-                                      single_observation_space)
+from vlmrl.envs.maniskill_env import (FrameSchedule, FrameSource, ManiSkillCameraFrames, check_env_config,
+                                      env_reward_for, make_maniskill_env, resolve_env_config,
+                                      single_observation_space, to_numpy)
 from vlmrl.envs.tasks import TaskSpec, get_task
 
 
@@ -120,7 +120,7 @@ class ManiSkillTaskVectorEnv(VectorEnv):
             truncated[reset_now] = False
             self._steps[reset_now] = 0
             for i in idx:
-                self._texts[i] = self.fixed_text or self._sample_text()
+                self._texts[i] = self._sample_text()
         self._ended = terminated | truncated
         infos = self._infos(info, dense, episode_over=self._ended)
         rewards = np.asarray(env_reward_for(self.reward_mode, infos[K.SUCCESS], infos[K.ENV_REWARD]), np.float32)
@@ -136,7 +136,7 @@ class ManiSkillTaskVectorEnv(VectorEnv):
         return self.fixed_text or self.task.sample_text(self._rng, self.text_split)
 
     def _obs(self, obs) -> np.ndarray:
-        return _to_numpy(obs).reshape(self.num_envs, -1).astype(np.float32, copy=False)
+        return to_numpy(obs).reshape(self.num_envs, -1).astype(np.float32, copy=False)
 
     def _infos(self, raw: Dict[str, Any], dense: Any, episode_over: np.ndarray) -> Dict[str, np.ndarray]:
         """gymnasium's vector info: one array per key, ``_<key>`` masks where only some sub-envs have the key."""
@@ -144,14 +144,14 @@ class ManiSkillTaskVectorEnv(VectorEnv):
         infos: Dict[str, np.ndarray] = {
             K.TASK_TEXT: np.array(self._texts, dtype=object),
             K.STEP: self._steps.copy(),
-            K.SUCCESS: _to_numpy(raw["success"]).reshape(n).astype(bool),
-            K.ENV_REWARD: _to_numpy(dense).reshape(n).astype(np.float64),
+            K.SUCCESS: to_numpy(raw["success"]).reshape(n).astype(bool),
+            K.ENV_REWARD: to_numpy(dense).reshape(n).astype(np.float64),
         }
         due = np.array([self.frames is not None and self.schedule.due(int(s), bool(o))
                         for s, o in zip(self._steps, episode_over)], bool)
         infos[K.HAS_FRAME] = due
         if due.any():  # one render for all sub-envs (the GPU renders them together); kept where due
-            frames = _to_numpy(self.frames.capture()).astype(np.uint8, copy=False)
+            frames = to_numpy(self.frames.capture()).astype(np.uint8, copy=False)
             infos[K.FRAME] = frames.reshape((n,) + frames.shape[-3:])
             infos[K.FRAME_STEP] = self._steps.copy()
             infos["_" + K.FRAME] = due
@@ -160,7 +160,7 @@ class ManiSkillTaskVectorEnv(VectorEnv):
 
 
 def _flags(x: Any) -> np.ndarray:
-    return _to_numpy(x).reshape(-1).astype(bool)
+    return to_numpy(x).reshape(-1).astype(bool)
 
 
 def _rows_from(mask: np.ndarray, new: Any, old: Any):
