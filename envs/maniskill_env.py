@@ -181,6 +181,14 @@ def make_maniskill_env(c: Dict[str, Any], task: TaskSpec, needs_renderer: bool):
         raise
 
 
+def frames_for(base_env: Any, c: Dict[str, Any], frame_source: Optional[FrameSource] = None) -> Optional[FrameSource]:
+    """What renders an env's frames: ``frame_source`` when given, the config's camera when it captures frames,
+    else None."""
+    if frame_source is not None or not c["capture_frames"]:
+        return frame_source
+    return ManiSkillCameraFrames(base_env, c["camera"])
+
+
 def single_observation_space(base_env: Any, c: Dict[str, Any]) -> gym.spaces.Box:
     """One env's observation space (flat float32 Box) of a ManiSkill env."""
     single_obs = base_env.single_observation_space
@@ -252,10 +260,7 @@ class ManiSkillTaskEnv(gym.Wrapper):
         super().__init__(env)
 
         base = env.unwrapped
-        if frame_source is not None or not self.capture_frames:
-            self.frames: Optional[FrameSource] = frame_source
-        else:
-            self.frames = ManiSkillCameraFrames(base, c["camera"])
+        self.frames = frames_for(base, c, frame_source)
         self.observation_space = single_observation_space(base, c)
         self.action_space = base.single_action_space
         self._rng = np.random.default_rng()

@@ -34,9 +34,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from vlmrl.envs import info_keys as K
-from vlmrl.envs.maniskill_env import (FrameSchedule, FrameSource, ManiSkillCameraFrames, check_env_config,
-                                      env_reward_for, make_maniskill_env, resolve_env_config,
-                                      single_observation_space, to_numpy)
+from vlmrl.envs.maniskill_env import (FrameSchedule, FrameSource, check_env_config, env_reward_for, frames_for,
+                                      make_maniskill_env, resolve_env_config, single_observation_space, to_numpy)
 from vlmrl.envs.tasks import TaskSpec, get_task
 
 
@@ -68,10 +67,7 @@ class ManiSkillTaskVectorEnv(VectorEnv):
         self.env = make_maniskill_env(c, self.task, self.capture_frames and frame_source is None)
         base = self.env.unwrapped
         self.device = base.device
-        if frame_source is not None or not self.capture_frames:
-            self.frames: Optional[FrameSource] = frame_source
-        else:
-            self.frames = ManiSkillCameraFrames(base, c["camera"])
+        self.frames = frames_for(base, c, frame_source)
         self.single_observation_space = single_observation_space(base, c)
         self.single_action_space = base.single_action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)

@@ -75,13 +75,15 @@ def expected_rewards(chunks):
     return checked
 
 
-def test_learner_batch_carries_the_scorers_rewards():
-    cfg = train_config()
+def train_once_on_a_synthetic_worker(cfg):
+    """One PPO iteration whose rewards come through the reward callback from one synthetic-scorer worker:
+    (the learner's episode chunks, the result, the env runner's env)."""
     with ServerThread(cfg.server, build_scorer("synthetic", dict(cfg.scorer.params)), "w0") as st:
         cfg.reward.addresses = [st.address]
         LearnerBatchRecorder.seen = []
         algo = build_ppo_config(cfg, "frame", learner_connector=lambda obs, act: LearnerBatchRecorder()).build_algo()
         try:
+            env = algo.env_runner.env.unwrapped
             result = algo.train()
         finally:
             close_reward_clients(algo)
@@ -92,6 +94,12 @@ def test_learner_batch_carries_the_scorers_rewards():
     assert any(c[2].sum() > 0 for c in chunks)
     m = result["env_runners"]["vlmrl"]
     assert m["frames_scored"] >= 120 // STRIDE and m["client_failures"] == 0
+    return chunks, result, env
+
+
+def test_learner_batch_carries_the_scorers_rewards():
+    _, result, _ = train_once_on_a_synthetic_worker(train_config())
+    m = result["env_runners"]["vlmrl"]
     assert {"reward_latency_ms", "reward_wait_ms", "cached_fraction", "component_reward"} <= set(m)
 
 
@@ -164,21 +172,8 @@ def test_gpu_sim_code_path_vector_env_rewards_reach_the_learner():
     by the same rule as on the single-env path."""
     from vlmrl.envs.maniskill_vector_env import ManiSkillTaskVectorEnv
 
-    cfg = train_config("env.task=PushCube-v1", "env.vectorize=maniskill", "env.end_on_success=false")
-    with ServerThread(cfg.server, build_scorer("synthetic", dict(cfg.scorer.params)), "w0") as st:
-        cfg.reward.addresses = [st.address]
-        LearnerBatchRecorder.seen = []
-        algo = build_ppo_config(cfg, "frame", learner_connector=lambda obs, act: LearnerBatchRecorder()).build_algo()
-        try:
-            assert isinstance(algo.env_runner.env.unwrapped, ManiSkillTaskVectorEnv)
-            result = algo.train()
-        finally:
-            close_reward_clients(algo)
-            algo.stop()
-    chunks = LearnerBatchRecorder.seen
-    assert sum(len(c[2]) for c in chunks) >= 120
-    assert expected_rewards(chunks) >= 120 // STRIDE
+    chunks, result, env = train_once_on_a_synthetic_worker(
+        train_config("env.task=PushCube-v1", "env.vectorize=maniskill", "env.end_on_success=false"))
+    assert isinstance(env, ManiSkillTaskVectorEnv)
     assert len({c[0] for c in chunks}) >= 120 // 20  # episodes of 20 steps: autoreset started new ones
-    m = result["env_runners"]["vlmrl"]
-    assert m["frames_scored"] >= 120 // STRIDE and m["client_failures"] == 0
-    assert m["gt_final_env_reward"] > 0.0
+    assert result["env_runners"]["vlmrl"]["gt_final_env_reward"] > 0.0
