@@ -73,6 +73,7 @@ def test_cpu_sim_vector_env_follows_the_single_env():
         np.testing.assert_allclose(o2[0], o1, atol=1e-3)
         assert r2[0] == r1 and i2[K.SUCCESS][0] == i1[K.SUCCESS]
         assert i2[K.ENV_REWARD][0] == pytest.approx(i1[K.ENV_REWARD], abs=1e-3)
+        assert not i2[K.HAS_FRAME].any() and K.FRAME not in i2  # capture_frames=False renders nothing
     single.close()
     vec.close()
 
