@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
