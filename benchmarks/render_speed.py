@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+
 
 def _child(task: str, steps: int, stride: int, frame_size: int, capture: bool, shader_pack: str,
            vector: int = 0) -> dict:
@@ -42,7 +44,7 @@ def _child(task: str, steps: int, stride: int, frame_size: int, capture: bool, s
     t1 = time.time()
     for _ in range(steps):
         _, _, _, _, info = env.step(env.action_space.sample())
-        frames += int(info["has_frame"].sum()) if vector else int(info["has_frame"])
+        frames += int(np.sum(info["has_frame"]))  # a bool, or one per sub-env
     dt = time.time() - t1
     env.close()
     n = max(1, vector)

@@ -245,7 +245,6 @@ class ManiSkillTaskEnv(gym.Wrapper):
             raise ValueError(f"env.sim_backend={c['sim_backend']} with env.num_envs={c['num_envs']} is a batched env: "
                              "ManiSkillTaskEnv holds one CPU-sim env; use vlmrl.envs.maniskill_vector_env."
                              "ManiSkillTaskVectorEnv (vlmrl train does, see env.vectorize)")
-        self.num_envs = 1
         self.reward_mode = c["reward_mode"]
         self.capture_frames = bool(c["capture_frames"])
         self.schedule = FrameSchedule(c["frame_stride"])
