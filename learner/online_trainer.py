@@ -140,6 +140,8 @@ class OnlineTrainer:
             if cfg.train.resume:
                 self._restore()
             self.writer = SummaryWriter(str(self.run_dir / TB_DIR))
+            if not cfg.train.resume and hasattr(self.mode_hook, "before_training"):
+                self.mode_hook.before_training(self.algo)  # preference: optional reward-model warm-up
             total = int(cfg.train.iterations)
             if self.iteration >= total:
                 self.print(f"already at iteration {self.iteration} of {total}; nothing to do")
@@ -161,6 +163,8 @@ class OnlineTrainer:
                     s.update(self.mode_hook.after_iteration(self.algo, self.iteration))
                 for k, v in sorted(s.items()):
                     self.writer.add_scalar(k, v, int(steps))
+                for tag, img in (self.mode_hook.pop_images() if hasattr(self.mode_hook, "pop_images") else []):
+                    self.writer.add_image(tag, img, int(steps), dataformats="HWC")  # preference: a labelled pair
                 self._maybe_log_timeline(int(steps))
                 self.print(console_line(self.iteration, total, s))
                 if self.mode_hook is not None:

@@ -437,6 +437,42 @@ class PreferenceConfig:
     """GPUs of the trainer actor (> 0 trains on cuda)."""
     save_weights: bool = True
     """Write the newest weights to ``<run dir>/reward_model/latest.pt`` (loadable as ``scorer.params.weights``)."""
+    # --- issue 21: labellers that need no VLM, label budget, pair sampling, normalisation, warm-up, images ---
+    labeller: str = "pool"
+    """Who labels pairs: ``pool`` = the labeller pool running ``labeller_scorer`` (VLM ``preference``, the compact
+    LRM's pair answer ``compact_lrm``, ``toy_reach_oracle``); ``oracle`` = the ground-truth oracle in the driver
+    (``learner/preference/oracle.py``: success first, then the env's normalised dense reward carried with each
+    frame; any env whose info has ``env_reward``), no labeller pool."""
+    oracle_tie_threshold: float = 0.01
+    """Oracle: dense rewards closer than this are a tie (label ``none``). Also the tie rule of the reference labels
+    that ``preference/label_agreement_oracle`` compares any labeller with."""
+    oracle_epsilon: float = 0.0
+    """Oracle: label-error rate, a first/second label is flipped with this probability (models an imperfect VLM)."""
+    label_every: int = 1
+    """Label ``pairs_per_iteration`` pairs after every this-many PPO iterations."""
+    max_labels: int = 0
+    """Total label budget (pairs asked, warm-up included; 0 = no cap): labelling stops when it is spent. A cap the
+    schedule cannot reach in ``train.iterations`` is refused at start."""
+    warmup_labels: int = 0
+    """Warm-up: before the first PPO iteration the env runners sample ``warmup_env_steps`` steps, this many pairs of
+    their frames are labelled and the reward model trains ``warmup_train_steps`` steps on them, so PPO's first
+    rewards come from a trained model (0 = off; the warm-up's env steps count in ``charts/env_steps``)."""
+    warmup_env_steps: int = 1000
+    """Env steps sampled (per env runner) for the warm-up's frames."""
+    warmup_train_steps: int = 200
+    """BT gradient steps on the warm-up batch."""
+    pair_sampling: str = "uniform"
+    """``uniform``: random pairs of buffered frames (RL-VLM-F); ``disagreement``: draw ``disagreement_candidates`` x
+    as many uniform pairs and label those whose ensemble members disagree most on P(second preferred) (PEBBLE;
+    needs ``scorer.params.ensemble_size`` >= 2)."""
+    disagreement_candidates: int = 10
+    """Candidate pairs per labelled pair for ``pair_sampling=disagreement``."""
+    normalize_reward: bool = False
+    """After each update, standardise the served reward over the frames of the labelled training pairs
+    ((r - mean) / std, stored with the weights), so PPO's reward scale stays the same across reward model versions."""
+    image_every: int = 10
+    """Every this-many labelling rounds, write one labelled pair (both frames, the label) to TensorBoard
+    ``preference/pair``; 0 = never."""
 
 
 @dataclass

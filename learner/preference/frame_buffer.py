@@ -9,20 +9,27 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
 
 @dataclass
 class FrameRecord:
-    """One rendered frame of an episode, with its task text and ground-truth dense reward."""
+    """One rendered frame of an episode, with its task text and the simulator's state values at that frame.
+
+    ``env_reward`` (the env's normalised dense reward) and ``success`` travel with the frame from the env runner
+    so that the ground-truth oracle labeller (:mod:`~vlmrl.learner.preference.oracle`) and the evaluation metrics
+    can rank frames without reading pixels; neither is shown to a VLM labeller or the reward model.
+    """
 
     frame: np.ndarray
     task: str
     env_reward: float
     episode_id: str = ""
     step: int = 0
+    success: Optional[bool] = None
+    """Ground-truth task success at this frame (None: the env did not say)."""
 
 
 class FrameBuffer:

@@ -2,7 +2,7 @@
 
 :class:`PreferenceFrameCollector` is an RLlib callback (new API stack) next to the reward callback:
 on every step whose ``info`` carries a frame it keeps a copy with the task text and the
-ground-truth dense reward in a bounded per-runner deque; the driver drains it after each training
+ground-truth state values (normalised dense reward, success) in a bounded per-runner deque; the driver drains it after each training
 iteration with ``foreach_env_runner(lambda er: [c.pop_frames() for c in collectors_of(er)])``.
 """
 
@@ -31,8 +31,10 @@ class PreferenceFrameCollector(RLlibCallback):
     def _keep(self, episode) -> None:
         info = episode.get_infos(-1)
         if info.get(K.HAS_FRAME) and K.FRAME in info:
+            success = info.get(K.SUCCESS)
             self._frames.append(FrameRecord(np.array(info[K.FRAME], np.uint8, copy=True), str(info.get(K.TASK_TEXT, "")),
-                                            float(info.get(K.ENV_REWARD, np.nan)), str(episode.id_), int(episode.t)))
+                                            float(info.get(K.ENV_REWARD, np.nan)), str(episode.id_), int(episode.t),
+                                            None if success is None else bool(success)))
 
     def on_episode_start(self, *, episode, **kwargs) -> None:
         self._keep(episode)

@@ -46,6 +46,34 @@ class LabelBatch:
     def asked(self) -> int:
         return sum(self.counts.values())
 
+    def add(self, a: FrameRecord, b: FrameRecord, label) -> None:
+        """Sort one answer: ``first`` / ``second`` become pairs, ``none`` is counted, anything else is a malformed
+        label (counted as ``unknown``, a label failure, with the answer in ``errors``)."""
+        label = label if label in LABELS else "unknown"
+        self.counts[label] += 1
+        if label == "first":
+            self.pairs.append(LabelledPair(a, b, 0.0))
+        elif label == "second":
+            self.pairs.append(LabelledPair(a, b, 1.0))
+
+    def fail(self, n: int, error: str) -> None:
+        """``n`` pairs got no label (request failed, timed out, or the labeller could not judge them)."""
+        self.counts["failed"] += int(n)
+        self.errors.append(error)
+
+    @property
+    def failures(self) -> int:
+        return self.counts["failed"] + self.counts["unknown"]
+
+
+def report(totals: Dict[str, int], out: LabelBatch) -> LabelBatch:
+    """Add a batch to a labeller's running totals and log its failures (every labeller ends with this)."""
+    totals.update(out.counts)
+    if out.failures:
+        log.warning("preference labels: %d of %d pairs failed, %d malformed labels; last errors: %s",
+                    out.counts["failed"], out.asked, out.counts["unknown"], out.errors[-3:])
+    return out
+
 
 class PairLabeller:
     """Asks the labeller pool which frame of each pair is closer to the task goal (see module doc)."""
@@ -72,30 +100,16 @@ class PairLabeller:
         done, _ = concurrent.futures.wait([f for _, f in sent], timeout=self.timeout_s)
         for chunk, fut in sent:
             if fut not in done:
-                self._fail(out, chunk, f"no answer within preference.label_timeout_s={self.timeout_s}")
+                out.fail(len(chunk), f"no answer within preference.label_timeout_s={self.timeout_s}")
                 fut.cancel()
                 continue
             try:
                 results = fut.result()
             except RewardServiceError as e:
-                self._fail(out, chunk, f"{type(e).__name__}: {e}")
+                out.fail(len(chunk), f"{type(e).__name__}: {e}")
                 continue
             for (a, b), r in zip(chunk, results):
-                label = r.label if r.label in LABELS else "unknown"
-                out.counts[label] += 1
-                if label == "first":
-                    out.pairs.append(LabelledPair(a, b, 0.0))
-                elif label == "second":
-                    out.pairs.append(LabelledPair(a, b, 1.0))
-                elif label == "unknown":
+                if r.label not in LABELS:
                     out.errors.append(f"labeller answered label {r.label!r} (expected one of {LABELS})")
-        self.totals.update(out.counts)
-        if out.counts["failed"] or out.counts["unknown"]:
-            log.warning("preference labels: %d of %d pairs failed, %d unknown labels; last errors: %s",
-                        out.counts["failed"], out.asked, out.counts["unknown"], out.errors[-3:])
-        return out
-
-    @staticmethod
-    def _fail(out: LabelBatch, chunk, error: str) -> None:
-        out.counts["failed"] += len(chunk)
-        out.errors.append(error)
+                out.add(a, b, r.label)
+        return report(self.totals, out)

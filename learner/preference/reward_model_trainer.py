@@ -46,7 +46,7 @@ class RewardModelTrainer:
     """Trains the BT reward model on labelled frame pairs (see module doc); one instance per run, in a Ray actor."""
 
     def __init__(self, scorer_params: Mapping[str, Any], lr: float = 3e-4, max_pairs: int = 10000,
-                 seed: int = 0, device: str = "cpu", num_threads: int = 1) -> None:
+                 seed: int = 0, device: str = "cpu", num_threads: int = 1, normalize_reward: bool = False) -> None:
         if num_threads > 0:
             torch.set_num_threads(int(num_threads))
         self.device = torch.device(device)
@@ -55,6 +55,7 @@ class RewardModelTrainer:
         self.rng = np.random.default_rng(seed)
         self.train_pairs: deque = deque(maxlen=int(max_pairs))
         self.heldout_pairs: deque = deque(maxlen=max(1, int(max_pairs) // 4))
+        self.normalize_reward = bool(normalize_reward)
         self.updates = 0
         self.version = f"init-{self.model.p.seed}"
         self._state: Optional[bytes] = None
@@ -106,12 +107,44 @@ class RewardModelTrainer:
             self.opt.step()
             losses.append(float(loss.detach()) / e)
         self.model.eval()
+        norm = self._set_normalization() if self.normalize_reward else {}
         self.updates += 1
         self._state = state_to_bytes(self.model)
         self.version = f"bt-{self.updates}-{hashlib.sha1(self._state).hexdigest()[:8]}"
         out: Dict[str, Any] = {"version": self.version, "updates": self.updates, "bt_loss": float(np.mean(losses)),
-                               "bt_train_acc": float(np.mean(accs)), **self.sizes()}
+                               "bt_train_acc": float(np.mean(accs)), **self.sizes(), **norm}
         out.update(self.evaluate())
+        return out
+
+    @torch.no_grad()
+    def _set_normalization(self, max_frames: int = 2048) -> Dict[str, float]:
+        """Standardise the served reward over (up to ``max_frames``) frames of the training pairs: the model's
+        ``reward_shift`` / ``reward_scale`` become their ensemble-mean reward's mean and std."""
+        rows = list(self.train_pairs)
+        idx = self.rng.permutation(len(rows))[: max(1, max_frames // 2)]
+        frames = [rows[i][k] for i in idx for k in (0, 1)]
+        tasks = [rows[i][2] for i in idx for _ in (0, 1)]
+        rs = []
+        for i in range(0, len(frames), 256):
+            rs.append(self.model(*self.model.preprocess(frames[i:i + 256], tasks[i:i + 256], self.device)).mean(0))
+        r = torch.cat(rs)
+        shift, scale = float(r.mean()), max(float(r.std()) if len(r) > 1 else 1.0, 1e-3)
+        self.model.reward_shift.fill_(shift)
+        self.model.reward_scale.fill_(scale)
+        return {"reward_shift": shift, "reward_scale": scale}
+
+    @torch.no_grad()
+    def disagreement(self, rows: List[Tuple[np.ndarray, np.ndarray, str]]) -> List[float]:
+        """Per pair ``(first, second, task)``: the std over ensemble members of P(second preferred) (PEBBLE's
+        disagreement-based query selection; 0 for a one-member model)."""
+        self.model.eval()
+        out: List[float] = []
+        for i in range(0, len(rows), 128):
+            chunk = rows[i:i + 128]
+            n = len(chunk)
+            r = self.model(*self.model.preprocess([c[0] for c in chunk] + [c[1] for c in chunk],
+                                                  [c[2] for c in chunk] * 2, self.device))
+            out += torch.sigmoid(r[:, n:] - r[:, :n]).std(0, unbiased=False).tolist()
         return out
 
     @torch.no_grad()

@@ -2,7 +2,9 @@
 
 The reward model is a small conv encoder over the frame plus a hashed-token task embedding, one
 scalar per ensemble member, squashed by ``tanh`` (PEBBLE / RL-VLM-F bound r(s) the same way); the
-scorer's ``reward`` is the ensemble mean, ``ensemble_std`` its spread. The same
+scorer's ``reward`` is the ensemble mean (standardised when the trainer set the model's
+``reward_shift`` / ``reward_scale``, ``preference.normalize_reward``; ``raw_reward`` is the mean before), ``ensemble_std``
+its spread. The same
 :class:`BtRewardModel` is trained by the ``RewardModelTrainer`` actor
 (:mod:`vlmrl.learner.preference.reward_model_trainer`) on preference labels; its new weights reach
 running reward workers through :meth:`BtRewardScorer.update_weights` (bytes of a ``state_dict``,
@@ -78,6 +80,13 @@ class BtRewardModel(nn.Module):
             self.members = nn.ModuleList(BtRewardMember(p) for _ in range(int(p.ensemble_size)))
         finally:
             torch.random.set_rng_state(state)
+        # reward normalisation set by the trainer (preference.normalize_reward); 0 / 1 = the raw reward
+        self.register_buffer("reward_shift", torch.zeros(()))
+        self.register_buffer("reward_scale", torch.ones(()))
+
+    def normalized(self, r: torch.Tensor) -> torch.Tensor:
+        """The served reward: ``(r - reward_shift) / reward_scale`` (the trainer's standardisation; raw by default)."""
+        return (r - self.reward_shift) / self.reward_scale
 
     def forward(self, images: torch.Tensor, token_ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         return torch.stack([m(images, token_ids, offsets) for m in self.members])
@@ -115,6 +124,9 @@ def load_state_bytes(model: nn.Module, state: bytes) -> None:
         sd = torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with what was wrong
         raise ScorerError(f"bt_reward: weight update is not a torch state_dict: {type(e).__name__}: {e}") from e
+    for k in ("reward_shift", "reward_scale"):  # weights saved before normalisation existed: raw reward
+        if k not in sd and k in dict(model.named_buffers()):
+            sd[k] = dict(model.named_buffers())[k].detach().cpu().clone()
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:
@@ -173,4 +185,6 @@ class BtRewardScorer(Scorer):
         with torch.inference_mode():
             r = model(*model.preprocess([it[0] for it in items], tasks, self.device)).float().cpu().numpy()
         mean, std = r.mean(axis=0), r.std(axis=0)
-        return [ScoreResult(reward=float(m), components={"ensemble_std": float(s)}) for m, s in zip(mean, std)]
+        served = model.normalized(torch.from_numpy(mean)).numpy()
+        return [ScoreResult(reward=float(v), components={"ensemble_std": float(s), "raw_reward": float(m)})
+                for v, m, s in zip(served, mean, std)]

@@ -5,6 +5,11 @@ Items are PAIRs (previous frame, current frame). Each result carries the three L
 current frame is further along than the previous one), and ``reward`` = the weighted sum
 ``sum_k weights[k] * component_k``. ``model_version`` is a hash of the weights file, so the
 reward cache and responses change when the model is retrained.
+
+The pair answer (``label``): ``second`` when ``contrastive`` > 0.5 + ``label_margin``, ``first`` when it is
+< 0.5 - ``label_margin``, else ``none`` -- which frame is further along, the same first / second / none the VLM
+``preference`` scorer answers, so a labeller pool running this scorer is the preference mode's AI labeller
+(``preference.labeller=pool``, ``preference.labeller_scorer.name=compact_lrm``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,15 @@ import torch
 from vlmrl.reward_workers.scorers.base import ItemKind, Scorer, ScorerError, ScoreResult, register_scorer
 
 COMPONENTS = ("progress", "completion", "contrastive")
+
+
+def pair_label(contrastive: float, margin: float) -> str:
+    """``first`` / ``second`` / ``none`` from P(second frame further along) (see module doc)."""
+    if contrastive > 0.5 + margin:
+        return "second"
+    if contrastive < 0.5 - margin:
+        return "first"
+    return "none"
 
 
 @register_scorer
@@ -39,6 +53,8 @@ class CompactLrmScorer(Scorer):
         """torch device (``cuda`` on a GPU worker)."""
         num_threads: int = 0
         """torch CPU threads (0 = leave torch's setting)."""
+        label_margin: float = 0.1
+        """Pair answer: ``none`` while |contrastive - 0.5| <= this (see module doc); in [0, 0.5)."""
 
     def __init__(self, params: "CompactLrmScorer.Params") -> None:
         super().__init__(params)
@@ -52,6 +68,8 @@ class CompactLrmScorer(Scorer):
         weights_file = Path(params.weights_dir) / "model.safetensors"
         if params.device.startswith("cuda") and not torch.cuda.is_available():
             raise ScorerError(f"compact_lrm device={params.device!r} but no CUDA GPU is available")
+        if not 0.0 <= float(params.label_margin) < 0.5:
+            raise ScorerError(f"compact_lrm label_margin must be in [0, 0.5), got {params.label_margin}")
         if params.num_threads > 0:
             torch.set_num_threads(params.num_threads)
         try:
@@ -85,5 +103,6 @@ class CompactLrmScorer(Scorer):
         results = []
         for i in range(len(items)):
             comps = {k: float(out[k][i]) for k in COMPONENTS}
-            results.append(ScoreResult(reward=sum(self._weights[k] * comps[k] for k in COMPONENTS), components=comps))
+            results.append(ScoreResult(reward=sum(self._weights[k] * comps[k] for k in COMPONENTS), components=comps,
+                                       label=pair_label(comps["contrastive"], float(self.params.label_margin))))
         return results
