@@ -5,8 +5,15 @@ collects waiting items into a batch of up to ``max_batch`` items, waiting at mos
 ``max_wait_ms`` after the oldest waiting item arrived, and runs the scorer on that batch in a
 single worker thread (``loop.run_in_executor``), so the event loop keeps accepting requests
 while the scorer runs and the next batch forms meanwhile. Results fan back to each request's
-future; a request's items may be split across batches. The queue is bounded: a request that
-would push the waiting items over ``max_queue_items`` is refused with :class:`QueueFull`.
+future; a request's items may be split across batches.
+
+Fairness: every request names its client (a stream, or a connection's unary calls). Waiting
+items sit in one queue per client and batches are filled round-robin, one item per client in
+turn, so a client with thousands of items waiting delays another client's item by at most the
+batch being scored plus one batch, not by its whole backlog. The queue is bounded: a request
+that would push the waiting items over ``max_queue_items`` is refused with :class:`QueueFull`,
+unless its client has nothing waiting (a flooding client cannot lock others out; per-client
+caps live in the server).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Hashable, Sequence
 
 import numpy as np
 
@@ -98,7 +105,9 @@ class DynamicBatcher:
         self.max_queue_items = int(max_queue_items)
         self.cache = cache if cache is not None else RewardCache(0)
         self.stats = stats if stats is not None else WorkerStats()
-        self._queue: deque[_Entry] = deque()
+        self._queues: dict[Hashable, deque[_Entry]] = {}  # per client, oldest first; only non-empty ones
+        self._turns: deque[Hashable] = deque()  # clients with waiting items, in round-robin order
+        self._waiting = 0
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -124,10 +133,13 @@ class DynamicBatcher:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        while self._queue:
-            entry = self._queue.popleft()
-            if not entry.job.future.done():
-                entry.job.future.set_exception(BatcherClosed("reward worker is shutting down"))
+        for q in self._queues.values():
+            for entry in q:
+                if not entry.job.future.done():
+                    entry.job.future.set_exception(BatcherClosed("reward worker is shutting down"))
+        self._queues.clear()
+        self._turns.clear()
+        self._waiting = 0
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -141,12 +153,19 @@ class DynamicBatcher:
     @property
     def queue_depth(self) -> int:
         """Items waiting for the scorer now."""
-        return len(self._queue)
+        return self._waiting
+
+    def waiting_of(self, client: Hashable) -> int:
+        """Items of ``client`` waiting for the scorer now."""
+        q = self._queues.get(client)
+        return len(q) if q else 0
 
     # ------------------------------------------------------------------ requests
 
-    async def submit(self, task: str, items: Sequence[np.ndarray]) -> list[ItemOutcome]:
-        """Rewards of ``items`` against ``task``, in order; raises QueueFull / ScorerFailed / BatcherClosed."""
+    async def submit(self, task: str, items: Sequence[np.ndarray], client: Hashable = None) -> list[ItemOutcome]:
+        """Rewards of ``items`` against ``task``, in order; raises QueueFull / ScorerFailed / BatcherClosed.
+
+        ``client`` keys the fair share (round-robin between clients); None is one shared client."""
         if self._closed or self._task is None:
             raise BatcherClosed("reward worker is not running")
         loop = asyncio.get_running_loop()
@@ -161,17 +180,22 @@ class DynamicBatcher:
                 hits.append((i, hit))
             else:
                 misses.append((i, key))
-        if len(self._queue) + len(misses) > self.max_queue_items:
-            raise QueueFull(f"reward worker queue is full: {len(self._queue)} items waiting, this request adds "
-                            f"{len(misses)}, limit max_queue_items={self.max_queue_items}; retry later or elsewhere")
+        if self._waiting + len(misses) > self.max_queue_items and self.waiting_of(client):
+            raise QueueFull(f"reward worker queue is full: {self._waiting} items waiting "
+                            f"({self.waiting_of(client)} of them this client's), this request adds {len(misses)}, "
+                            f"limit max_queue_items={self.max_queue_items}; retry later or elsewhere")
         for i, hit in hits:
             job.fill(i, ItemOutcome(hit, cached=True, model_version=version))
         if hits:
             self.stats.record_answered(len(hits))
         if misses:
             now = loop.time()
-            for i, key in misses:
-                self._queue.append(_Entry(job, i, task, items[i], key, now))
+            q = self._queues.get(client)
+            if q is None:
+                q = self._queues[client] = deque()
+                self._turns.append(client)
+            q.extend(_Entry(job, i, task, items[i], key, now) for i, key in misses)
+            self._waiting += len(misses)
             self._wakeup.set()
         if not items:
             job.future.set_result([])
@@ -187,19 +211,31 @@ class DynamicBatcher:
         except TimeoutError:
             return False
 
+    def _take(self) -> _Entry:
+        """The next waiting item in round-robin order over clients."""
+        client = self._turns.popleft()
+        q = self._queues[client]
+        entry = q.popleft()
+        self._waiting -= 1
+        if q:
+            self._turns.append(client)
+        else:
+            del self._queues[client]
+        return entry
+
     async def _next_batch(self) -> list[_Entry]:
         loop = asyncio.get_running_loop()
-        while not self._queue:
+        while not self._waiting:
             await self._wait_for_items(None)
         # The wait timer starts when the oldest waiting item arrived (it may already be over).
-        deadline = self._queue[0].enqueued_at + self.max_wait_s
-        while len(self._queue) < self.max_batch:
+        deadline = min(q[0].enqueued_at for q in self._queues.values()) + self.max_wait_s
+        while self._waiting < self.max_batch:
             remaining = deadline - loop.time()
             if remaining <= 0 or not await self._wait_for_items(remaining):
                 break
         batch: list[_Entry] = []
-        while self._queue and len(batch) < self.max_batch:
-            entry = self._queue.popleft()
+        while self._waiting and len(batch) < self.max_batch:
+            entry = self._take()
             if not entry.job.future.done():  # its request was cancelled or already failed
                 batch.append(entry)
         return batch

@@ -95,8 +95,75 @@ def _check_shape(shape: list[int], max_pixels: int | None) -> None:
         raise InvalidInput(f"frame H*W = {h * w} exceeds max_frame_pixels = {max_pixels} (shape {shape})")
 
 
+def frame_nbytes(pb: reward_pb2.Frame) -> int:
+    """Bytes the frame decodes to according to its declared shape (0 for a malformed shape; checked later)."""
+    shape = list(pb.shape)
+    if len(shape) != 3 or min(shape) <= 0:
+        return 0
+    return shape[0] * shape[1] * shape[2]
+
+
+# PNG colour types (IHDR byte 25) that Pillow can only hand over as 8 bits by dropping the low byte of 16-bit samples.
+_PNG_COLOUR_16 = {2: "RGB", 4: "grey+alpha", 6: "RGBA"}
+# 16-bit grey comes out of Pillow with every bit ("I;16" etc.); it is scaled to 8 bits by rounding v * 255 / 65535.
+_MODES_16 = ("I;16", "I;16B", "I;16L", "I")
+
+
+def _natural_pixels(img, name: str, data: bytes) -> np.ndarray:
+    """The decoded image as ``(H, W, C')`` uint8 with C' in 1 (grey), 2 (grey+alpha), 3 (RGB), 4 (RGBA),
+    converted exactly from the file's mode, or :class:`InvalidInput` naming a mode that has no exact 8-bit form."""
+    mode = img.mode
+    if name == "PNG" and len(data) > 25 and data[24] == 16 and data[25] in _PNG_COLOUR_16:
+        raise InvalidInput(f"16-bit {_PNG_COLOUR_16[data[25]]} PNG is not accepted (it has no exact 8-bit form "
+                           f"here); send 8-bit PNG or RAW frames")
+    if mode in _MODES_16:
+        if not (name == "PNG" and len(data) > 25 and data[24] == 16 and data[25] == 0):
+            raise InvalidInput(f"{name} mode {mode} is not accepted; send 8-bit grey, RGB or RGBA")
+        wide = np.asarray(img).astype(np.uint32)
+        return ((wide * 255 + 32767) // 65535).astype(np.uint8)[:, :, None]
+    if mode == "1":  # 1-bit: 0 -> 0, 1 -> 255
+        img = img.convert("L")
+    elif mode in ("P", "PA") or (mode in ("L", "RGB") and "transparency" in img.info):
+        # a palette stands for its colours; a tRNS colour key becomes alpha
+        img = img.convert("RGBA" if mode == "PA" or "transparency" in img.info else "RGB")
+    elif mode not in ("L", "LA", "RGB", "RGBA"):
+        raise InvalidInput(f"{name} mode {mode} is not accepted (no exact 8-bit grey/RGB/RGBA form); "
+                           f"send grey, RGB or RGBA")
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def _fit_channels(arr: np.ndarray, c: int, what: str) -> np.ndarray:
+    """``arr`` (C' in 1..4) as C channels when that loses nothing: grey -> RGB repeats it, opaque alpha is dropped
+    or added, an RGB image whose pixels are all grey becomes grey; anything else is InvalidInput."""
+    have = arr.shape[2]
+    if have == c:
+        return arr
+    colour, alpha = (arr[:, :, :-1], arr[:, :, -1:]) if have in (2, 4) else (arr, None)
+    if alpha is not None and c != 4:
+        if not (alpha == 255).all():
+            raise InvalidInput(f"{what} has transparent pixels, but the frame shape says C={c} (no alpha); "
+                               f"send C=4")
+        alpha = None
+    if colour.shape[2] == 1 and c != 1:
+        colour = np.repeat(colour, 3, axis=2)
+    elif colour.shape[2] == 3 and c == 1:
+        if not ((colour[:, :, 0] == colour[:, :, 1]).all() and (colour[:, :, 0] == colour[:, :, 2]).all()):
+            raise InvalidInput(f"{what} has colour pixels, but the frame shape says C=1 (grey); send C=3")
+        colour = colour[:, :, :1]
+    if c == 4 and alpha is None:
+        alpha = np.full(colour.shape[:2] + (1,), 255, np.uint8)
+    return np.ascontiguousarray(np.concatenate([colour, alpha], axis=2) if alpha is not None else colour)
+
+
 def decode_frame(pb: reward_pb2.Frame, max_pixels: int | None = None) -> np.ndarray:
-    """A Frame back to an ``(H, W, C)`` uint8 array, checking shape, dtype, byte count and decoded size."""
+    """A Frame back to an ``(H, W, C)`` uint8 array, checking shape, dtype, byte count and decoded size.
+
+    PNG/JPEG: the image size is read from the file header and checked against the declared shape
+    before any pixel is decoded. Every 8-bit mode (1-bit, grey, grey+alpha, palette with or without
+    transparency, RGB, RGBA) and 16-bit grey are converted exactly (16-bit grey v -> round(v * 255 / 65535));
+    modes without an exact 8-bit form (16-bit colour, CMYK, 32-bit) are refused naming the mode.
+    """
     shape = list(pb.shape)
     if pb.dtype not in ("", "uint8"):
         raise InvalidInput(f"frame dtype must be uint8, got {pb.dtype!r}")
@@ -113,23 +180,19 @@ def decode_frame(pb: reward_pb2.Frame, max_pixels: int | None = None) -> np.ndar
     from PIL import Image
 
     try:
-        img = Image.open(io.BytesIO(pb.data))
+        img = Image.open(io.BytesIO(pb.data))  # reads the header only
         if img.format != name:
             raise InvalidInput(f"frame says {name} but its data is {img.format or 'not an image'}")
-        if img.width * img.height != h * w or (img.height, img.width) != (h, w):
+        if (img.height, img.width) != (h, w):
             raise InvalidInput(f"decoded {name} is {img.height}x{img.width}, but shape says {h}x{w}")
-        if img.mode == "P" and c in (3, 4):  # palette PNG: expand to the colours it stands for
-            img = img.convert("RGB" if c == 3 else "RGBA")
-        arr = np.asarray(img, dtype=np.uint8)
+        arr = _natural_pixels(img, name, pb.data)
     except InvalidInput:
         raise
     except Exception as e:  # PIL raises many types for corrupt data
         raise InvalidInput(f"cannot decode {name} frame data ({len(pb.data)} bytes): {e}") from e
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if list(arr.shape) != shape:
+    if arr.shape[:2] != (h, w):
         raise InvalidInput(f"decoded {name} has shape {list(arr.shape)}, but the frame says {shape}")
-    return arr
+    return _fit_channels(arr, c, f"{name} frame of mode {img.mode}")
 
 
 def item_kind_of(pb_item: reward_pb2.Item) -> str | None:

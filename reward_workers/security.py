@@ -44,6 +44,23 @@ def tls_enabled(tls_cfg: Any) -> bool:
     return bool(_get(tls_cfg, "enabled", False))
 
 
+def check_server_security(server_cfg: Any) -> None:
+    """Start-up check of the ``server`` section: a set but empty ``auth_token`` (auth asked for, e.g. from an unset
+    variable) and TLS without readable ``cert_file``/``key_file`` raise :class:`SecurityConfigError` with one line."""
+    token = _get(server_cfg, "auth_token")
+    if token is not None and not str(token).strip():
+        raise SecurityConfigError("server.auth_token is set but empty (an unset variable?): set a token, or null "
+                                  "to run without auth")
+    tls = _get(server_cfg, "tls")
+    if tls_enabled(tls):
+        for what in ("cert_file", "key_file"):
+            path = _get(tls, what)
+            if not path:
+                raise SecurityConfigError(f"server.tls.enabled is true but server.tls.{what} is not set")
+            if not Path(path).is_file():
+                raise SecurityConfigError(f"server.tls.{what} = {path!r} does not exist")
+
+
 def server_credentials(tls_cfg: Any) -> grpc.ServerCredentials | None:
     """Server TLS credentials from ``cert_file`` + ``key_file``; None when TLS is off."""
     if not tls_enabled(tls_cfg):

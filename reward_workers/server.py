@@ -7,10 +7,20 @@ service (SERVING after start, NOT_SERVING while shutting down). :class:`ServerTh
 RewardServer on its own event loop in a background thread for synchronous callers (Ray actors,
 tests, benchmarks).
 
-Status codes: INVALID_ARGUMENT (bad request; message says what), RESOURCE_EXHAUSTED (queue
-full, or a message over ``max_message_bytes``), INTERNAL (the scorer failed on the batch),
-UNAVAILABLE (shutting down), UNAUTHENTICATED (token). On ScoreStream a failed request gets a
-response with ``error`` set and the stream stays open.
+Status codes: INVALID_ARGUMENT (bad request, undecodable protobuf bytes, a request_id already in
+flight on the stream; the message says what), RESOURCE_EXHAUSTED (queue full, the server's decode
+budget full, a unary caller over its per-connection caps, or a message over ``max_message_bytes``),
+INTERNAL (the scorer failed on the batch), UNAVAILABLE (shutting down), UNAUTHENTICATED (token).
+On ScoreStream a failed request gets a response with ``error`` set and the stream stays open; two
+things end a stream instead: a message whose request_id cannot be recovered (the requests in flight
+are answered first, then the stream ends INVALID_ARGUMENT with the parser's reason), and a message
+over ``max_message_bytes`` (grpc refuses it unread and ends the stream RESOURCE_EXHAUSTED).
+
+Per-client bounds: a stream is read only while it has room under ``max_stream_requests``
+(unanswered requests, including answers the client has not read), ``max_client_items`` and
+``max_client_decoded_bytes``; otherwise the server stops reading and HTTP/2 flow control holds the
+sender back. Unary calls are counted per connection and refused RESOURCE_EXHAUSTED over those caps.
+The batcher serves clients round-robin.
 """
 
 from __future__ import annotations
@@ -21,15 +31,16 @@ import time
 from typing import Any, AsyncIterator
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from vlmrl.reward_workers.aio_loop import shared_loop
 from vlmrl.reward_workers.batcher import BatcherClosed, DynamicBatcher, QueueFull, ScorerFailed
 from vlmrl.reward_workers.cache import RewardCache
 from vlmrl.reward_workers.frames import InvalidInput, is_compressed
-from vlmrl.reward_workers.proto import reward_pb2, reward_pb2_grpc
+from vlmrl.reward_workers.proto import reward_pb2
 from vlmrl.reward_workers.scorers.base import Scorer
-from vlmrl.reward_workers.security import TokenAuthInterceptor, server_credentials
+from vlmrl.reward_workers.security import TokenAuthInterceptor, check_server_security, server_credentials
 from vlmrl.reward_workers.stats import WorkerStats
 from vlmrl.reward_workers.validation import RequestLimits, check_request_header, decode_request_items
 
@@ -54,28 +65,166 @@ def _format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-class _RewardServicer(reward_pb2_grpc.RewardServiceServicer):
-    """The RewardService RPCs; all the work is in RewardServer.score_request."""
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def salvage_request_id(raw: bytes) -> str | None:
+    """The ``request_id`` (field 1) of a ScoreRequest that does not parse as a whole, when the top-level fields in
+    front of it are intact and it is valid UTF-8; else None. Lets a stream answer the bad request by its id."""
+    pos = 0
+    try:
+        while pos < len(raw):
+            key, pos = _varint(raw, pos)
+            field_no, wire = key >> 3, key & 7
+            if wire == 0:
+                _, pos = _varint(raw, pos)
+            elif wire in (1, 5):
+                pos += 8 if wire == 1 else 4
+            elif wire == 2:
+                length, pos = _varint(raw, pos)
+                if pos + length > len(raw):
+                    return None
+                if field_no == 1:
+                    return raw[pos:pos + length].decode("utf-8") or None
+                pos += length
+            else:  # groups (or garbage): give up rather than guess
+                return None
+    except (IndexError, ValueError):  # UnicodeDecodeError is a ValueError
+        return None
+    return None
+
+
+def parse_message(cls, raw: bytes):
+    """``cls.FromString(raw)``, or RequestError(INVALID_ARGUMENT) saying why the bytes are not a ``cls``."""
+    try:
+        return cls.FromString(raw)
+    except DecodeError as e:
+        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"cannot parse {cls.DESCRIPTOR.name} ({len(raw)} bytes): {e}") from None
+
+
+class ClientBudget:
+    """What one client of the reward service has in flight, against the per-client caps of ``ServerConfig``.
+
+    A client is one ScoreStream, or the unary calls of one connection. ``requests`` counts requests read and
+    not yet answered on the wire (streams) or running (unary); ``items``/``nbytes`` the items and decoded frame
+    bytes being decoded, queued or scored. Streams wait for room before reading on (:meth:`wait_for_room`).
+    """
+
+    __slots__ = ("requests", "items", "nbytes", "_changed")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.items = 0
+        self.nbytes = 0
+        self._changed: asyncio.Event | None = None
+
+    def full(self, max_requests: int, max_items: int, max_bytes: int) -> bool:
+        return (self.requests >= max_requests or (self.items > 0 and self.items >= max_items)
+                or (self.nbytes > 0 and self.nbytes >= max_bytes))
+
+    def changed(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    async def wait_for_room(self, max_requests: int, max_items: int, max_bytes: int) -> None:
+        while self.full(max_requests, max_items, max_bytes):
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            self._changed.clear()
+            await self._changed.wait()
+
+
+class _RewardServicer:
+    """The RewardService RPCs on raw bytes: the servicer parses each message itself, so an undecodable message is
+    answered INVALID_ARGUMENT with the parser's reason (grpc's own deserializer would answer UNKNOWN, or end a
+    stream with OK). All scoring work is in RewardServer.score_request."""
 
     def __init__(self, server: "RewardServer") -> None:
         self._server = server
 
-    async def Score(self, request, context):
+    def handlers(self) -> grpc.GenericRpcHandler:
+        out = reward_pb2.ScoreResponse.SerializeToString
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, {
+            "Score": grpc.unary_unary_rpc_method_handler(self.Score, response_serializer=out),
+            "ScoreStream": grpc.stream_stream_rpc_method_handler(self.ScoreStream, response_serializer=out),
+            "Info": grpc.unary_unary_rpc_method_handler(
+                self.Info, response_serializer=reward_pb2.InfoResponse.SerializeToString),
+        })
+
+    async def Score(self, raw: bytes, context):
+        srv = self._server
+        peer = context.peer()
         try:
-            return await self._server.score_request(request)
+            request = parse_message(reward_pb2.ScoreRequest, raw)
+        except RequestError as e:
+            srv.stats.invalid_requests += 1
+            await context.abort(e.code, e.message)
+        budget = srv.connections.setdefault(peer, ClientBudget())
+        budget.requests += 1
+        try:
+            return await srv.score_request(request, budget, enforce_client_caps=True)
         except RequestError as e:
             await context.abort(e.code, e.message)
+        finally:
+            budget.requests -= 1
+            if not budget.requests:
+                srv.connections.pop(peer, None)
 
     async def ScoreStream(self, request_iterator, context) -> AsyncIterator[reward_pb2.ScoreResponse]:
-        out: asyncio.Queue = asyncio.Queue()
+        srv = self._server
+        caps = srv.stream_caps
+        budget = ClientBudget()
+        out: asyncio.Queue = asyncio.Queue()  # (response, request_id to release once written) or None at the end
         handlers: set[asyncio.Task] = set()
+        in_flight: set[str] = set()  # request ids read and not yet answered on the wire
+        fatal: list[str] = []
 
         async def handle(request):
-            out.put_nowait(await self._server.score_or_error(request))
+            out.put_nowait((await srv.score_or_error(request, budget), request.request_id or None))
+
+        def refuse(request_id: str, message: str) -> None:
+            srv.stats.invalid_requests += 1
+            out.put_nowait((srv.error_response(request_id, grpc.StatusCode.INVALID_ARGUMENT, message), None))
 
         async def read_all():
             try:
-                async for request in request_iterator:
+                while True:
+                    await budget.wait_for_room(*caps)  # at a cap: stop reading, flow control holds the sender
+                    try:
+                        raw = await request_iterator.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    budget.requests += 1
+                    try:
+                        request = parse_message(reward_pb2.ScoreRequest, raw)
+                    except RequestError as e:
+                        request_id = salvage_request_id(raw)
+                        if request_id is None or request_id in in_flight:
+                            budget.requests -= 1
+                            srv.stats.invalid_requests += 1
+                            fatal.append(f"{e.message}; its request_id cannot be recovered, so the stream ends "
+                                         f"after answering the {len(in_flight)} requests in flight")
+                            break
+                        refuse(request_id, f"request {request_id!r}: {e.message}")
+                        continue
+                    request_id = request.request_id
+                    if request_id in in_flight:
+                        refuse(request_id, f"request {request_id!r}: request_id is already in flight on this "
+                                           f"stream; ids must be unique among unanswered requests")
+                        continue
+                    if request_id:
+                        in_flight.add(request_id)
                     t = asyncio.create_task(handle(request))
                     handlers.add(t)
                     t.add_done_callback(handlers.discard)
@@ -86,14 +235,26 @@ class _RewardServicer(reward_pb2_grpc.RewardServiceServicer):
 
         reader = asyncio.create_task(read_all())
         try:
-            while (response := await out.get()) is not None:
-                yield response
+            while (entry := await out.get()) is not None:
+                response, request_id = entry
+                yield response  # returns once grpc has taken the answer
+                budget.requests -= 1
+                if request_id is not None:
+                    in_flight.discard(request_id)
+                budget.changed()
+            if fatal:
+                context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+                context.set_details(fatal[0])
         finally:
             reader.cancel()
             for t in list(handlers):
                 t.cancel()
 
-    async def Info(self, request, context):
+    async def Info(self, raw: bytes, context):
+        try:
+            parse_message(reward_pb2.InfoRequest, raw)
+        except RequestError as e:
+            await context.abort(e.code, e.message)
         return self._server.info()
 
 
@@ -108,7 +269,16 @@ class RewardServer:
         self.cfg = server_cfg
         self.scorer = scorer
         self.worker_id = str(worker_id)
+        check_server_security(server_cfg)  # one-line SecurityConfigError before anything starts
         self.limits = RequestLimits.from_config(server_cfg)
+        self.stream_caps = (int(server_cfg.max_stream_requests), int(server_cfg.max_client_items),
+                            int(server_cfg.max_client_decoded_bytes))
+        """(requests, items, decoded bytes) one client may have in flight."""
+        self.max_decoded_bytes = int(server_cfg.max_decoded_bytes)
+        self.decoded_bytes = 0
+        """Decoded frame bytes of all requests being decoded, queued or scored now."""
+        self.connections: dict[str, ClientBudget] = {}
+        """Budgets of the unary callers, by peer (one per connection), while they have calls running."""
         self.stats = WorkerStats()
         self.cache = RewardCache(int(server_cfg.cache_size or 0))
         self.batcher = DynamicBatcher(scorer, max_batch=int(server_cfg.max_batch),
@@ -135,14 +305,15 @@ class RewardServer:
         if self._server is not None:
             return self.address
         max_bytes = int(self.cfg.max_message_bytes)
-        interceptors = [TokenAuthInterceptor(self.cfg.auth_token)] if self.cfg.auth_token else []
+        interceptors = [TokenAuthInterceptor(self.cfg.auth_token)] if self.cfg.auth_token is not None else []
         server = grpc.aio.server(
             interceptors=interceptors,
             options=[("grpc.max_receive_message_length", max_bytes),
                      ("grpc.max_send_message_length", max_bytes),
+                     ("grpc.max_concurrent_streams", int(self.cfg.max_connection_streams)),
                      ("grpc.so_reuseport", 0)],
         )
-        reward_pb2_grpc.add_RewardServiceServicer_to_server(_RewardServicer(self), server)
+        server.add_generic_rpc_handlers((_RewardServicer(self).handlers(),))
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         bind = _format_address(str(self.cfg.host), int(self.cfg.port))
@@ -195,20 +366,61 @@ class RewardServer:
 
     # ------------------------------------------------------------------ requests
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
     async def _decode(self, request: reward_pb2.ScoreRequest):
-        check_request_header(request, self.scorer, self.limits)
         if any(is_compressed(item) for item in request.items):  # PNG/JPEG decoding: keep the loop free
             return await asyncio.to_thread(decode_request_items, request, self.scorer, self.limits)
         return decode_request_items(request, self.scorer, self.limits)
 
-    async def score_request(self, request: reward_pb2.ScoreRequest) -> reward_pb2.ScoreResponse:
-        """Validate, score (via cache + batcher) and answer one request; raises RequestError."""
+    def _admit(self, request_id: str, n_items: int, nbytes: int, client: ClientBudget,
+               enforce_client_caps: bool) -> None:
+        """RESOURCE_EXHAUSTED when the server's decode budget, or the client's caps, cannot take this request now."""
+        if self.decoded_bytes and self.decoded_bytes + nbytes > self.max_decoded_bytes:
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"request {request_id!r}: the server holds {self.decoded_bytes} decoded frame bytes, "
+                               f"this request adds {nbytes}, limit max_decoded_bytes = {self.max_decoded_bytes}; "
+                               f"retry later or elsewhere")
+        _, max_items, max_bytes = self.stream_caps
+        if enforce_client_caps and client.items and (client.items + n_items > max_items
+                                                     or client.nbytes + nbytes > max_bytes):
+            raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"request {request_id!r}: this connection has {client.items} items "
+                               f"({client.nbytes} decoded bytes) in flight, this request adds {n_items} "
+                               f"({nbytes}), limits max_client_items = {max_items}, max_client_decoded_bytes = "
+                               f"{max_bytes}; wait for answers or use a stream")
+
+    async def score_request(self, request: reward_pb2.ScoreRequest, client: ClientBudget | None = None,
+                            enforce_client_caps: bool = False) -> reward_pb2.ScoreResponse:
+        """Validate, score (via cache + batcher) and answer one request; raises RequestError.
+
+        ``client`` is the caller's budget (its items/bytes are counted while in flight, and it keys the batcher's
+        fair share); with ``enforce_client_caps`` a request over the client's caps is RESOURCE_EXHAUSTED (unary
+        calls; streams are held back before reading instead)."""
         t0 = time.perf_counter()
+        client = client if client is not None else ClientBudget()
         self.stats.requests += 1
         self.stats.in_flight_requests += 1
+        reserved = None
         try:
             if self._stopping:
                 raise RequestError(grpc.StatusCode.UNAVAILABLE, "reward worker is shutting down")
+            try:
+                nbytes = check_request_header(request, self.scorer, self.limits)
+            except InvalidInput as e:
+                self.stats.invalid_requests += 1
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+            try:
+                self._admit(request.request_id, len(request.items), nbytes, client, enforce_client_caps)
+            except RequestError:
+                self.stats.rejected_requests += 1
+                raise
+            reserved = (len(request.items), nbytes)
+            self.decoded_bytes += nbytes
+            client.items += len(request.items)
+            client.nbytes += nbytes
             try:
                 items = await self._decode(request)
             except InvalidInput as e:
@@ -216,7 +428,7 @@ class RewardServer:
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
             self.stats.items += len(items)
             try:
-                outcomes = await self.batcher.submit(request.task, items)
+                outcomes = await self.batcher.submit(request.task, items, client=client)
             except QueueFull as e:
                 self.stats.rejected_requests += 1
                 raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e)) from None
@@ -237,18 +449,27 @@ class RewardServer:
             return response
         finally:
             self.stats.in_flight_requests -= 1
+            if reserved is not None:
+                self.decoded_bytes -= reserved[1]
+                client.items -= reserved[0]
+                client.nbytes -= reserved[1]
+                client.changed()
 
-    async def score_or_error(self, request: reward_pb2.ScoreRequest) -> reward_pb2.ScoreResponse:
+    async def score_or_error(self, request: reward_pb2.ScoreRequest,
+                             client: ClientBudget | None = None) -> reward_pb2.ScoreResponse:
         """Like :meth:`score_request`, but a failure becomes a response with ``error`` set (for streams)."""
         try:
-            return await self.score_request(request)
+            return await self.score_request(request, client)
         except RequestError as e:
             code, message = e.code, e.message
         except Exception as e:  # a bug must not kill the stream
             log.exception("unexpected error scoring request %r", request.request_id)
             code, message = grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}"
-        return reward_pb2.ScoreResponse(request_id=request.request_id, scorer=self.scorer.name,
-                                        worker_id=self.worker_id,
+        return self.error_response(request.request_id, code, message)
+
+    def error_response(self, request_id: str, code: grpc.StatusCode, message: str) -> reward_pb2.ScoreResponse:
+        """A stream's answer for a failed request: ``error`` set, no rewards."""
+        return reward_pb2.ScoreResponse(request_id=request_id, scorer=self.scorer.name, worker_id=self.worker_id,
                                         error=reward_pb2.Error(code=code.value[0], message=message))
 
     async def update_weights(self, version: str, state: bytes) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from vlmrl.reward_workers.frames import InvalidInput, decode_item
+from vlmrl.reward_workers.frames import InvalidInput, decode_item, frame_nbytes, item_frames
 from vlmrl.reward_workers.proto import reward_pb2
 from vlmrl.reward_workers.scorers.base import Scorer
 
@@ -22,14 +22,23 @@ class RequestLimits:
 
     max_items_per_request: int
     max_frame_pixels: int
+    max_request_decoded_bytes: int
 
     @classmethod
     def from_config(cls, server_cfg: Any) -> "RequestLimits":
-        return cls(int(server_cfg.max_items_per_request), int(server_cfg.max_frame_pixels))
+        return cls(int(server_cfg.max_items_per_request), int(server_cfg.max_frame_pixels),
+                   int(server_cfg.max_request_decoded_bytes))
 
 
-def check_request_header(request: reward_pb2.ScoreRequest, scorer: Scorer, limits: RequestLimits) -> None:
-    """The cheap checks: id, task, scorer name and item count (no frame decoding)."""
+def request_decoded_bytes(request: reward_pb2.ScoreRequest) -> int:
+    """Bytes the request's frames decode to, from their declared shapes (decoding checks each image against them)."""
+    return sum(frame_nbytes(f) for item in request.items for f in item_frames(item))
+
+
+def check_request_header(request: reward_pb2.ScoreRequest, scorer: Scorer, limits: RequestLimits) -> int:
+    """The cheap checks: id, task, scorer name, item count and decoded size (no frame decoding).
+
+    Returns the bytes the request decodes to."""
     if not request.request_id:
         raise InvalidInput("request_id is missing (callers must set a unique id per request)")
     if not request.task.strip():
@@ -43,6 +52,11 @@ def check_request_header(request: reward_pb2.ScoreRequest, scorer: Scorer, limit
     if n > limits.max_items_per_request:
         raise InvalidInput(f"request {request.request_id!r}: {n} items exceed max_items_per_request = "
                            f"{limits.max_items_per_request}; split the request")
+    nbytes = request_decoded_bytes(request)
+    if nbytes > limits.max_request_decoded_bytes:
+        raise InvalidInput(f"request {request.request_id!r}: its frames decode to {nbytes} bytes, over "
+                           f"max_request_decoded_bytes = {limits.max_request_decoded_bytes}; split the request")
+    return nbytes
 
 
 def decode_request_items(request: reward_pb2.ScoreRequest, scorer: Scorer, limits: RequestLimits) -> list[np.ndarray]:

@@ -68,8 +68,27 @@ class ServerConfig:
     cache_size: int = 0
     """Reward cache entries (LRU keyed by scorer, model version, task, frame hash); 0 disables it."""
     auth_token: Optional[str] = None
-    """If set, every call must carry ``authorization: Bearer <token>`` metadata."""
+    """null: no auth. A string: every call must carry ``authorization: Bearer <token>`` metadata; an empty or blank
+    string (e.g. an unset ``${oc.env:VAR,}``) is a start-up error, never a silent 'no auth'."""
     tls: TlsConfig = field(default_factory=TlsConfig)
+    # --- issue 26: per-client bounds and decode limits (see README "One reward worker") ---
+    max_stream_requests: int = 64
+    """Requests one ScoreStream may have in flight (read but not yet answered on the wire). At the cap the server
+    stops reading that stream, so HTTP/2 flow control holds back its sender: a flooding or never-reading client
+    holds at most this many requests and answers in server memory."""
+    max_client_items: int = 1024
+    """Items one client (a ScoreStream, or the unary calls of one connection) may have being decoded, queued or
+    scored. A stream at the cap is not read until items finish; a unary call over it gets RESOURCE_EXHAUSTED.
+    A client with nothing in flight is always admitted one request. The batcher serves clients round-robin."""
+    max_client_decoded_bytes: int = 256 * 1024 * 1024
+    """Like ``max_client_items``, for the decoded bytes of a client's frames in flight."""
+    max_request_decoded_bytes: int = 128 * 1024 * 1024
+    """Largest decoded size (sum of H*W*C over a request's frames, from the declared shapes, checked before any
+    PNG/JPEG is decoded) of one request; larger ones get INVALID_ARGUMENT."""
+    max_decoded_bytes: int = 1024 * 1024 * 1024
+    """Decoded frame bytes the whole server holds in flight; a request that would pass it gets RESOURCE_EXHAUSTED."""
+    max_connection_streams: int = 100
+    """Concurrent calls on one HTTP/2 connection (gRPC ``max_concurrent_streams``); more wait on the client."""
 
 
 @dataclass

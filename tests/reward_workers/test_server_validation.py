@@ -14,8 +14,11 @@ def _frame_item(**frame_fields):
     return reward_pb2.Item(frame=reward_pb2.Frame(**frame_fields))
 
 
-def _png_item(h=4, w=4, c=3, declared=None):
-    pb = encode_frame(np.zeros((h, w, c), np.uint8), "png")
+def _png_item(h=4, w=4, c=3, declared=None, colour=False):
+    a = np.zeros((h, w, c), np.uint8)
+    if colour:
+        a[..., 0] = 200
+    pb = encode_frame(a, "png")
     if declared is not None:
         del pb.shape[:]
         pb.shape.extend(declared)
@@ -45,7 +48,8 @@ CASES = {
     "undecodable jpeg": (dict(items=[_frame_item(shape=[4, 4, 3], data=b"\xff\xd8 junk", encoding=reward_pb2.JPEG)]),
                          "cannot decode JPEG"),
     "png size mismatch": (dict(items=[_png_item(declared=[5, 4, 3])]), "decoded PNG is 4x4, but shape says 5x4"),
-    "png channel mismatch": (dict(items=[_png_item(c=1, declared=[4, 4, 3])]), "decoded PNG has shape [4, 4, 1]"),
+    "colour png as grey": (dict(items=[_png_item(colour=True, declared=[4, 4, 1])]),
+                           "PNG frame of mode RGB has colour pixels, but the frame shape says C=1"),
     "pair to frame scorer": (dict(items=[make_item(np.zeros((2, 4, 4, 3), np.uint8), "pair")]),
                              "item is a pair, but this scorer takes frame items"),
     "empty item": (dict(items=[reward_pb2.Item()]), "item is empty"),
