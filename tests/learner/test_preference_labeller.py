@@ -82,3 +82,25 @@ def test_label_failures_are_counted_and_reported(caplog):
         assert "3 of 3 pairs failed" in caplog.text
     finally:
         client.close()
+
+
+def test_compact_lrm_pair_answer_is_an_ai_labeller(tmp_path):
+    """The compact LRM served by a reward worker labels pairs (its contrastive output -> first/second/none) through
+    the same PairLabeller as the VLM; a random tiny LRM, so plumbing only: the labels follow its own contrastive."""
+    from vlmrl.learner.compact_lrm import CompactLRM, CompactLRMConfig
+    from vlmrl.reward_workers.scorers.compact_lrm import pair_label
+
+    lrm = CompactLRM(CompactLRMConfig(image_size=32, widths=[8, 16], embed_dim=16, text_encoder="hashed"))
+    srv = serve("compact_lrm", {"weights_dir": str(lrm.save_pretrained(tmp_path / "lrm")), "label_margin": 0.0})
+    client = RewardClient(OmegaConf.structured(ClientConfig()), addresses=[srv.address], scorer="compact_lrm")
+    try:
+        recs = toy_records(12)
+        pairs = [(recs[i], recs[i + 1]) for i in range(11)]
+        batch = PairLabeller(client, batch=4).label(pairs)
+        assert batch.counts["failed"] == batch.counts["unknown"] == 0 and batch.asked == 11
+        answers = client.score(TASK, [np.stack([a.frame, b.frame]) for a, b in pairs], kind="pair")
+        assert [r.label for r in answers] == [pair_label(r.components["contrastive"], 0.0) for r in answers]
+        assert [p.y for p in batch.pairs] == [float(r.label == "second") for r in answers if r.label != "none"]
+    finally:
+        client.close()
+        srv.stop(grace_s=0.5)

@@ -242,7 +242,42 @@ def test_preference_mode_hot_swaps_into_running_pool_and_serves_the_trained_weig
         pool.shutdown()
 
 
+def test_oracle_labeller_with_warmup_disagreement_sampling_budget_and_normalisation(ray_local, tmp_path):
+    """preference.labeller=oracle (no labeller pool; labels from the env_reward / success carried with the frames),
+    a warm-up batch trained before the first PPO iteration, ensemble-disagreement pair sampling, the label budget
+    (cap reached, then no more labels), reward normalisation and a labelled-pair image in TensorBoard."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(["train", "train_toy_preference", *overrides(
+            tmp_path, "pool.registry_name=pref-oracle", "train.iterations=3", "preference.labeller=oracle",
+            "preference.warmup_labels=24", "preference.warmup_env_steps=100", "preference.warmup_train_steps=20",
+            "preference.pair_sampling=disagreement", "preference.disagreement_candidates=4",
+            "scorer.params.ensemble_size=2", "preference.max_labels=88", "preference.normalize_reward=true",
+            "preference.image_every=1")])
+    text = out.getvalue()
+    assert rc == 0, text[-3000:]
+    assert "no labeller pool" in text and "labeller pool:" not in text and "preference warm-up:" in text
+    s = scalars(tmp_path / "pref")
+    # budget: 24 warm-up + 32 + 32 = 88 = the cap; the third iteration asks nothing
+    assert s["preference/labels_asked_total"] == [56.0, 88.0, 88.0]
+    assert s["preference/labels_failed"][-1] == 0.0 and s["preference/label_failures_total"][-1] == 0.0
+    assert "preference/warmup_bt_loss" in s and "preference/warmup_frames" in s
+    # the oracle agrees with itself (eps = 0); the reward model was trained 1 (warm-up) + 2 times, not on nothing
+    assert s["preference/label_agreement_oracle_total"][-1] == 1.0
+    assert s["preference/reward_model_updates"] == [2.0, 3.0, 3.0]
+    assert "preference/reward_scale" in s and s["preference/reward_scale"][-1] > 0
+    ev = [EventAccumulator(str(f)) for f in (tmp_path / "pref" / "tb").iterdir()]
+    assert any("preference/pair" in e.Reload().Tags()["images"] for e in ev)
+
+
 @pytest.mark.parametrize("extra, message", [
+    (["preference.labeller=vlm"], "preference.labeller must be one of"),
+    (["preference.pair_sampling=disagreement"], "ensemble_size >= 2"),
+    (["preference.max_labels=1000"], "cannot be reached"),
+    (["preference.pairs_per_iteration=0"], "asks no labels"),
+    (["preference.oracle_epsilon=0.9"], "oracle_epsilon"),
     (["scorer.name=synthetic"], "scorer.name=bt_reward"),
     (["preference.labeller_registry_name=pref-reward"], "must differ from pool.registry_name"),
     (["reward.item_kind=pair"], "reward.item_kind must be auto or frame"),
