@@ -15,6 +15,10 @@ every ``discovery_interval_s``):
   or :class:`RewardUnavailableError` (naming the request ids and the last errors) once a request
   was resent ``retry_budget`` times; INVALID_ARGUMENT is not retried but raised as
   :class:`InvalidRequestError` with the server's message;
+* when no worker is usable (all died; the pool's supervisor is starting replacements) every queued
+  and in-flight request waits, spending no retries, for a worker to answer again; a failed worker is
+  probed with a doubling cool-down; once no worker has answered for ``no_worker_wait_s`` all of
+  them fail together with :class:`RewardUnavailableError`;
 * exactly once: each caller request resolves once, late or duplicate answers are dropped.
 
 All network work runs on one asyncio loop in a background thread (shared by the clients of a
@@ -60,6 +64,8 @@ RETRIABLE_CODES = frozenset({
 })
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _LATENCY_WINDOW = 1024
+_MAX_COOLDOWN_S = 2.0
+"""Longest cool-down of a worker whose stream keeps failing (it is probed again after this)."""
 
 
 
@@ -182,6 +188,8 @@ class _WorkerConn:
         self.pending: Dict[str, _Job] = {}
         self.outstanding_items = 0
         self.broken_until = 0.0
+        self.fail_streak = 0  # stream failures since the last answer: the cool-down doubles with each
+        self.answered_on_stream = False  # the open stream has delivered an answer (the worker was up)
         self.leaving = False
         # stats
         self.requests = 0
@@ -203,6 +211,7 @@ class _WorkerConn:
         stub = reward_pb2_grpc.RewardServiceStub(self.channel)
         call = stub.ScoreStream(metadata=self.client._metadata)
         self.call = call
+        self.answered_on_stream = False
         self.reader = asyncio.get_running_loop().create_task(self._read(call))
 
     async def _read(self, call: Any) -> None:
@@ -288,11 +297,14 @@ class _WorkerConn:
         return reader
 
     def _break(self, call: Any, reason: str) -> None:
-        """The stream failed: resend everything unanswered on it elsewhere and cool down."""
+        """The stream failed: resend everything unanswered on it elsewhere and cool down (the cool-down doubles
+        with each failure in a row, up to ``_MAX_COOLDOWN_S``: a dead address is not retried every backoff)."""
         if call is not self.call:
             return  # an old stream; already handled
         self.errors += 1
-        self.broken_until = time.monotonic() + self.client._cfg_backoff_s
+        self.fail_streak += 1
+        cooldown = min(_MAX_COOLDOWN_S, self.client._cfg_backoff_s * 2 ** (self.fail_streak - 1))
+        self.broken_until = time.monotonic() + cooldown
         self._stop_stream()
         self.client._resend_all(self, reason)
 
@@ -355,11 +367,14 @@ class RewardClient:
         self._cfg_backoff_s = float(_cfg(client_cfg, "retry_backoff_s", 0.2))
         self._cfg_max_items = int(_cfg(client_cfg, "max_items_per_request", 64))
         self._cfg_discovery_s = float(_cfg(client_cfg, "discovery_interval_s", 2.0))
+        self._cfg_no_worker_wait_s = float(_cfg(client_cfg, "no_worker_wait_s", 60.0))
         for name in ("_cfg_deadline_s", "_cfg_max_in_flight", "_cfg_max_items", "_cfg_discovery_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"client.{name[5:]} must be > 0, got {getattr(self, name)}")
         if self._cfg_retry_budget < 0:
             raise ValueError(f"client.retry_budget must be >= 0, got {self._cfg_retry_budget}")
+        if self._cfg_no_worker_wait_s < 0:
+            raise ValueError(f"client.no_worker_wait_s must be >= 0, got {self._cfg_no_worker_wait_s}")
         self._tls = getattr(client_cfg, "tls", None)
         token = getattr(client_cfg, "auth_token", None)
         self._metadata: tuple = ()
@@ -387,6 +402,8 @@ class RewardClient:
         self._counters = collections.Counter()
         self._last_discovery_error = ""
         self._dispatch_error = ""
+        self._no_worker_since: Optional[float] = None  # monotonic time since which no worker has answered
+        self._no_worker_wait_total = 0.0  # seconds requests spent waiting with no usable worker
 
         self._loop = shared_loop()  # one loop per process for all gRPC work (see aio_loop)
         asyncio.run_coroutine_threadsafe(self._setup(), self._loop).result()
@@ -592,30 +609,48 @@ class RewardClient:
             job.call.fail(err)
 
     async def _no_worker_round(self, now: float) -> None:
-        """No usable worker: wait a backoff (or until one appears); each wait costs every queued job one attempt."""
+        """No usable worker: every request waits (spending no retries) for a worker to come back or appear in the
+        registry, up to ``no_worker_wait_s`` since the last answer; past that bound all unanswered requests fail
+        together (not one retry at a time)."""
+        if self._no_worker_since is None:
+            self._no_worker_since = now
+        bound = self._cfg_no_worker_wait_s
+        if now - self._no_worker_since >= bound:
+            self._give_up_all(now - self._no_worker_since)
+            return
         cooling = [c.broken_until for c in self._conns.values() if not c.leaving and c.broken_until > now]
-        wait = min([self._cfg_backoff_s] + [t - now for t in cooling]) if cooling else self._cfg_backoff_s
+        wait = min([bound - (now - self._no_worker_since)] + [t - now for t in cooling])
         self._wake.clear()
         if self._registry is not None:
             await self._discover()
-        try:
-            await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.01))
-        except asyncio.TimeoutError:
-            pass
-        now = time.monotonic()
-        if any(c.usable(now) for c in self._conns.values()):
-            return
-        reason = "no reward worker available" + (
-            f" (registry: {self._last_discovery_error})" if self._last_discovery_error else
-            f" ({len(self._conns)} known, all failing)" if self._conns else "")
-        for job in list(self._queue):
-            if job.call.done:
+        if not any(c.usable(time.monotonic()) for c in self._conns.values()):
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.01))
+            except asyncio.TimeoutError:
+                pass
+        self._no_worker_wait_total += time.monotonic() - now
+
+    def _no_worker_reason(self, waited: float) -> str:
+        return ("no reward worker answered for %.1fs (client.no_worker_wait_s=%g)" % (waited, self._cfg_no_worker_wait_s)
+                + (f"; registry: {self._last_discovery_error}" if self._last_discovery_error else
+                   f"; {len(self._conns)} known, all failing" if self._conns else "; none registered"))
+
+    def _give_up_all(self, waited: float) -> None:
+        """The no-worker bound passed: fail every unanswered request (queued, being sent, pending) at once."""
+        reason = self._no_worker_reason(waited)
+        jobs = [*self._queue, *(job for conn in self._conns.values() for job in conn.pending.values())]
+        if self._sending is not None and self._sending not in jobs:
+            jobs.append(self._sending)
+        self._queue.clear()
+        for job in jobs:
+            if job.conn is not None:
+                job.conn.release(job)
+            if job.call.done or job.done:
                 continue
-            job.attempts += 1
             job.errors.append(reason)
-            if job.attempts > self._cfg_retry_budget:
-                self._give_up(job)
-        self._queue = collections.deque(j for j in self._queue if not j.call.done)
+            self._give_up(job)
+        self._no_worker_since = None
+        log.warning("reward client: %s; failed %d request(s)", reason, len(jobs))
 
     # -- outcomes -------------------------------------------------------------------------
     def _on_response(self, conn: _WorkerConn, resp: reward_pb2.ScoreResponse) -> None:
@@ -650,6 +685,9 @@ class RewardClient:
             return
         conn.latencies_ms.append((time.perf_counter() - job.sent_at) * 1e3)
         conn.items += job.n_items
+        conn.fail_streak = 0
+        conn.answered_on_stream = True
+        self._no_worker_since = None
         job.done = True
         job.call.complete_part(job.index, [
             RewardResult(reward=r.reward, components=dict(r.components), label=r.label,
@@ -675,17 +713,22 @@ class RewardClient:
         self._wake.set()
 
     def _resend_all(self, conn: _WorkerConn, reason: str) -> None:
+        # A stream that never answered (a dead or unreachable address, a worker being replaced) costs its requests
+        # no attempt: waiting for a worker is bounded by no_worker_wait_s instead. A stream that was answering and
+        # broke (the worker died under its requests) costs each one attempt, so a request that kills every worker
+        # it reaches still ends after retry_budget resends.
         for job in list(conn.pending.values()):
             conn.release(job)
-            self._retry(job, conn, reason)
+            self._retry(job, conn, reason, charge=conn.answered_on_stream)
         self._wake.set()
 
-    def _retry(self, job: _Job, conn: _WorkerConn, reason: str) -> None:
+    def _retry(self, job: _Job, conn: _WorkerConn, reason: str, charge: bool = True) -> None:
         if job.call.done or job.done:
             return
         job.errors.append(f"{conn.address}: {reason}")
+        del job.errors[:-20]
         job.excluded.add(conn.address)
-        job.attempts += 1
+        job.attempts += int(charge)
         if job.attempts > self._cfg_retry_budget:
             self._give_up(job)
             return
@@ -704,6 +747,9 @@ class RewardClient:
             "requests": c["requests"], "items": c["items"], "retries": c["retries"],
             "failures": c["failures"], "timeouts": c["timeouts"], "late_answers": c["late_answers"],
             "invalid": c["invalid"], "workers_left": c["workers_left"], "queued": len(self._queue),
+            "no_worker_wait_s": self._no_worker_wait_total,
+            "no_worker_for_s": 0.0 if self._no_worker_since is None else time.monotonic() - self._no_worker_since,
+            "no_worker_wait_bound_s": self._cfg_no_worker_wait_s,
             "workers": {addr: conn.stats() for addr, conn in self._conns.items()},
         }
 

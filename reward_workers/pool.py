@@ -1,8 +1,10 @@
 """The reward worker pool on Ray: start, scale, inspect and stop the reward workers of a job.
 
-:class:`RewardWorkerPool` drives a set of :class:`~vlmrl.reward_workers.worker_actor.RewardWorkerActor`
-through the pool's named, detached :class:`~vlmrl.reward_workers.registry.WorkerRegistry`, so any
-process attached to the same Ray cluster (``vlmrl workers scale/status``) manages the same pool.
+:class:`RewardWorkerPool` is the handle of one pool: its named
+:class:`~vlmrl.reward_workers.supervisor.PoolSupervisor` (keeps the target size, replaces dead workers,
+autoscales) and its named, detached :class:`~vlmrl.reward_workers.registry.WorkerRegistry` (where clients
+find the workers), so any process attached to the same Ray cluster (``vlmrl workers scale/status``)
+manages the same pool.
 Clients find the workers through :meth:`RewardWorkerPool.registry_view`.
 """
 
@@ -15,14 +17,10 @@ from typing import Any, Dict, List, Optional
 import ray
 from omegaconf import DictConfig, OmegaConf
 
-from vlmrl.reward_workers.registry import RegistryView, get_or_create_registry, get_registry
-from vlmrl.reward_workers.worker_actor import remote_worker_class
+from vlmrl.reward_workers.registry import RegistryNotFound, RegistryView, get_or_create_registry, get_registry
+from vlmrl.reward_workers.supervisor import get_or_create_supervisor, get_supervisor, supervisor_name
 
 log = logging.getLogger(__name__)
-
-START_TIMEOUT_S = 300.0
-"""A new worker must be serving (scorer built, server bound, registered) within this long."""
-
 
 class PoolError(RuntimeError):
     """A pool operation failed (a worker did not start, bad size, no pool to attach to)."""
@@ -40,9 +38,11 @@ def ensure_ray(pool_cfg: Any, **init_kwargs: Any) -> None:
 class RewardWorkerPool:
     """Manages the reward workers of one pool (``cfg.pool``), each scoring with ``cfg.scorer`` behind ``cfg.server``.
 
-    ``detached=True`` makes the workers outlive this process (the ``vlmrl workers`` CLI uses it;
-    stop them with :meth:`shutdown` or ``vlmrl workers scale 0``). Ray must be initialised, or
-    is started per ``pool.ray_address`` on first use.
+    The workers belong to the pool's :class:`~vlmrl.reward_workers.supervisor.PoolSupervisor` actor, which keeps
+    the pool at its target size (dead workers are replaced with the current weights), places workers per
+    ``pool.resources`` / ``pool.label_selector`` (spread across nodes) and autoscales per ``pool.autoscale``.
+    ``detached=True`` makes the supervisor and workers outlive this process (the ``vlmrl workers`` CLI uses it;
+    stop them with :meth:`shutdown`). Ray must be initialised, or is started per ``pool.ray_address`` on first use.
     """
 
     def __init__(self, cfg: Any, detached: bool = False) -> None:
@@ -52,8 +52,7 @@ class RewardWorkerPool:
         self.pool_cfg = cfg.pool
         self.detached = detached
         self._registry = None
-        self._actor_cls = None
-        self._actors: Dict[str, Any] = {}  # handles of the workers this object started (keeps non-detached ones alive)
+        self._supervisor = None
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -62,6 +61,10 @@ class RewardWorkerPool:
         pool = cls(cfg, detached=True)
         ensure_ray(pool.pool_cfg)
         pool._registry = get_registry(pool.pool_cfg.registry_name, pool.pool_cfg.namespace)
+        pool._supervisor = get_supervisor(pool.pool_cfg)
+        if pool._supervisor is None:
+            raise RegistryNotFound(f"reward worker pool {pool.pool_cfg.registry_name!r} has a registry but no "
+                                   f"supervisor actor {supervisor_name(pool.pool_cfg)!r} (started by an older vlmrl?)")
         return pool
 
     @property
@@ -70,6 +73,14 @@ class RewardWorkerPool:
             ensure_ray(self.pool_cfg)
             self._registry = get_or_create_registry(self.pool_cfg.registry_name, self.pool_cfg.namespace)
         return self._registry
+
+    @property
+    def supervisor(self) -> Any:
+        if self._supervisor is None:
+            _ = self.registry  # the supervisor's workers register there
+            self._supervisor = get_or_create_supervisor(
+                OmegaConf.to_container(self.cfg, resolve=True), self.pool_cfg, self.detached)
+        return self._supervisor
 
     def registry_view(self) -> RegistryView:
         """What a RewardClient polls (``RewardClient(cfg.client, registry=pool.registry_view())``)."""
@@ -95,81 +106,37 @@ class RewardWorkerPool:
         return self.scale(n)
 
     def scale(self, n: int, grace_s: Optional[float] = None) -> Dict[str, str]:
-        """Grow or shrink the running pool to ``n`` workers without touching the others.
+        """Set the pool's target size to ``n`` and wait until exactly ``n`` workers serve (new ones registered).
 
-        Removal (newest first) deregisters a worker first (clients stop choosing it), then drains
-        its in-flight requests with a graceful server stop (``grace_s``, default ``server.grace_s``),
-        then kills the actor. Returns the addresses after scaling.
+        A size the cluster can never hold fails at once (:class:`PoolError` listing the nodes' resources).
+        Removal (newest first) deregisters a worker first (clients stop choosing it), then drains its
+        in-flight requests with a graceful server stop (``grace_s``, default ``server.grace_s``), then kills
+        the actor. Returns the addresses after scaling. With autoscaling on, ``n`` is the new starting point.
         """
         n = int(n)
         if n < 0:
             raise PoolError(f"pool size must be >= 0, got {n}")
-        current = self.workers()
-        if n > len(current):
-            self._add(n - len(current))
-        elif n < len(current):
-            by_age = sorted(current.values(), key=lambda w: w["started_at"], reverse=True)
-            self._remove([w["worker_id"] for w in by_age[: len(current) - n]], grace_s)
+        out = ray.get(self.supervisor.scale.remote(n, grace_s))
+        if not out["ok"]:
+            raise PoolError(out["error"])
         return self.addresses()
 
-    def _add(self, k: int) -> None:
-        if self._actor_cls is None:
-            self._actor_cls = remote_worker_class(self.pool_cfg)
-        ids = ray.get(self.registry.next_worker_ids.remote(k))
-        cfg = OmegaConf.to_container(self.cfg, resolve=True)
-        opts: Dict[str, Any] = dict(name=f"{self.pool_cfg.registry_name}.{{}}", namespace=self.pool_cfg.namespace)
-        actors = []
-        for wid in ids:
-            o = dict(opts, name=opts["name"].format(wid))
-            if self.detached:
-                o["lifetime"] = "detached"
-            actors.append(self._actor_cls.options(**o).remote(cfg, wid))
-        try:
-            ray.get([a.get_address.remote() for a in actors], timeout=START_TIMEOUT_S)
-        except Exception as e:
-            for a in actors:
-                ray.kill(a)
-            raise PoolError(f"reward worker(s) {ids} failed to start: {e}") from e
-        self._actors.update(zip(ids, actors))
-        log.info("started reward workers %s", ids)
-
-    def _remove(self, worker_ids: List[str], grace_s: Optional[float]) -> None:
-        handles = ray.get(self.registry.handles.remote(), timeout=30)
-        stops = []
-        for wid in worker_ids:
-            h = handles.get(wid)
-            if h is not None:
-                stops.append((wid, h, h.stop.remote(grace_s)))  # deregisters, then drains
-        for wid, h, ref in stops:
-            try:
-                ray.get(ref, timeout=float(self.cfg.server.grace_s if grace_s is None else grace_s) + 30)
-            except Exception as e:  # noqa: BLE001 - a worker that fails to stop cleanly is killed anyway
-                log.warning("reward worker %s did not stop cleanly: %s", wid, e)
-                ray.get(self.registry.deregister.remote(wid))
-            ray.kill(h)
-            self._actors.pop(wid, None)
-        log.info("removed reward workers %s", worker_ids)
+    def health(self, timeout_s: float = 10.0) -> Dict[str, Any]:
+        """The supervisor's view: target, live/starting counts, lost/replaced/scale-event counters, last error,
+        recent events (see ``PoolSupervisor.state``)."""
+        return ray.get(self.supervisor.state.remote(), timeout=timeout_s)
 
     def update_weights(self, version: str, state: bytes, timeout_s: float = 120.0) -> Dict[str, str]:
-        """Hot-swap new weights into every live worker (no restart; requests keep being answered).
+        """Hot-swap new weights into every live worker (no restart; requests keep being answered); workers
+        started later (replacements, scale-ups) start with them.
 
         Returns ``{worker_id: version now served}``; raises :class:`PoolError` naming the workers
         that did not take the update (a worker whose scorer has no ``update_weights`` says so).
         """
-        handles = ray.get(self.registry.handles.remote(), timeout=30)
-        if not handles:
-            raise PoolError("no live reward workers to update")
-        state_ref = ray.put(bytes(state))
-        refs = {wid: h.update_weights.remote(version, state_ref) for wid, h in handles.items()}
-        served, failed = {}, {}
-        for wid, ref in refs.items():
-            try:
-                served[wid] = ray.get(ref, timeout=timeout_s)
-            except Exception as e:  # noqa: BLE001 - collected and raised below with every failure
-                failed[wid] = f"{type(e).__name__}: {e}"
-        if failed:
-            raise PoolError(f"weight update to version {version!r} failed on worker(s) {failed}")
-        return served
+        out = ray.get(self.supervisor.update_weights.remote(version, bytes(state), timeout_s))
+        if out["failed"]:
+            raise PoolError(f"weight update to version {version!r} failed on worker(s) {out['failed']}")
+        return out["served"]
 
     # ------------------------------------------------------------------ inspection
     def status(self, timeout_s: float = 10.0) -> List[Dict[str, Any]]:
@@ -198,12 +165,14 @@ class RewardWorkerPool:
             time.sleep(0.2)
 
     def shutdown(self) -> None:
-        """Stop every worker and the registry."""
+        """Stop every worker, the supervisor and the registry."""
         if self._registry is None and not ray.is_initialized():
             return
         try:
-            self.scale(0, grace_s=1.0)
+            ray.get(self.supervisor.shutdown.remote(1.0), timeout=120)
         finally:
+            ray.kill(self.supervisor)
+            self._supervisor = None
             ray.kill(self.registry)
             self._registry = None
 

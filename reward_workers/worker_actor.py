@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import ray
 from omegaconf import OmegaConf
@@ -39,7 +39,8 @@ def info_to_dict(info: Any) -> Dict[str, Any]:
 class RewardWorkerActor:
     """A reward worker: scorer + gRPC server on a Ray node, listed in the pool's registry."""
 
-    def __init__(self, cfg: Dict[str, Any], worker_id: str) -> None:
+    def __init__(self, cfg: Dict[str, Any], worker_id: str, weights_version: Optional[str] = None,
+                 weights_state: Optional[bytes] = None) -> None:
         from vlmrl.reward_workers.scorers import build_scorer
         from vlmrl.reward_workers.server import ServerThread
         from vlmrl.system.config import VlmrlConfig
@@ -53,6 +54,8 @@ class RewardWorkerActor:
         self.scorer = build_scorer(self.cfg.scorer.name, self.cfg.scorer.params)
         self.server = ServerThread(self.cfg.server, self.scorer, worker_id)
         bound = self.server.start()
+        if weights_version is not None:  # a replacement or late starter: the pool's current (hot-swapped) weights
+            self.server.update_weights(weights_version, weights_state)
         port = bound.rsplit(":", 1)[1]
         host = str(self.cfg.server.host)
         if host in _WILDCARD_HOSTS:
@@ -61,14 +64,18 @@ class RewardWorkerActor:
         self.started_at = time.time()
         self.registry = get_registry(self.cfg.pool.registry_name, self.cfg.pool.namespace)
         ray.get(self.registry.register.remote(
-            worker_id, self.address, self.scorer.model_version, ray.get_runtime_context().current_actor,
-            {"scorer": self.scorer.name, "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid()}))
+            worker_id, self.address, self.model_version(), ray.get_runtime_context().current_actor,
+            {"scorer": self.scorer.name, "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid(),
+             "node_id": ray.get_runtime_context().get_node_id()}))
 
     def ping(self) -> str:
         return "ok"
 
     def get_address(self) -> str:
         return self.address
+
+    def model_version(self) -> str:
+        return str(self.scorer.model_version)
 
     def info(self) -> Dict[str, Any]:
         d = info_to_dict(self.server.info())
@@ -91,11 +98,26 @@ class RewardWorkerActor:
         return True
 
 
+def worker_options(pool_cfg: Any) -> Dict[str, Any]:
+    """Ray actor options placing one worker: CPUs/GPUs, ``pool.resources``, ``pool.label_selector``, SPREAD."""
+    opts: Dict[str, Any] = dict(num_cpus=float(pool_cfg.num_cpus_per_worker),
+                                num_gpus=float(pool_cfg.num_gpus_per_worker))
+    resources = {str(k): float(v) for k, v in (pool_cfg.get("resources") or {}).items()}
+    if resources:
+        opts["resources"] = resources
+    labels = {str(k): str(v) for k, v in (pool_cfg.get("label_selector") or {}).items()}
+    if labels:
+        opts["label_selector"] = labels
+    if pool_cfg.get("spread", True):
+        opts["scheduling_strategy"] = "SPREAD"
+    return opts
+
+
 def remote_worker_class(pool_cfg: Any):
-    """``RewardWorkerActor`` as a Ray actor class with the pool's resources."""
-    return ray.remote(
-        num_cpus=float(pool_cfg.num_cpus_per_worker),
-        num_gpus=float(pool_cfg.num_gpus_per_worker),
-        max_concurrency=4,
-        max_restarts=0,
-    )(RewardWorkerActor)
+    """``RewardWorkerActor`` as a Ray actor class with the pool's resources and placement (:func:`worker_options`).
+
+    ``max_restarts=0`` on purpose: a Ray restart re-runs ``__init__`` with the weights of the first start (not the
+    hot-swapped ones) and leaves the actor neither dead nor alive to the registry meanwhile; the pool's supervisor
+    starts a fresh worker with the current weights instead (see ``reward_workers/supervisor.py``).
+    """
+    return ray.remote(max_concurrency=4, max_restarts=0, **worker_options(pool_cfg))(RewardWorkerActor)

@@ -109,11 +109,41 @@ class ClientConfig:
     """How often the client re-reads the worker registry."""
     auth_token: Optional[str] = None
     tls: TlsConfig = field(default_factory=TlsConfig)
+    # --- issue 22/26: waiting for replacement workers ---
+    no_worker_wait_s: float = 60.0
+    """The bound on waiting for a reward worker: while no worker is usable (all dead, being replaced by the pool's
+    supervisor) every queued and in-flight request waits, spending no retries; once no worker has answered for this
+    long, all of them fail together with RewardUnavailableError (0 = fail at once). Failed workers are retried with
+    backoff (``retry_backoff_s`` doubling up to 2 s), so a dead address is not hammered."""
+
+
+# --- issue 22: placement and autoscaling of the reward worker pool ---
+@dataclass
+class AutoscaleConfig:
+    """``pool.autoscale``: the pool's supervisor resizes the pool from the workers' Info statistics (HPA-style:
+    wanted = ceil(size * observed / target), one step per ``cooldown_s``, no change within ``hysteresis``)."""
+
+    enabled: bool = False
+    min_workers: int = 1
+    max_workers: int = 4
+    metric: str = "queue_depth"
+    """``queue_depth`` (items waiting in a worker's batcher + requests in flight, mean per worker) or ``latency_ms``
+    (mean request latency per worker over the last interval)."""
+    target: float = 8.0
+    """The wanted value of ``metric`` per worker."""
+    hysteresis: float = 0.2
+    """No scaling while the observed value is within target x (1 +- hysteresis)."""
+    cooldown_s: float = 10.0
+    """At least this long between two scale events."""
+    interval_s: float = 1.0
+    """How often the workers' statistics are read; the decision uses the mean over the last ``window`` reads."""
+    window: int = 3
 
 
 @dataclass
 class PoolConfig:
-    """The pool of reward workers, each a Ray actor hosting one gRPC server."""
+    """The pool of reward workers, each a Ray actor hosting one gRPC server, kept at its target size by a
+    supervisor actor (``reward_workers/supervisor.py``)."""
 
     num_workers: int = 1
     num_gpus_per_worker: float = 0.0
@@ -125,6 +155,24 @@ class PoolConfig:
     """Name of the detached registry actor that lists worker addresses."""
     ray_address: Optional[str] = None
     """``auto`` to join a running cluster, None to start a local Ray."""
+    # --- issue 22: self-healing, placement, autoscaling ---
+    resources: Dict[str, float] = field(default_factory=dict)
+    """Ray custom resources each worker needs (e.g. ``{reward_node: 1}``): workers only go to nodes started with
+    them (``ray start --resources='{"reward_node": 4}'``), so reward nodes and actor nodes scale separately."""
+    label_selector: Dict[str, str] = field(default_factory=dict)
+    """Ray node labels a worker's node must have (Ray's ``label_selector``, e.g. ``{ray.io/accelerator-type: A100}``)."""
+    spread: bool = True
+    """Place workers with Ray's SPREAD strategy (one node's loss takes as few workers as possible)."""
+    heal: bool = True
+    """The supervisor replaces dead workers (crash, OOM kill, node loss) with new ones carrying the current weights."""
+    supervise_interval_s: float = 0.5
+    """How often the supervisor checks the workers' liveness."""
+    start_timeout_s: float = 120.0
+    """A new worker must be serving within this long (else it is killed and the reason reported)."""
+    fail_if_infeasible: bool = True
+    """Refuse at once a pool size no set of the cluster's nodes can ever hold (listing the nodes' resources); set
+    false on a cluster with the Ray autoscaler, where the pending workers' requests grow the cluster."""
+    autoscale: AutoscaleConfig = field(default_factory=AutoscaleConfig)
 
 
 @dataclass

@@ -8,6 +8,7 @@ several grpc.aio servers in one process can segfault on shutdown, and it makes "
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import socket
 import threading
 import time
@@ -96,39 +97,89 @@ def test_failover_mid_stream_every_item_exactly_once(servers):
                for _, res in results.values() for r in res)
 
 
-def test_all_workers_gone_raises_after_retry_budget_quickly(servers):
+def test_all_workers_gone_every_request_fails_together_at_the_no_worker_bound(servers):
+    """No worker answers: queued requests wait (no retry spent on a dead address), then all fail at once."""
     a, b = servers("a"), servers("b")
     addrs = [a.address, b.address]
     a.stop(0)
     b.stop(0)
-    cfg = ClientConfig(retry_budget=3, retry_backoff_s=0.05, deadline_s=2.0)
+    cfg = ClientConfig(retry_budget=3, retry_backoff_s=0.05, deadline_s=2.0, no_worker_wait_s=1.5)
     with RewardClient(cfg, addresses=addrs) as client:
         t0 = time.monotonic()
-        with pytest.raises(RewardUnavailableError) as info:
-            client.score(TASK, frames(3), timeout=20)
-        elapsed = time.monotonic() - t0
+        futures = [client.submit(TASK, frames(3, seed=i)) for i in range(50)]
+        ended = []
+        for f in futures:
+            with pytest.raises(RewardUnavailableError) as info:
+                f.result(timeout=20)
+            ended.append(time.monotonic() - t0)
         stats = client.stats()
     err = info.value
-    assert err.attempts == 4 and len(err.request_ids) == 1 and err.request_ids[0] in str(err)
-    assert "UNAVAILABLE" in str(err) or "no reward worker" in str(err)
-    assert elapsed < 5.0, elapsed
-    assert stats["failures"] == 1
+    assert len(err.request_ids) == 1 and err.request_ids[0] in str(err)
+    assert "no reward worker answered for" in str(err) and "no_worker_wait_s=1.5" in str(err)
+    assert 1.5 * 0.9 <= min(ended) and max(ended) < 1.5 + 3.0, (min(ended), max(ended))
+    assert max(ended) - min(ended) < 0.5  # together, not one retry at a time
+    assert stats["failures"] == 50 and stats["no_worker_wait_s"] > 1.0
 
 
-def test_discovery_rounds_do_not_spend_the_retry_budget(servers):
-    """With no usable worker each queued request spends one attempt per backoff; a registry poll that finds nothing
-    new must not end that wait early (before: one attempt per poll, here 10x the intended rate)."""
+def test_no_worker_bound_zero_fails_at_once(servers):
+    gone = servers("gone")
+    gone.stop(0)
+    cfg = ClientConfig(retry_backoff_s=0.05, deadline_s=2.0, no_worker_wait_s=0.0)
+    with RewardClient(cfg, addresses=[gone.address]) as client:
+        t0 = time.monotonic()
+        with pytest.raises(RewardUnavailableError, match="no reward worker answered"):
+            client.score(TASK, frames(3), timeout=20)
+        assert time.monotonic() - t0 < 3.0
+
+
+def test_requests_wait_for_a_replacement_worker_without_spending_retries(servers):
+    """The pool replaces dead workers: a client whose only worker is gone waits (retry_budget=0: any spent retry
+    would fail the request) until a new worker appears in the registry, then every request is answered."""
     gone = servers("gone")
     gone.stop(0)
     registry = DictRegistry({"gone": gone.address})
-    cfg = ClientConfig(retry_budget=3, retry_backoff_s=0.5, discovery_interval_s=0.05, deadline_s=5.0)
+    cfg = ClientConfig(retry_budget=0, retry_backoff_s=0.05, discovery_interval_s=0.1, deadline_s=5.0,
+                       no_worker_wait_s=30.0)
+    data = frames(40, seed=5)
     with RewardClient(cfg, registry=registry) as client:
-        t0 = time.monotonic()
-        with pytest.raises(RewardUnavailableError) as info:
-            client.score(TASK, frames(3), timeout=20)
-        elapsed = time.monotonic() - t0
-    assert info.value.attempts == 4
-    assert elapsed > 3 * 0.5 * 0.8, elapsed
+        futures = [client.submit(TASK, data[i:i + 2]) for i in range(0, 40, 2)]
+        time.sleep(1.0)
+        assert not any(f.done() for f in futures)
+        new = servers("new")
+        registry.listed = {"new": new.address}
+        results = [f.result(timeout=30) for f in futures]
+        stats = client.stats()
+    for i, res in zip(range(0, 40, 2), results):
+        np.testing.assert_allclose([r.reward for r in res], expected(data[i:i + 2]), rtol=1e-5)
+    assert stats["failures"] == 0 and stats["no_worker_wait_s"] >= 0.8
+
+
+def test_all_workers_killed_with_2000_in_flight_all_resolve_within_the_bound(servers):
+    """Issue 26: both workers SIGKILLed with 2,000 requests unresolved -> every request resolved (answered before
+    the kill, or RewardUnavailableError) within a few seconds of the bound, none hanging."""
+    a, b = servers("a", fixed_ms=20.0), servers("b", fixed_ms=20.0)
+    bound = 2.0
+    cfg = ClientConfig(max_in_flight=8, deadline_s=10.0, retry_backoff_s=0.05, no_worker_wait_s=bound)
+    data = frames(64, seed=9)
+    with RewardClient(cfg, addresses=[a.address, b.address]) as client:
+        futures = [client.submit(TASK, data[i % 64:i % 64 + 1]) for i in range(2000)]
+        deadline = time.monotonic() + 60
+        while sum(f.done() for f in futures) < 20:
+            assert time.monotonic() < deadline, "no answers within 60 s"
+            time.sleep(0.005)
+        a.kill()
+        b.kill()
+        t_kill = time.monotonic()
+        done, not_done = concurrent.futures.wait(futures, timeout=bound + 10.0)
+        elapsed = time.monotonic() - t_kill
+        stats = client.stats()
+    assert not not_done, f"{len(not_done)} requests unresolved {bound + 10}s after the kill"
+    answered = [f for f in futures if f.exception() is None]
+    failed = [f.exception() for f in futures if f.exception() is not None]
+    assert all(isinstance(e, RewardUnavailableError) for e in failed)
+    assert len(answered) + len(failed) == 2000 and len(failed) > 1000
+    assert elapsed < bound + 5.0, elapsed
+    assert stats["failures"] == len(failed)
 
 
 def test_invalid_argument_is_not_retried(servers):

@@ -1,9 +1,12 @@
-"""The reward worker pool on Ray (one local Ray per module): fault injection with ray.kill while a
-client streams through registry discovery, scaling 1 -> 2 -> 1 under load, status() contents."""
+"""The reward worker pool on Ray (one local Ray per module): a worker SIGKILLed while a client streams through
+registry discovery is replaced (with hot-swapped weights), scaling 1 -> 2 -> 1 under load, infeasible sizes
+fail fast, status() contents. Multi-node placement and autoscaling: test_pool_cluster.py."""
 
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import signal
 import threading
 import time
 
@@ -12,7 +15,7 @@ import pytest
 import ray
 
 from vlmrl.reward_workers.client import RewardClient
-from vlmrl.reward_workers.pool import RewardWorkerPool
+from vlmrl.reward_workers.pool import PoolError, RewardWorkerPool
 from vlmrl.reward_workers.registry import RegistryNotFound, RegistryView
 from vlmrl.reward_workers.scorers.synthetic import SyntheticScorer
 from vlmrl.system.config import load_config
@@ -102,7 +105,9 @@ class Streamer:
         return workers
 
 
-def test_kill_a_worker_mid_stream_loses_no_item(ray_local):
+def test_sigkilled_worker_is_replaced_and_no_item_is_lost(ray_local):
+    """SIGKILL a worker's process mid-stream: its requests are resent (none lost), the supervisor starts a
+    replacement (w2) that registers and takes traffic without any client restart."""
     cfg = pool_config("reg-kill")
     pool = RewardWorkerPool(cfg)
     try:
@@ -110,16 +115,71 @@ def test_kill_a_worker_mid_stream_loses_no_item(ray_local):
         assert len(addrs) == 2 and len(set(addrs.values())) == 2
         with RewardClient(cfg.client, registry=pool.registry_view()) as client:
             assert sorted(client.workers()) == sorted(addrs.values())
-            s = Streamer(client, n=60, k=5, pace_s=0.01)
+            s = Streamer(client, n=100_000, k=5, pace_s=0.01)
             s.thread.start()
             wait_until(lambda: s.done_count() >= 15)
-            victim = ray.get(pool.registry.handles.remote())["w0"]
-            ray.kill(victim, no_restart=True)
+            os.kill(pool.workers()["w0"]["pid"], signal.SIGKILL)
+            t_kill = time.monotonic()
+            wait_until(lambda: set(pool.addresses()) == {"w1", "w2"}, timeout=60)
+            healed_s = time.monotonic() - t_kill
+            answered_before = s.done_count()
+            wait_until(lambda: s.done_count() >= answered_before + 30)
+            time.sleep(0.5)
+            s.stop()
             workers = s.check()
             stats = client.stats()
-        assert workers == {"w0", "w1"}
-        assert stats["failures"] == 0 and stats["items"] == 300
-        assert pool.wait_for(1, timeout_s=10) == {"w1": addrs["w1"]}  # the registry dropped the dead actor
+        assert workers == {"w0", "w1", "w2"}  # the replacement served without a client restart
+        assert stats["failures"] == 0 and stats["items"] == 5 * s.n
+        health = pool.health()
+        assert health["target"] == 2 and health["live"] == 2
+        assert health["counters"]["lost"] == 1 and health["counters"]["replaced"] == 1
+        assert [e["event"] for e in health["events"]][-2:] == ["lost", "replaced"]
+        assert healed_s < 30, healed_s
+    finally:
+        pool.shutdown()
+
+
+def test_a_replacement_serves_the_hot_swapped_weights(ray_local):
+    from vlmrl.reward_workers.scorers.bt_reward import BtModelParams, BtRewardModel, state_to_bytes
+
+    params = {"image_size": 16, "channels": [4], "embed_dim": 4, "hidden": 8, "ensemble_size": 1, "seed": 0}
+    cfg = load_config(None, [
+        "scorer.name=bt_reward", f"scorer.params={params}".replace("'", ""), "server.grace_s=1",
+        "pool.num_cpus_per_worker=0.5", "pool.registry_name=reg-weights", "pool.namespace=vlmrl-test",
+        "client.discovery_interval_s=0.2", "client.retry_backoff_s=0.05"])
+    pool = RewardWorkerPool(cfg)
+    try:
+        pool.start(1)
+        new = BtRewardModel(BtModelParams(**{**params, "seed": 7}))
+        assert pool.update_weights("v7", state_to_bytes(new)) == {"w0": "v7"}
+        os.kill(pool.workers()["w0"]["pid"], signal.SIGKILL)
+        wait_until(lambda: list(pool.workers()) == ["w1"], timeout=60)
+        assert pool.workers()["w1"]["model_version"] == "v7"
+        data = np.random.default_rng(0).integers(0, 255, (4, 16, 16, 3), dtype=np.uint8)
+        with RewardClient(cfg.client, registry=pool.registry_view()) as client:
+            res = client.score(TASK, data, timeout=60)
+        assert {r.model_version for r in res} == {"v7"} and {r.worker_id for r in res} == {"w1"}
+        assert pool.health()["weights_version"] == "v7"
+    finally:
+        pool.shutdown()
+
+
+def test_a_size_the_cluster_can_never_hold_fails_fast_listing_its_resources(ray_local):
+    cfg = pool_config("reg-infeasible")
+    pool = RewardWorkerPool(cfg)
+    try:
+        pool.start(1)
+        t0 = time.monotonic()
+        with pytest.raises(PoolError, match=r"can never be placed.*at most 4.*CPU: 2"):
+            pool.scale(5)  # 0.5 CPU each on a 2-CPU Ray
+        assert time.monotonic() - t0 < 5
+        assert pool.size() == 1 and pool.health()["target"] == 1
+        other = RewardWorkerPool(load_config(None, [
+            "scorer.name=synthetic", "pool.registry_name=reg-infeasible-2", "pool.namespace=vlmrl-test",
+            "pool.resources={reward_node: 1}"]))
+        with pytest.raises(PoolError, match=r"'reward_node': 1\.0.*at most 0"):
+            other.start(1)
+        other.shutdown()
     finally:
         pool.shutdown()
 
