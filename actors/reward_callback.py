@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+import warnings
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -147,8 +148,12 @@ class VlmRewardCallback(RLlibCallback):
             res = tracker.assign(chunk.t_started, n, deadline)
             env_r = np.asarray(chunk.get_rewards(), np.float64).reshape(n)
             new = res.rewards + self.env_reward_weight * env_r
-            chunk.set_rewards(new_data=new.astype(np.float32) if chunk.is_numpy else [float(x) for x in new],
-                              at_indices=slice(0, n))
+            with warnings.catch_warnings():
+                # RLlib checks a finalized episode's new rewards with Box.contains(np.float32 scalar), which makes
+                # gymnasium warn "Casting input x to numpy array" once an iteration; the values are right.
+                warnings.filterwarnings("ignore", message=".*Casting input x to numpy array", category=UserWarning)
+                chunk.set_rewards(new_data=new.astype(np.float32) if chunk.is_numpy else [float(x) for x in new],
+                                  at_indices=slice(0, n))
             infos = chunk.get_infos()[-n:] if n else []
             gt = np.asarray([float(i.get(K.ENV_REWARD, np.nan)) for i in infos], np.float64)
             by_step = {chunk.t_started + 1 + i: g for i, g in enumerate(gt)}

@@ -268,8 +268,13 @@ class OfflineTrainer:
             self.writer.close()
             self.writer = None
         if self.algo is not None:
+            # Close Ray Data's iterators while Ray is up (else their generators end after ray.shutdown and print
+            # "Ray is not initialized" tracebacks): the offline data's and the local learner's own.
             if getattr(self.algo, "offline_data", None) is not None:
-                self.algo.offline_data.batch_iterators = None  # close Ray Data's iterator while Ray is up
-                gc.collect()
+                self.algo.offline_data.batch_iterators = None
+            local_learner = getattr(getattr(self.algo, "learner_group", None), "_learner", None)
+            if local_learner is not None:
+                local_learner.iterator = None
+            gc.collect()
             self.algo.stop()
             self.algo = None

@@ -374,6 +374,9 @@ class LrmTrainConfig:
     """Progress target, in failed scripted episodes (near misses), at the step where the push / lift began: the
     approach rises linearly to it, the rest stays there, 0 after the arm leaves (null: the time rule above for
     every failed episode). ``vlmrl record-demos`` prints the share of a demo's time its approach takes."""
+    object_progress_weight: float = 0.0
+    """(issue 23) Object-aware progress: target = (1 - w) * the rule above + w * how far the object got towards the
+    goal (1 - distance / start distance, from the recorded states; 1 where the task is done). 0 = time only."""
     failed_pair_min_gain: float = 0.2
     """Failed episodes give contrastive pairs only where the later frame's dense reward is higher by this fraction of the episode's reward range."""
     buffer_episodes: int = 512
@@ -416,6 +419,8 @@ class EvalRewardConfig:
     failed_progress_scale: float = 0.5
     near_miss_progress: Optional[float] = None
     """As ``lrm_train.near_miss_progress`` (the targets held-out episodes are scored against)."""
+    object_progress_weight: float = 0.0
+    """As ``lrm_train.object_progress_weight`` (issue 23)."""
     out_dir: str = "runs/eval_reward"
     """Where metrics.json, the accuracy-vs-tolerance PNG, the resolved config and TensorBoard logs go."""
     seed: int = 0
@@ -743,6 +748,9 @@ class OfflineConfig:
     """Labelled dataset folder (``vlmrl label`` output, has shards/) or episode dataset folder (index.jsonl); required."""
     dataset_format: str = "auto"
     """``auto`` (detect), ``labelled`` or ``episodes``."""
+    toy_dataset_episodes: int = 0
+    """ToyReach test env only: when > 0 and ``dataset`` does not exist yet, ``vlmrl offline`` first writes this many
+    ToyReach episodes there (``envs/toy_reach_dataset.py``), so ``vlmrl offline offline_toy`` runs as written."""
     max_episodes: int = 0
     """Use at most this many episodes of the dataset (0 = all)."""
     reward: str = "vlm+sparse"
@@ -813,6 +821,49 @@ class OfflineConfig:
     """torch CPU threads of the learner and the evaluation."""
 
 
+# --- issue 23: reward audit (vlmrl audit-reward) --------------------------------------------------------------
+@dataclass
+class AuditConfig:
+    """``vlmrl audit-reward``: scripted behaviours (envs/behaviours.py) on held-out seeds, scored by ``scorer``;
+    per behaviour the exploit margin (its last-frame progress / the successes') and the share called complete;
+    a non-zero exit when a threshold is exceeded (learner/reward_audit.py). ``--record-negatives`` writes the
+    behaviours on training seeds into ``negatives_dir`` instead (hard negatives for ``lrm_train.dataset_dirs``)."""
+
+    tasks: List[str] = field(default_factory=list)
+    """Tasks to audit (names of envs/tasks.py with a scripted controller); empty = ``env.task``."""
+    behaviours: List[str] = field(default_factory=list)
+    """Behaviours of the library to roll out; empty = every one the task has."""
+    episodes_per_behaviour: int = 3
+    seed: int = 1_000_000
+    """First held-out env seed (episode k uses seed + k). Refused when a dataset of ``lrm_train.dataset_dirs`` or
+    ``negatives_dir`` used one of the audit's seeds."""
+    frame_stride: int = 2
+    """A frame every this many steps (and at the end) is scored."""
+    workers: str = "inprocess"
+    """``inprocess`` (build ``scorer`` here) or a source of reward workers as in ``label.workers``: ``pool``,
+    ``attach``, ``local``, ``addresses`` (then ``addresses``)."""
+    addresses: List[str] = field(default_factory=list)
+    """``host:port`` of running reward workers for ``workers=addresses``."""
+    batch_size: int = 32
+    """Items per scorer call."""
+    complete_threshold: float = 0.5
+    """A last frame whose completion exceeds this is 'called complete'."""
+    max_margin: float = 0.3
+    """Gate: a non-progress behaviour whose exploit margin exceeds this fails the audit."""
+    max_complete_share: float = 0.0
+    """Gate: a non-progress behaviour called complete in more than this share of its episodes fails the audit."""
+    out_dir: str = "${output_dir}/${run_name}/audit"
+    """audit.json, progress_over_time.png and the resolved config go here."""
+    negatives_dir: str = "${output_dir}/${run_name}/hard_negatives"
+    """``--record-negatives``: the dataset the behaviours are recorded into (training seeds)."""
+    negatives_behaviours: List[str] = field(default_factory=list)
+    """``--record-negatives``: behaviours to record (empty = every non-progress behaviour of the task)."""
+    negatives_per_behaviour: int = 2
+    negatives_seed: int = 500_000
+    """First training seed of ``--record-negatives`` (disjoint from ``seed``'s range and from record-demos')."""
+    negatives_frame_stride: int = 1
+
+
 @dataclass
 class VlmrlConfig:
     """Root of the config tree."""
@@ -836,6 +887,7 @@ class VlmrlConfig:
     offline: OfflineConfig = field(default_factory=OfflineConfig)
     lrm_refine: LrmRefineConfig = field(default_factory=LrmRefineConfig)
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
 
 class ConfigError(ValueError):
@@ -873,6 +925,21 @@ def clear_tables_given_whole(base: DictConfig, layer: Any, keys: Optional[Iterab
             clear_tables_given_whole(base[k], value, wanted, _prefix=f"{path}.")
 
 
+def drop_params_of_renamed_plugins(base: DictConfig, layer: Any, given: Iterable[str]) -> None:
+    """Empty ``X.params`` of every ``{name, params}`` node (a :class:`ScorerConfig`) whose ``X.name`` the command
+    line changes: the YAML's parameters belong to the scorer it names (``vlmrl serve reward_service
+    scorer.name=synthetic`` must not hand the cnn's ``image_size`` to synthetic); ``X.params...`` given on the
+    same command line still apply."""
+    for key in given:
+        if not key.endswith(".name"):
+            continue
+        prefix = key[: -len(".name")]
+        node = OmegaConf.select(base, prefix)
+        new_name = OmegaConf.select(layer, key)
+        if isinstance(node, DictConfig) and "params" in node and "name" in node and node.name != new_name:
+            node.params = {}
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: List[str] | None = None) -> DictConfig:
     """Schema defaults <- YAML file <- ``key=value`` overrides; unknown keys and bad types raise ConfigError.
 
@@ -889,7 +956,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: List[str] | No
             if bad:
                 raise ConfigError(f"overrides must be key=value, got: {bad}")
             layer = OmegaConf.from_dotlist(list(overrides))
-            clear_tables_given_whole(cfg, layer, {o.split("=", 1)[0].strip() for o in overrides})
+            given = {o.split("=", 1)[0].strip() for o in overrides}
+            clear_tables_given_whole(cfg, layer, given)
+            drop_params_of_renamed_plugins(cfg, layer, given)
             cfg = OmegaConf.merge(cfg, layer)
     except (ConfigKeyError, ValidationError) as e:
         raise ConfigError(f"invalid config: {e}") from e

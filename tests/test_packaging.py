@@ -11,8 +11,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_source_folder_is_a_listed_subpackage():
-    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    on_disk = {"vlmrl"}
+    setuptools_cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools_cfg["packages"])
+    # data-only packages (no __init__.py) are listed for their package-data
+    data_only = {name for name in listed if name in setuptools_cfg["package-data"]
+                 and not (ROOT / Path(*name.split(".")[1:]) / "__init__.py").exists()}
+    assert data_only == {"vlmrl.configs"}
+    on_disk = {"vlmrl"} | data_only
     for init in ROOT.rglob("__init__.py"):
         rel = init.parent.relative_to(ROOT)
         if rel.parts and rel.parts[0] in {"tests", "benchmarks", ".venv", "build"} or any(p.startswith(".") for p in rel.parts):

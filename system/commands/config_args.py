@@ -29,15 +29,19 @@ def config_from_args(args: argparse.Namespace) -> DictConfig:
 
 
 def run_trainer_command(command: str, trainer_cls, args: argparse.Namespace,
-                        user_errors: tuple[type[BaseException], ...] = ()) -> int:
+                        user_errors: tuple[type[BaseException], ...] = (), prepare=None) -> int:
     """The shape of ``vlmrl train`` and ``vlmrl offline``: build the trainer for the run dir, save the
     resolved config next to its outputs, run it; a bad setting (ValueError while building, or one of
-    ``user_errors`` while running) exits 2 with a one-line message instead of a traceback."""
+    ``user_errors`` while running) exits 2 with a one-line message instead of a traceback.
+    ``prepare(cfg)`` runs once the trainer has checked the settings, before it runs (e.g. writing a missing test
+    dataset)."""
     from vlmrl.system.config import run_dir, save_resolved
 
     cfg = config_from_args(args)
     try:
         trainer = trainer_cls(cfg, run_dir(cfg), print_fn=lambda s: print(s, flush=True))
+        if prepare is not None:
+            prepare(cfg)
     except ValueError as e:
         print(f"vlmrl {command}: {e}", file=sys.stderr)
         return 2

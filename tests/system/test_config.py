@@ -64,3 +64,14 @@ def test_lora_task_weights_written_whole_leave_the_unnamed_questions_out(tmp_pat
     path = tmp_path / "c.yaml"
     path.write_text("lrm_train:\n  vlm:\n    task_weights: {progress: 1.0}\n")
     assert dict(load_config(str(path)).lrm_train.vlm.task_weights) == {"progress": 1.0}
+
+
+def test_renaming_the_scorer_on_the_command_line_drops_the_yaml_params_of_the_other_scorer():
+    # configs/reward_service.yaml gives the cnn's image_size; synthetic has no such parameter.
+    cfg = load_config("reward_service", ["scorer.name=synthetic"])
+    assert cfg.scorer.name == "synthetic" and dict(cfg.scorer.params) == {}
+    cfg = load_config("reward_service", ["scorer.name=synthetic", "scorer.params.cost_ms=3"])
+    assert dict(cfg.scorer.params) == {"cost_ms": 3}
+    # the same name, or params alone, keep the YAML's params
+    assert dict(load_config("reward_service", ["scorer.name=cnn"]).scorer.params) == {"image_size": 64}
+    assert dict(load_config("reward_service", ["scorer.params.image_size=32"]).scorer.params) == {"image_size": 32}
