@@ -100,8 +100,8 @@ class PairLabeller:
         done, _ = concurrent.futures.wait([f for _, f in sent], timeout=self.timeout_s)
         for chunk, fut in sent:
             if fut not in done:
+                # not cancelled: the client resolves every request exactly once and would find it cancelled
                 out.fail(len(chunk), f"no answer within preference.label_timeout_s={self.timeout_s}")
-                fut.cancel()
                 continue
             try:
                 results = fut.result()

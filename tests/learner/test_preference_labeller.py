@@ -70,7 +70,7 @@ def test_toy_oracle_labels_prefer_the_frame_closer_to_the_goal():
 
 
 def test_label_failures_are_counted_and_reported(caplog):
-    cfg = OmegaConf.structured(ClientConfig(deadline_s=0.5, retry_budget=1, retry_backoff_s=0.05))
+    cfg = OmegaConf.structured(ClientConfig(deadline_s=0.5, retry_budget=1, retry_backoff_s=0.05, no_worker_wait_s=1.0))
     client = RewardClient(cfg, addresses=["127.0.0.1:1"], scorer="preference")  # nothing listens there
     try:
         recs = toy_records(4)
