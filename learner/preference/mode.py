@@ -6,15 +6,26 @@ callback turns its r(s) into PPO rewards (``reward.components``). Around every t
 
 1. the env runners' :class:`~.frame_collector.PreferenceFrameCollector` s are drained into a bounded
    :class:`~.frame_buffer.FrameBuffer`;
-2. ``preference.pairs_per_iteration`` random pairs go to the *labeller pool* (a second
-   :class:`RewardWorkerPool`, ``preference.labeller_*``) through :class:`~.labeller.PairLabeller`;
-   ``none`` answers are dropped, failures counted and reported;
+2. the label budget (:class:`~.budget.LabelBudget`: ``pairs_per_iteration`` every ``label_every`` iterations up
+   to ``max_labels``, checked at start) says how many pairs to draw (``pair_sampling``: uniform, or the ones the
+   reward model's ensemble disagrees on most) and label: ``preference.labeller=pool`` sends them to the
+   *labeller pool* (a second :class:`RewardWorkerPool`, ``preference.labeller_*``: the VLM ``preference`` scorer,
+   the compact LRM's pair answer, ...) through :class:`~.labeller.PairLabeller`; ``preference.labeller=oracle``
+   labels them in the driver from the simulator state carried with the frames
+   (:class:`~.oracle.GroundTruthLabeller`). Either way ``none`` answers are dropped, failures and malformed
+   labels counted and reported (``max_label_failure_fraction``), a round with no first/second answer is reported
+   and trains nothing, and the answers' agreement with the ground-truth oracle is measured
+   (``preference/label_agreement_oracle``);
 3. labelled pairs go to the :class:`~.reward_model_trainer.RewardModelTrainer` Ray actor (a
    ``heldout_fraction`` share held out), which trains every ``train_every`` iterations;
-4. its new weights are hot-swapped into the running reward workers
-   (:meth:`RewardWorkerPool.update_weights`); the next iteration's rewards come from them.
+4. its new weights (standardised over the training frames with ``normalize_reward``) are hot-swapped into the
+   running reward workers (:meth:`RewardWorkerPool.update_weights`); the next iteration's rewards come from them.
 
-Scalars go to TensorBoard under ``preference/`` and a second console line per iteration.
+An optional warm-up (``warmup_labels``, :meth:`PreferenceMode.before_training`) labels pairs of frames sampled
+before the first PPO iteration and trains on them first. Scalars go to TensorBoard under ``preference/`` (labels by
+outcome, BT loss / accuracy, reward model updates, agreement with the oracle), every ``image_every`` labelling
+rounds a labelled pair as ``preference/pair`` (green bar under the preferred frame), and a second console line
+per iteration.
 
 Checkpoints and ``train.resume=true``: when the trainer writes ``checkpoints/iter_NNNNNN`` it calls
 :meth:`PreferenceMode.on_checkpoint_saved`, which adds ``preference_state.pt``
@@ -124,7 +135,7 @@ def check_resume_state(cfg: DictConfig, run_dir: Path) -> None:
     """On ``train.resume=true``: the checkpoint ``latest.json`` names must hold the preference state
     (:class:`~.checkpoint.PreferenceStateMissingError` otherwise, before anything starts). No checkpoint at
     all is left to the trainer's own error."""
-    from vlmrl.learner.online_trainer import latest_checkpoint
+    from vlmrl.learner.run_files import latest_checkpoint
 
     if not cfg.train.resume:
         return
