@@ -12,6 +12,10 @@ Targets (per frame, from the episode's ground truth; the frame at step s of an e
   stays there (the approach was real progress, the rest of the episode adds none), and is 0 after
   ``left_at_step`` (the arm left with the task undone). Set it to the share of a demo's time its
   approach takes (the recorder prints it) so a near miss's approach gets the labels of a demo's.
+  Object-aware (``object_progress_weight`` w > 0, issue 23): ``(1 - w) * <the time rule above> + w *
+  <object progress>`` where object progress = ``1 - d_s / d_0`` (object-to-goal distance from the recorded
+  states, clipped to [0, 0.9]) and 1 at every frame whose state is a success; a frame after the first success
+  whose object left the goal gets no time credit. Arm-only motions then earn nothing the object did not.
 * completion: ``success[s]``.
 * contrastive: ordered pairs of two frames of one episode, shown in random order, label = "the
   second is later". Only pairs whose order means progress are used: in a successful episode the
@@ -64,16 +68,20 @@ class TargetRule:
     failed_progress_scale: float = 0.5
     failed_pair_min_gain: float = 0.2
     near_miss_progress: Optional[float] = None
+    object_progress_weight: float = 0.0
+    """Weight of the object-aware term (module doc); 0 = the time rule alone."""
 
     def __post_init__(self) -> None:
         if self.near_miss_progress is not None and not 0.0 <= self.near_miss_progress <= 1.0:
             raise ValueError(f"near_miss_progress must be in [0, 1] or null, got {self.near_miss_progress}")
+        if not 0.0 <= self.object_progress_weight <= 1.0:
+            raise ValueError(f"object_progress_weight must be in [0, 1], got {self.object_progress_weight}")
 
     @classmethod
     def from_config(cls, cfg: Any) -> "TargetRule":
         """The rule of an ``lrm_train`` / ``eval_reward`` config section (fields of the same names)."""
         return cls(float(cfg.failed_progress_scale), float(getattr(cfg, "failed_pair_min_gain", 0.2)),
-                   getattr(cfg, "near_miss_progress", None))
+                   getattr(cfg, "near_miss_progress", None), float(getattr(cfg, "object_progress_weight", 0.0)))
 
 
 def first_success_step(ep: Episode) -> int | None:
@@ -82,6 +90,29 @@ def first_success_step(ep: Episode) -> int | None:
 
 
 def progress_targets(ep: Episode, rule: TargetRule = TargetRule()) -> np.ndarray:
+    time_rule = _time_progress_targets(ep, rule)
+    w = rule.object_progress_weight
+    obj = object_progress(ep) if w > 0 else None
+    if obj is None:
+        return time_rule
+    done = ep.success[ep.frame_steps]
+    after = ep.frame_steps > (first_success_step(ep) if ep.succeeded else ep.num_steps)
+    time_rule = np.where(after & ~done, 0.0, time_rule)  # the object left the goal: no time credit any more
+    return np.where(done, 1.0, (1 - w) * time_rule + w * obj).astype(np.float32)
+
+
+def object_progress(ep: Episode) -> Optional[np.ndarray]:
+    """Per frame, how far the object got towards the goal: ``1 - distance / distance at the start`` in [0, 0.9]
+    (1 is kept for success), from the episode's recorded states; None for a task without a known state layout."""
+    from vlmrl.envs.behaviours import object_goal_distance
+
+    d = object_goal_distance(ep.env_id, ep.states)
+    if d is None or len(d) == 0:
+        return None
+    return np.clip(1.0 - d[ep.frame_steps] / max(float(d[0]), 1e-6), 0.0, 0.9)
+
+
+def _time_progress_targets(ep: Episode, rule: TargetRule) -> np.ndarray:
     steps = ep.frame_steps.astype(np.float64)
     s_succ = first_success_step(ep)
     if s_succ is not None:
@@ -153,7 +184,7 @@ def dataset_sources(items: Sequence[Any]) -> List[DatasetSource]:
     from omegaconf import DictConfig, OmegaConf
     from omegaconf.errors import OmegaConfBaseException as OmegaConfBaseError
 
-    from vlmrl.system.config import DatasetInputConfig
+    from vlmrl.envs.config import DatasetInputConfig
 
     if items is None or len(items) == 0:
         raise ValueError("no dataset_dirs given: list at least one dataset (a folder, or {path: ..., format: ...})")

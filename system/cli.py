@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record-demos": ("vlmrl.system.commands.record_demos", "record demo / noisy / random episodes into an episode dataset"),
     "lrm-train": ("vlmrl.system.commands.lrm_train", "train a reward model (compact LRM or LoRA VLM) on episode datasets"),
     "eval-reward": ("vlmrl.system.commands.eval_reward", "compare scorers' reward quality on held-out episodes"),
+    "audit-reward": ("vlmrl.system.commands.audit_reward", "score scripted non-progress behaviours on held-out seeds: does the reward pay for them? (gate for RL runs)"),
     "build-offline-dataset": ("vlmrl.system.commands.build_offline_dataset", "merge recorded sources into one mixed-quality offline episode dataset + manifest"),
     "label": ("vlmrl.system.commands.label", "label every step of an offline dataset with window (RG-VLM) rewards from the reward workers -> Parquet"),
     "train": ("vlmrl.system.commands.train", "online PPO on an env with rewards from the reward worker pool (TensorBoard, checkpoints)"),

@@ -1,0 +1,196 @@
+"""Reward audit: what a reward pays for behaviours that make no progress, next to what it pays for successes.
+
+Role in the reward path: a gate before an RL run (``vlmrl audit-reward``). A policy trained from scratch finds the
+states a reward over-pays; this module finds them first, with scripted behaviours (:mod:`vlmrl.envs.behaviours`)
+rolled out on held-out seeds and scored by any reward-service scorer -- in-process or through reward workers --
+through the scorer plug-in interface (:func:`vlmrl.learner.reward_eval.scorer_predictor` builds the frame / pair /
+window items a scorer's item kind asks for).
+
+Per behaviour (:func:`summarise`): the true success rate (simulator ground truth at the last state), the scorer's
+last-frame progress (its ``progress`` component, else its reward) and completion, the **exploit margin** = mean
+last-frame progress of the behaviour / mean last-frame progress of the successful episodes of the ``success``
+behaviours, and the share of episodes whose last frame the scorer calls complete (completion > threshold). A
+``non_progress`` episode that reached the goal by accident (true success at its end) is left out of its
+behaviour's numbers (and counted in ``accidental_successes``). :func:`gate` lists the thresholds a
+``non_progress`` behaviour exceeds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from vlmrl.envs.dataset import Episode
+from vlmrl.learner.reward_eval import Predictor
+
+
+@dataclass
+class ScoredEpisode:
+    """One behaviour episode with the scorer's per-frame outputs (``completion`` None: the scorer has none)."""
+
+    behaviour: str
+    category: str
+    seed: int
+    success: bool
+    """Simulator ground truth at the episode's last state."""
+    frame_steps: np.ndarray
+    progress: np.ndarray
+    """The scorer's ``progress`` component per frame, else its reward."""
+    completion: Optional[np.ndarray]
+    value_name: str
+    """``progress`` or ``reward``: which output ``progress`` holds."""
+
+
+def score_episode(ep: Episode, predict: Predictor) -> ScoredEpisode:
+    """Score every frame of a behaviour episode (items built per the scorer's kind, as in the RL reward path)."""
+    none = np.zeros(0, int)
+    pred = predict(ep, none, none)
+    value, name = (pred.progress, "progress") if pred.progress is not None else (pred.reward, "reward")
+    return ScoredEpisode(behaviour=str(ep.meta.get("behaviour", ep.source)), category=str(ep.meta.get("category", "")),
+                         seed=int(ep.seed), success=bool(ep.success[-1]), frame_steps=np.asarray(ep.frame_steps),
+                         progress=np.asarray(value, float),
+                         completion=None if pred.completion is None else np.asarray(pred.completion, float),
+                         value_name=name)
+
+
+def _mean(xs: Sequence[float]) -> Optional[float]:
+    return float(np.mean(xs)) if len(xs) else None
+
+
+def summarise(records: Sequence[ScoredEpisode], complete_threshold: float = 0.5,
+              trained_on: Sequence[str] = ()) -> Dict[str, Any]:
+    """Per-behaviour audit numbers (module doc) plus the successes' reference progress."""
+    ref_eps = [r for r in records if r.category == "success" and r.success]
+    reference = _mean([float(r.progress[-1]) for r in ref_eps])
+    out: Dict[str, Any] = {"success_progress": reference, "success_episodes": len(ref_eps),
+                           "value": records[0].value_name if records else "progress", "behaviours": {}}
+    for name in dict.fromkeys(r.behaviour for r in records):
+        eps = [r for r in records if r.behaviour == name]
+        cat = eps[0].category
+        counted = [r for r in eps if r.success] if cat == "success" else [r for r in eps if not r.success]
+        last_p = [float(r.progress[-1]) for r in counted]
+        has_comp = all(r.completion is not None for r in eps)
+        last_c = [float(r.completion[-1]) for r in counted] if has_comp else []
+        mean_p = _mean(last_p)
+        margin = (mean_p / reference) if (mean_p is not None and reference is not None and reference > 0) else None
+        out["behaviours"][name] = {
+            "category": cat, "episodes": len(eps), "counted_episodes": len(counted),
+            "true_success": float(np.mean([r.success for r in eps])),
+            "accidental_successes": sum(r.success for r in eps) if cat != "success" else 0,
+            "last_progress": mean_p, "last_progress_max": max(last_p) if last_p else None,
+            "last_completion": _mean(last_c) if has_comp else None,
+            "complete_share": (_mean([c > complete_threshold for c in last_c]) if has_comp else None),
+            "exploit_margin": margin, "in_training_data": name in set(trained_on),
+            "seeds": [r.seed for r in eps],
+        }
+    return out
+
+
+def gate(summary: Mapping[str, Any], max_margin: float, max_complete_share: float) -> List[str]:
+    """The thresholds the audit exceeds, one line each (empty: it passes)."""
+    if summary["success_progress"] is None:
+        return ["no successful episode of a success behaviour: nothing to compare with"]
+    if summary["success_progress"] <= 0:
+        return [f"successes' last-frame {summary['value']} is {summary['success_progress']:.3f} <= 0: "
+                "exploit margins are undefined"]
+    bad = []
+    for name, b in summary["behaviours"].items():
+        if b["category"] != "non_progress" or not b["counted_episodes"]:
+            continue
+        if b["exploit_margin"] is not None and b["exploit_margin"] > max_margin:
+            bad.append(f"{name}: exploit margin {b['exploit_margin']:.2f} > {max_margin:g}")
+        if b["complete_share"] is not None and b["complete_share"] > max_complete_share:
+            bad.append(f"{name}: called complete in {b['complete_share']:.0%} of episodes > {max_complete_share:.0%}")
+    return bad
+
+
+def _f(v: Any, fmt: str = ".2f") -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def format_summary(task: str, summary: Mapping[str, Any]) -> str:
+    """A text table of one task's audit."""
+    lines = [f"audit {task}: successes' last-frame {summary['value']} {_f(summary['success_progress'], '.3f')} "
+             f"({summary['success_episodes']} successful episodes)",
+             f"{'behaviour':<26}{'category':<14}{'eps':>4}{'true succ':>10}{'last prog':>10}{'last comp':>10}"
+             f"{'margin':>8}{'called done':>12}  trained"]
+    for name, b in summary["behaviours"].items():
+        lines.append(f"{name:<26}{b['category']:<14}{b['counted_episodes']:>4}{b['true_success']:>10.2f}"
+                     f"{_f(b['last_progress'], '.3f'):>10}{_f(b['last_completion'], '.3f'):>10}"
+                     f"{_f(b['exploit_margin']):>8}{_f(b['complete_share'], '.0%'):>12}  "
+                     f"{'yes' if b['in_training_data'] else 'no'}")
+    return "\n".join(lines)
+
+
+def plot_progress(records_by_task: Mapping[str, Sequence[ScoredEpisode]], path: Any) -> None:
+    """PNG: the scorer's progress over time per behaviour (mean over its episodes, thin lines per episode)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(records_by_task)
+    fig, axes = plt.subplots(len(tasks), 1, figsize=(9, 4.5 * len(tasks)), squeeze=False)
+    for ax, task in zip(axes[:, 0], tasks):
+        recs = records_by_task[task]
+        names = list(dict.fromkeys(r.behaviour for r in recs))
+        cmap = plt.get_cmap("tab20")
+        for k, name in enumerate(names):
+            eps = [r for r in recs if r.behaviour == name]
+            color = cmap(k % 20)
+            style = "-" if eps[0].category == "success" else "--"
+            for r in eps:
+                ax.plot(r.frame_steps, r.progress, color=color, alpha=0.25, lw=0.8, ls=style)
+            n = min(len(r.progress) for r in eps)
+            ax.plot(eps[0].frame_steps[:n], np.mean([r.progress[:n] for r in eps], axis=0), color=color, lw=2,
+                    ls=style, label=name)
+        ax.set_title(f"{task}: scorer {recs[0].value_name if recs else ''} over time per behaviour")
+        ax.set_xlabel("env step")
+        ax.set_ylabel(recs[0].value_name if recs else "progress")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+class ClientScorer:
+    """A reward-service client in the shape of a scorer (``item_kind``, ``frames_per_item``, ``score_batch``), so
+    the audit scores through reward workers with the same item building as in-process."""
+
+    def __init__(self, client: Any, item_kind: str, window_size: int = 4) -> None:
+        from vlmrl.reward_workers.scorers.base import ItemKind
+
+        self.client, self.item_kind = client, ItemKind(item_kind)
+        self.frames_per_item = {ItemKind.FRAME: 1, ItemKind.PAIR: 2}.get(self.item_kind, window_size)
+
+    def score_batch(self, tasks: Sequence[str], items: Sequence[np.ndarray]) -> list:
+        from vlmrl.reward_workers.scorers.base import ScoreResult
+
+        out: list = [None] * len(items)
+        by_task: Dict[str, List[int]] = {}
+        for i, t in enumerate(tasks):
+            by_task.setdefault(t, []).append(i)
+        for task, idx in by_task.items():
+            res = self.client.score(task, [items[i] for i in idx], kind=self.item_kind.value)
+            for i, r in zip(idx, res):
+                out[i] = ScoreResult(reward=r.reward, components=dict(r.components), label=r.label)
+        return out
+
+
+def audit_task(env_cfg: Any, task: str, predict: Predictor, names: Sequence[str], episodes_per_behaviour: int,
+               seed: int, frame_stride: int, max_steps: Optional[int] = None,
+               log: Callable[[str], None] = print) -> List[ScoredEpisode]:
+    """Roll out the behaviours ``names`` (empty: the whole library) of ``task`` on held-out seeds ``seed, seed + 1,
+    ...`` and score each episode as it ends."""
+    from vlmrl.envs.behaviours import iter_behaviour_episodes
+
+    records: List[ScoredEpisode] = []
+    for ep in iter_behaviour_episodes(env_cfg, task, names, episodes_per_behaviour, seed, frame_stride, max_steps):
+        records.append(score_episode(ep, predict))
+        if len(records) % 10 == 0:
+            log(f"audit {task}: {len(records)} episodes scored")
+    return records

@@ -1,0 +1,212 @@
+"""``vlmrl audit-reward [CONFIG] [key=value ...]``: does the configured reward pay for behaviours that make no progress?
+
+Rolls out the scripted behaviour library (``vlmrl.envs.behaviours``: successes, arm-only motions, occlusions,
+wrong-direction and overshooting pushes, idle, jitter, near misses) of each task in ``audit.tasks`` on held-out
+seeds, scores every episode with ``scorer`` (in-process, or through reward workers: ``audit.workers``), prints per
+behaviour the true success rate, last-frame progress / completion, exploit margin and share called complete, and
+writes ``audit.json`` + ``progress_over_time.png`` into ``audit.out_dir``. Exit code 1 when a non-progress behaviour
+exceeds ``audit.max_margin`` / ``audit.max_complete_share`` (a gate for RL runs), 2 on bad input.
+
+``--record-negatives``: record the non-progress behaviours on TRAINING seeds (``audit.negatives_seed``) into
+``audit.negatives_dir`` instead, with ground truth, as hard negatives for ``lrm_train.dataset_dirs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, List, Sequence
+
+from vlmrl.system.commands.config_args import add_config_arguments, config_from_args
+from vlmrl.system.config import save_resolved
+
+PROG = "vlmrl audit-reward"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--record-negatives", action="store_true",
+                        help="record the non-progress behaviours on training seeds into audit.negatives_dir")
+
+
+class AuditInputError(ValueError):
+    """Bad input: the message is the one line printed."""
+
+
+def _tasks(cfg) -> List[str]:
+    from vlmrl.envs.behaviours import behaviours_for
+    from vlmrl.envs.tasks import get_task
+
+    tasks = list(cfg.audit.tasks) or [cfg.env.task]
+    for t in tasks:
+        try:
+            env_id = get_task(t).env_id
+        except KeyError as e:
+            raise AuditInputError(f"{e.args[0]}; set audit.tasks=[...] or env.task") from None
+        try:
+            behaviours_for(env_id, list(cfg.audit.behaviours))
+        except ValueError as e:
+            raise AuditInputError(f"{t}: {e}") from None
+    return tasks
+
+
+def _dataset_seeds(items: Sequence[Any]) -> set:
+    """Env seeds of the project-format datasets among ``items`` (other formats carry none)."""
+    from vlmrl.envs.dataset import read_index
+
+    seeds = set()
+    for item in items:
+        path = item if isinstance(item, str) else (item.get("path") if item.get("format", "episodes") == "episodes"
+                                                    else None)
+        if path and (Path(path) / "index.jsonl").exists():
+            seeds |= {int(e.get("seed", -1)) for e in read_index(path)}
+    return seeds
+
+
+def _check_held_out(cfg, n_behaviours: int) -> None:
+    from vlmrl.envs.behaviours import behaviour_seeds
+
+    a = cfg.audit
+    used = _dataset_seeds(list(cfg.lrm_train.dataset_dirs) + [a.negatives_dir])
+    clash = sorted(used & set(behaviour_seeds(n_behaviours, int(a.episodes_per_behaviour), int(a.seed))))
+    if clash:
+        raise AuditInputError(f"audit seeds {clash[0]}.. were used by the reward model's training data; "
+                              f"set audit.seed to a range no dataset used")
+
+
+def _item_kind_problem(cfg, scorer_kind: str) -> str:
+    want = str(cfg.reward.item_kind)
+    if want not in ("auto", scorer_kind):
+        return (f"reward.item_kind={want} but scorer {cfg.scorer.name!r} takes {scorer_kind} items; "
+                f"set reward.item_kind={scorer_kind} (or auto)")
+    return ""
+
+
+@contextlib.contextmanager
+def _scorer(cfg) -> Iterator[Any]:
+    """The configured scorer, in-process or as a client over reward workers (``audit.workers``)."""
+    from omegaconf import OmegaConf
+
+    from vlmrl.reward_workers.scorers.base import ScorerError, build_scorer
+
+    if cfg.audit.workers == "inprocess":
+        try:
+            scorer = build_scorer(cfg.scorer.name, OmegaConf.to_container(cfg.scorer.params, resolve=True))
+        except ScorerError as e:
+            hint = ("; train one with `vlmrl lrm-train <config>` or set scorer.params.weights_dir"
+                    if "weights_dir" in str(e) else "")
+            raise AuditInputError(f"{e}{hint}") from None
+        try:
+            problem = _item_kind_problem(cfg, scorer.item_kind.value)
+            if problem:
+                raise AuditInputError(problem)
+            yield scorer
+        finally:
+            scorer.close()
+        return
+    from vlmrl.learner.label_workers import WORKER_SOURCES, open_label_workers
+    from vlmrl.learner.reward_audit import ClientScorer
+
+    if cfg.audit.workers not in WORKER_SOURCES:
+        raise AuditInputError(f"audit.workers must be inprocess or one of {list(WORKER_SOURCES)}, "
+                              f"got {cfg.audit.workers!r}")
+    lcfg = cfg.copy()
+    lcfg.label.workers, lcfg.label.addresses = cfg.audit.workers, list(cfg.audit.addresses)
+    if cfg.audit.workers == "pool":
+        from vlmrl.reward_workers.pool import ensure_ray
+
+        ensure_ray(cfg.pool, num_cpus=max(2, int(cfg.pool.num_workers)), log_to_driver=False)
+    with open_label_workers(lcfg) as workers:
+        problem = _item_kind_problem(cfg, workers.item_kind)
+        if problem:
+            raise AuditInputError(problem)
+        yield ClientScorer(workers.client, workers.item_kind, int(cfg.reward.window_size))
+
+
+class _LabelWatch:
+    """Passes a scorer through; refuses one whose results are categorical labels (a pairwise labeller)."""
+
+    def __init__(self, scorer: Any, name: str) -> None:
+        self.scorer, self.name = scorer, name
+        self.item_kind, self.frames_per_item = scorer.item_kind, scorer.frames_per_item
+
+    def score_batch(self, tasks, items):
+        res = self.scorer.score_batch(tasks, items)
+        if any(r.label and "progress" not in r.components for r in res):
+            raise AuditInputError(f"scorer {self.name!r} labels pairs (first / second / none) instead of valuing "
+                                  "frames; audit a per-frame reward (bt_reward, compact_lrm, lrm, window, clip)")
+        return res
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    try:
+        tasks = _tasks(cfg)
+        if args.record_negatives:
+            return _record_negatives(cfg, tasks)
+        return _audit(cfg, tasks)
+    except AuditInputError as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 2
+
+
+def _record_negatives(cfg, tasks: List[str]) -> int:
+    from vlmrl.envs.behaviours import BEHAVIOURS, record_behaviours
+
+    a = cfg.audit
+    names = list(a.negatives_behaviours) or [n for n, b in BEHAVIOURS.items() if b.category == "non_progress"]
+    for k, task in enumerate(tasks):
+        record_behaviours(cfg.env, task, a.negatives_dir, names, int(a.negatives_per_behaviour),
+                          int(a.negatives_seed) + 10_000 * k, int(a.negatives_frame_stride))
+    return 0
+
+
+def _audit(cfg, tasks: List[str]) -> int:
+    from vlmrl.envs.behaviours import behaviours_for
+    from vlmrl.envs.dataset import read_index
+    from vlmrl.envs.tasks import get_task
+    from vlmrl.learner.reward_audit import audit_task, format_summary, gate, plot_progress, summarise
+    from vlmrl.learner.reward_eval import scorer_predictor
+
+    a = cfg.audit
+    n_beh = max(len(behaviours_for(get_task(t).env_id, list(a.behaviours))) for t in tasks)
+    _check_held_out(cfg, n_beh)
+    trained_on = set()
+    for item in list(cfg.lrm_train.dataset_dirs):
+        path = item if isinstance(item, str) else item.get("path")
+        if path and (Path(path) / "index.jsonl").exists():
+            trained_on |= {e.get("meta", {}).get("behaviour") for e in read_index(path)}
+    out = Path(a.out_dir)
+    report = {"scorer": {"name": cfg.scorer.name, "workers": a.workers}, "seed": int(a.seed),
+              "thresholds": {"max_margin": float(a.max_margin), "max_complete_share": float(a.max_complete_share),
+                             "complete_threshold": float(a.complete_threshold)}, "tasks": {}}
+    records_by_task, failures = {}, []
+    with _scorer(cfg) as scorer:
+        predict = scorer_predictor(_LabelWatch(scorer, cfg.scorer.name), int(a.batch_size), int(cfg.reward.window_size))
+        for task in tasks:
+            t0 = time.monotonic()
+            records = audit_task(cfg.env, task, predict, list(a.behaviours), int(a.episodes_per_behaviour),
+                                 int(a.seed), int(a.frame_stride), log=lambda m: print(m, flush=True))
+            summary = summarise(records, float(a.complete_threshold), sorted(n for n in trained_on if n))
+            summary["seconds"] = round(time.monotonic() - t0, 1)
+            bad = gate(summary, float(a.max_margin), float(a.max_complete_share))
+            summary["violations"] = bad
+            report["tasks"][task] = summary
+            records_by_task[task] = records
+            failures += [f"{task} {b}" for b in bad]
+            print(format_summary(task, summary) + f"\n({summary['seconds']:.0f}s)", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    save_resolved(cfg, out)
+    report["passed"] = not failures
+    (out / "audit.json").write_text(json.dumps(report, indent=2))
+    plot_progress(records_by_task, out / "progress_over_time.png")
+    print(f"audit-reward: wrote {out / 'audit.json'} and {out / 'progress_over_time.png'}")
+    if failures:
+        print(f"audit-reward: FAILED ({len(failures)}): " + "; ".join(failures))
+        return 1
+    print("audit-reward: passed: no non-progress behaviour exceeds the thresholds")
+    return 0

@@ -1,0 +1,138 @@
+"""Reward audit (learner/reward_audit.py, vlmrl audit-reward) and the object-aware LRM progress targets."""
+
+import json
+
+import numpy as np
+import pytest
+
+from vlmrl.envs.dataset import Episode
+from vlmrl.learner.lrm_data import TargetRule, progress_targets
+from vlmrl.learner.reward_audit import ScoredEpisode, format_summary, gate, plot_progress, score_episode, summarise
+
+
+def _rec(behaviour, category, success, last_p, last_c=None, seed=0):
+    steps = np.arange(0, 11, 5)
+    prog = np.linspace(0, last_p, len(steps))
+    comp = None if last_c is None else np.linspace(0, last_c, len(steps))
+    return ScoredEpisode(behaviour, category, seed, success, steps, prog, comp, "progress")
+
+
+def test_summary_margins_accidental_successes_and_gate():
+    recs = [_rec("solve", "success", True, 0.9, 0.95), _rec("solve", "success", True, 0.7, 0.9),
+            _rec("solve", "success", False, 0.1, 0.1),  # a failed solve is not a reference
+            _rec("arm_to_goal", "non_progress", False, 0.6, 0.7), _rec("arm_to_goal", "non_progress", False, 0.2, 0.1),
+            _rec("arm_to_goal", "non_progress", True, 0.95, 0.9),  # reached the goal by accident: left out
+            _rec("idle", "non_progress", False, 0.05, 0.0)]
+    s = summarise(recs, 0.5, trained_on=["idle"])
+    assert s["success_progress"] == pytest.approx(0.8) and s["success_episodes"] == 2
+    a = s["behaviours"]["arm_to_goal"]
+    assert a["counted_episodes"] == 2 and a["accidental_successes"] == 1 and a["true_success"] == pytest.approx(1 / 3)
+    assert a["last_progress"] == pytest.approx(0.4) and a["exploit_margin"] == pytest.approx(0.5)
+    assert a["complete_share"] == pytest.approx(0.5) and a["last_progress_max"] == pytest.approx(0.6)
+    assert s["behaviours"]["idle"]["in_training_data"] and not a["in_training_data"]
+    bad = gate(s, max_margin=0.3, max_complete_share=0.0)
+    assert bad == ["arm_to_goal: exploit margin 0.50 > 0.3", "arm_to_goal: called complete in 50% of episodes > 0%"]
+    assert gate(s, max_margin=0.6, max_complete_share=0.5) == []
+    table = format_summary("PushCube-v1", s)
+    assert "arm_to_goal" in table and "0.50" in table
+    # no successful reference: the gate says so instead of dividing by nothing
+    assert "no successful episode" in gate(summarise(recs[3:]), 0.3, 0.0)[0]
+
+
+def test_scorers_without_completion_report_none_and_plot(tmp_path):
+    r = _rec("idle", "non_progress", False, 0.1)
+    s = summarise([_rec("solve", "success", True, 0.5), r])
+    assert s["behaviours"]["idle"]["complete_share"] is None and s["behaviours"]["idle"]["last_completion"] is None
+    assert gate(s, 0.3, 0.0) == []
+    plot_progress({"PushCube-v1": [r]}, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def _episode(obj_x, success, env_id="PushCube-v1", meta=None):
+    """An episode whose object moves along x towards a goal at x = 0.3 (PushCube state layout)."""
+    T = len(obj_x) - 1
+    states = np.zeros((T + 1, 35), np.float32)
+    states[:, 28] = obj_x
+    states[:, 25] = 0.3
+    return Episode(task="push", env_id=env_id, frames=np.zeros((T + 1, 8, 8, 3), np.uint8),
+                   frame_steps=np.arange(T + 1, dtype=np.int32), states=states, actions=np.zeros((T, 7), np.float32),
+                   rewards=np.zeros(T, np.float32), success=np.asarray(success, bool), meta=meta or {})
+
+
+def test_object_aware_targets_pay_only_for_object_progress():
+    rule0 = TargetRule(failed_progress_scale=0.0)
+    rule = TargetRule(failed_progress_scale=0.0, object_progress_weight=0.5)
+    # demo: 4 approach steps (cube still), then the cube moves onto the goal
+    demo = _episode([0.0] * 5 + [0.1, 0.2, 0.3, 0.3], [False] * 7 + [True, True])
+    t0, t = progress_targets(demo, rule0), progress_targets(demo, rule)
+    np.testing.assert_allclose(t0, np.minimum(np.arange(9) / 7, 1), atol=1e-6)
+    assert t[4] == pytest.approx(0.5 * 4 / 7)  # approach: half the time credit, no object credit
+    assert t[6] == pytest.approx(0.5 * 6 / 7 + 0.5 * (1 - 0.1 / 0.3))
+    assert t[7] == t[8] == 1.0
+    # arm-only: the cube never moves -> 0 everywhere, under both rules
+    assert not progress_targets(_episode([0.0] * 9, [False] * 9), rule).any()
+    # wrong direction: the object gets further away -> 0; half-way push that stops -> half the object credit
+    assert not progress_targets(_episode(np.linspace(0, -0.2, 9), [False] * 9), rule).any()
+    assert progress_targets(_episode([0.0, 0.15, 0.15], [False] * 3), rule)[-1] == pytest.approx(0.25)
+    # overshoot: success, then the object leaves the goal -> no time credit after it left
+    over = progress_targets(_episode([0.0, 0.3, 0.6], [False, True, False]), rule)
+    assert over[1] == 1.0 and over[2] == 0.0
+    assert progress_targets(_episode([0.0, 0.3, 0.6], [False, True, False]), rule0)[2] == 1.0  # the time rule's flaw
+    with pytest.raises(ValueError, match="object_progress_weight"):
+        TargetRule(object_progress_weight=1.5)
+
+
+def test_score_episode_uses_the_scorers_item_kind():
+    from vlmrl.learner.reward_eval import scorer_predictor
+    from vlmrl.reward_workers.scorers import build_scorer
+
+    ep = _episode([0.0] * 5, [False] * 5, meta={"behaviour": "idle", "category": "non_progress"})
+    ep.frames = np.random.default_rng(0).integers(0, 255, (5, 32, 32, 3), dtype=np.uint8)
+    rec = score_episode(ep, scorer_predictor(build_scorer("cnn", {}), batch_size=2))
+    assert rec.behaviour == "idle" and rec.value_name == "progress" and rec.progress.shape == (5,)
+    assert rec.completion is None and not rec.success
+
+
+def _cli(tmp_path, *overrides):
+    from vlmrl.system.cli import main
+
+    return main(["audit-reward", "demo", f"output_dir={tmp_path}", *overrides])
+
+
+def test_bad_input_is_one_line_naming_the_fix(tmp_path, capsys):
+    assert _cli(tmp_path, "audit.tasks=[NoSuchTask-v9]") == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "unknown task 'NoSuchTask-v9'" in err and "audit.tasks" in err
+    assert _cli(tmp_path, "audit.tasks=[StackCube-v1]") == 2
+    assert "no scripted controller for StackCube-v1" in capsys.readouterr().err
+    assert _cli(tmp_path, f"scorer.params.weights_dir={tmp_path}/missing") == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "weights_dir" in err and "vlmrl lrm-train" in err
+    assert _cli(tmp_path, "scorer.name=cnn", "scorer.params={}", "reward.item_kind=pair") == 2
+    err = capsys.readouterr().err.strip()
+    assert "reward.item_kind=pair but scorer 'cnn' takes frame items" in err and "\n" not in err
+    assert _cli(tmp_path, "audit.behaviours=[moonwalk]") == 2
+    assert "unknown behaviour" in capsys.readouterr().err
+
+
+def test_audit_seeds_must_be_held_out(tmp_path, capsys):
+    from vlmrl.envs.dataset import EpisodeWriter
+
+    ep = _episode([0.0] * 3, [False] * 3)
+    ep.seed = 1_000_004
+    EpisodeWriter(tmp_path / "demos").write(ep)
+    assert _cli(tmp_path, "run_name=x", f"lrm_train.dataset_dirs=[{tmp_path}/demos]", "scorer.name=cnn",
+                "scorer.params={}", "reward.item_kind=auto") == 2
+    assert "audit seeds 1000004.. were used" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_audit_end_to_end_with_a_frame_scorer(tmp_path):
+    """Real rollouts + a real (random-weight) scorer: the command writes its report and gates on it."""
+    rc = _cli(tmp_path, "scorer.name=cnn", "scorer.params={}", "reward.item_kind=auto", "env.frame_size=32",
+              "audit.behaviours=[solve,arm_to_goal]", "audit.episodes_per_behaviour=1", "audit.frame_stride=10",
+              "audit.max_margin=100", "audit.max_complete_share=1")
+    report = json.loads((tmp_path / "demo" / "audit" / "audit.json").read_text())
+    b = report["tasks"]["PushCube-v1"]["behaviours"]
+    assert set(b) == {"solve", "arm_to_goal"} and b["solve"]["true_success"] == 1.0
+    assert rc == (0 if report["passed"] else 1) and (tmp_path / "demo" / "audit" / "progress_over_time.png").exists()
