@@ -67,6 +67,7 @@ class VlmRewardCallback(RLlibCallback):
         self._client = None
         self._trackers: Dict[str, EpisodeRewardTracker] = {}
         self._last_client_counts: Dict[str, int] = {}
+        self._last_no_worker_wait = 0.0
         self._timeline: Optional[RewardTimeline] = None
 
     # ------------------------------------------------------------------ client
@@ -210,6 +211,13 @@ class VlmRewardCallback(RLlibCallback):
                 self._last_client_counts[name] = int(stats.get(name, 0))
                 m.log_value((key, f"client_{name}"), float(delta), reduce="sum")
             m.log_value((key, "client_queued"), float(stats.get("queued", 0)), reduce="mean", window=20)
+            # issue 22: time the env runner's requests waited with no reward worker (the pool replacing dead ones),
+            # and the bound after which they fail (client.no_worker_wait_s)
+            waited = float(stats.get("no_worker_wait_s", 0.0))
+            m.log_value((key, "client_no_worker_wait_s"), waited - self._last_no_worker_wait, reduce="sum")
+            self._last_no_worker_wait = waited
+            m.log_value((key, "client_no_worker_bound_s"), float(stats.get("no_worker_wait_bound_s", 0.0)),
+                        reduce="max")
 
 
 def reward_callback_factory(settings: Dict[str, Any]):

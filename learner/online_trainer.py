@@ -109,12 +109,14 @@ class OnlineTrainer:
         return kind
 
     def _worker_scalars(self) -> Dict[str, float]:
-        from vlmrl.learner.train_metrics import scalars_from_worker_status
+        from vlmrl.learner.train_metrics import pool_scalars, scalars_from_worker_status
 
         if self.pool is None:
             return {}
         try:
-            return scalars_from_worker_status(self.pool.status(timeout_s=5.0))
+            out = scalars_from_worker_status(self.pool.status(timeout_s=5.0))
+            out.update(pool_scalars(self.pool.health(timeout_s=5.0)))
+            return out
         except Exception as e:  # noqa: BLE001 - worker stats are informative; training goes on
             log.warning("reward worker status failed: %s", e)
             return {}
@@ -148,9 +150,32 @@ class OnlineTrainer:
             last_steps = None
             while self.iteration < total:
                 t0 = time.perf_counter()
-                result = self.algo.train()
+                try:
+                    result = self.algo.train()
+                except Exception as e:
+                    self._stop_on_reward_outage(e, last_steps)
+                    raise
                 wall = time.perf_counter() - t0
                 self.iteration += 1
+    def _stop_on_reward_outage(self, error: Exception, env_steps: Optional[float]) -> None:
+        """An iteration failed because rewards could not be obtained (no reward worker within
+        ``client.no_worker_wait_s``, or a reward refused): save a resumable checkpoint of the last finished
+        iteration (the failed one changed no weights) and say why the run stops. Other errors pass untouched."""
+        text = f"{type(error).__name__}: {error}"
+        if "RewardPathError" not in text and "RewardUnavailableError" not in text:
+            return
+        reason = next((line.strip() for line in text.splitlines() if "RewardUnavailableError" in line
+                       or "RewardPathError" in line), text.splitlines()[0])[:600]
+        self.print(f"run stopped at iteration {self.iteration + 1}: no rewards from the reward service ({reason})")
+        if self.algo is None or self.iteration == 0:
+            self.print("no iteration finished yet: nothing to checkpoint")
+            return
+        try:
+            path = self._save(int(env_steps or 0))
+            self.print(f"resumable checkpoint of iteration {self.iteration}: {path} (rerun with train.resume=true)")
+        except Exception as e:  # noqa: BLE001 - the original error is what the user must see
+            self.print(f"saving a checkpoint after the reward outage failed: {type(e).__name__}: {e}")
+
                 s = scalars_from_result(result)
                 steps = s.get("charts/env_steps", 0.0)
                 prev = last_steps if last_steps is not None else steps - float(

@@ -19,7 +19,7 @@ _CHARTS = {"episode_return_mean": "episode_return_mean", "episode_len_mean": "ep
 _LOSSES = ("policy_loss", "vf_loss", "entropy", "mean_kl_loss", "total_loss", "vf_explained_var")
 _GROUND_TRUTH = {"gt_success": "charts/gt_success_rate", "gt_final_env_reward": "charts/gt_final_env_reward"}
 _WORKER_SIDE = ("client_retries", "client_failures", "client_timeouts", "client_late_answers", "client_workers_left",
-                "client_queued")
+                "client_queued", "client_no_worker_wait_s", "client_no_worker_bound_s")
 
 
 def _num(x: Any) -> float | None:
@@ -99,6 +99,8 @@ def console_line(iteration: int, total: int, s: Mapping[str, float]) -> str:
                      f"retries {g('workers/client_retries', '.0f')}, failures {g('workers/client_failures', '.0f')}")
         parts.append(f"workers {g('workers/num_workers', '.0f')}, queue {g('workers/queue_depth', '.0f')}, "
                      f"{g('workers/items_per_s', '.0f')} items/s")
+        if "workers/pool_target" in s:  # the pool supervisor's view (issue 22)
+            parts.append(pool_console_part(s))
     parts.append(f"{g('charts/env_steps_per_s', '.0f')} steps/s")
     if "charts/env_steps" not in s:
         parts.append("NO env steps sampled: env runners slower than train.sample_timeout_s (overloaded machine?)")
@@ -107,6 +109,28 @@ def console_line(iteration: int, total: int, s: Mapping[str, float]) -> str:
         parts.append(f"corr(score, gt) {corr:.2f}" + (" << ground truth disagrees: reward exploited?"
                                                        if corr < EXPLOITED_REWARD_CORR else ""))
     return " | ".join(parts)
+
+
+def pool_scalars(health: Mapping[str, Any]) -> Dict[str, float]:
+    """TensorBoard scalars of the pool supervisor's state (``RewardWorkerPool.health()``): target and live size,
+    workers lost / replaced, autoscale events."""
+    c = health.get("counters", {}) or {}
+    out = {"workers/pool_target": float(health.get("target", 0)), "workers/pool_live": float(health.get("live", 0)),
+           "workers/pool_starting": float(health.get("starting", 0))}
+    for name in ("lost", "replaced", "start_failures", "scale_ups", "scale_downs"):
+        out[f"workers/pool_{name}"] = float(c.get(name, 0))
+    return out
+
+
+def pool_console_part(s: Mapping[str, float]) -> str:
+    """``pool 2/2, lost 1, replaced 1, scale +1/-0, no-worker wait 3.2 s (bound 60 s)`` for the console line."""
+    part = (f"pool {s.get('workers/pool_live', 0):.0f}/{s['workers/pool_target']:.0f}, "
+            f"lost {s.get('workers/pool_lost', 0):.0f}, replaced {s.get('workers/pool_replaced', 0):.0f}, "
+            f"scale +{s.get('workers/pool_scale_ups', 0):.0f}/-{s.get('workers/pool_scale_downs', 0):.0f}")
+    if "workers/client_no_worker_bound_s" in s:
+        part += (f", no-worker wait {s.get('workers/client_no_worker_wait_s', 0):.1f} s "
+                 f"(bound {s['workers/client_no_worker_bound_s']:g} s)")
+    return part
 
 
 def read_scalars(run_dir: str | Path) -> Dict[str, List[Tuple[int, float]]]:

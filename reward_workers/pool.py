@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 import ray
 from omegaconf import DictConfig, OmegaConf
 
+from vlmrl.reward_workers.ray_attach import prepare_ray_auth
 from vlmrl.reward_workers.registry import RegistryNotFound, RegistryView, get_or_create_registry, get_registry
 from vlmrl.reward_workers.supervisor import get_or_create_supervisor, get_supervisor, supervisor_name
 
@@ -32,6 +33,7 @@ def ensure_ray(pool_cfg: Any, **init_kwargs: Any) -> None:
         return
     kwargs = dict(namespace=pool_cfg.namespace, include_dashboard=False, log_to_driver=True)
     kwargs.update(init_kwargs)
+    prepare_ray_auth(pool_cfg.ray_address)  # host:port: find the auth token like Ray's CLI, fail fast otherwise
     ray.init(address=pool_cfg.ray_address, **kwargs)
 
 

@@ -6,7 +6,9 @@
 
 ``scale`` and ``status`` attach to a running Ray cluster and find the pool through its named
 registry (``pool.registry_name`` in ``pool.namespace``), so they must see the same pool settings
-as ``start`` (same CONFIG / overrides).
+as ``start`` (same CONFIG / overrides). With ``--address host:port`` the cluster's auth token is
+found like Ray's CLI finds it (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``, ``~/.ray/auth_token``);
+without one, or with a size the cluster can never hold, they fail at once saying what to change.
 """
 
 from __future__ import annotations
@@ -63,6 +65,20 @@ def format_status(rows: List[Dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def format_health(h: Dict[str, Any]) -> str:
+    """The supervisor's line: target vs serving, lost/replaced workers, scale events, autoscaling, last error."""
+    c = h.get("counters", {})
+    line = (f"pool: target {h['target']}, {h['live']} serving, {h['starting']} starting; lost {c.get('lost', 0)}, "
+            f"replaced {c.get('replaced', 0)}, scale-ups {c.get('scale_ups', 0)}, scale-downs {c.get('scale_downs', 0)}")
+    a = h.get("autoscale")
+    if a:
+        observed = "-" if a.get("observed") is None else f"{a['observed']:.1f}"
+        line += f"; autoscale {a['min']}..{a['max']} on {a['metric']} (target {a['target']:g}, observed {observed})"
+    if h.get("last_error"):
+        line += f"\nlast error: {h['last_error']}"
+    return line
+
+
 def run(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
@@ -72,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     import ray
 
     from vlmrl.reward_workers.pool import PoolError, RewardWorkerPool, ensure_ray
+    from vlmrl.reward_workers.ray_attach import RayAttachError
     from vlmrl.reward_workers.registry import RegistryNotFound
 
     try:
@@ -79,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
             return _start(cfg, RewardWorkerPool, ensure_ray)
         try:
             pool = RewardWorkerPool.attach(cfg)
+        except RayAttachError as e:  # unreachable, or the cluster's auth token is missing: says what to set
+            print(f"vlmrl workers: {e}", file=sys.stderr)
+            return 1
         except ConnectionError as e:
             print(f"vlmrl workers: cannot reach a Ray cluster at {args.address!r}: {e}", file=sys.stderr)
             return 1
@@ -91,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
             for wid, addr in sorted(addrs.items()):
                 print(f"  {wid}  {addr}")
         print(format_status(pool.status()))
+        print(format_health(pool.health()))
         return 0
     except PoolError as e:
         print(f"vlmrl workers: {e}", file=sys.stderr)

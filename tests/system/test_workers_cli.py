@@ -86,3 +86,26 @@ def test_scale_takes_options_between_positionals():
     workers.add_arguments(parser)
     args = parser.parse_args(["scale", "3", "--address", "10.0.0.1:6379", "reward_service", "pool.namespace=x"])
     assert (args.n, args.address, args.config, args.overrides) == (3, "10.0.0.1:6379", "reward_service", ["pool.namespace=x"])
+
+
+def test_format_health_line():
+    from vlmrl.system.commands.workers import format_health
+
+    h = {"target": 3, "live": 2, "starting": 1, "counters": {"lost": 2, "replaced": 1, "scale_ups": 1},
+         "last_error": "reward worker w4 failed to start: boom",
+         "autoscale": {"min": 1, "max": 4, "metric": "queue_depth", "target": 8.0, "observed": 12.5}}
+    out = format_health(h)
+    assert out.splitlines()[0] == ("pool: target 3, 2 serving, 1 starting; lost 2, replaced 1, scale-ups 1, "
+                                   "scale-downs 0; autoscale 1..4 on queue_depth (target 8, observed 12.5)")
+    assert out.splitlines()[1] == "last error: reward worker w4 failed to start: boom"
+
+
+def test_pool_scalars_and_console_part():
+    from vlmrl.learner.train_metrics import console_line, pool_scalars
+
+    s = pool_scalars({"target": 2, "live": 1, "starting": 1, "counters": {"lost": 3, "replaced": 2, "scale_ups": 1}})
+    assert s["workers/pool_target"] == 2 and s["workers/pool_lost"] == 3 and s["workers/pool_scale_downs"] == 0
+    s.update({"workers/num_workers": 1.0, "workers/client_no_worker_wait_s": 4.25,
+              "workers/client_no_worker_bound_s": 60.0, "charts/env_steps": 10.0})
+    line = console_line(3, 10, s)
+    assert "pool 1/2, lost 3, replaced 2, scale +1/-0, no-worker wait 4.2 s (bound 60 s)" in line, line
