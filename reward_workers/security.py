@@ -45,12 +45,16 @@ def tls_enabled(tls_cfg: Any) -> bool:
 
 
 def check_server_security(server_cfg: Any) -> None:
-    """Start-up check of the ``server`` section: a set but empty ``auth_token`` (auth asked for, e.g. from an unset
-    variable) and TLS without readable ``cert_file``/``key_file`` raise :class:`SecurityConfigError` with one line."""
+    """Start-up check of the ``server`` section: an empty ``auth_token`` when auth is asked for (the token is a
+    string, or ``require_auth`` is true; e.g. from an unset variable) and TLS without readable
+    ``cert_file``/``key_file`` raise :class:`SecurityConfigError` with one line."""
     token = _get(server_cfg, "auth_token")
     if token is not None and not str(token).strip():
         raise SecurityConfigError("server.auth_token is set but empty (an unset variable?): set a token, or null "
                                   "to run without auth")
+    if token is None and _get(server_cfg, "require_auth", False):
+        raise SecurityConfigError("server.require_auth is true but server.auth_token is not set (an unset "
+                                  "variable?)")
     tls = _get(server_cfg, "tls")
     if tls_enabled(tls):
         for what in ("cert_file", "key_file"):

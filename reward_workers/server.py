@@ -228,6 +228,7 @@ class _RewardServicer:
                     t = asyncio.create_task(handle(request))
                     handlers.add(t)
                     t.add_done_callback(handlers.discard)
+                    await asyncio.sleep(0)  # let it count its items and bytes against the budget before reading on
                 if handlers:
                     await asyncio.gather(*list(handlers), return_exceptions=True)
             finally:
@@ -328,6 +329,10 @@ class RewardServer:
         for service in ("", SERVICE_NAME):
             await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
         log.info("reward worker %s serving scorer %s on %s", self.worker_id, self.scorer.name, self._address)
+        if self.cfg.auth_token is None and str(self.cfg.host) not in ("127.0.0.1", "localhost", "::1", "[::1]"):
+            log.warning("reward worker %s serves %s without auth (server.auth_token is null); set a token, and "
+                        "server.require_auth=true to make a missing token a start-up error", self.worker_id,
+                        self._address)
         return self._address
 
     async def stop(self, grace_s: float | None = None) -> None:

@@ -61,14 +61,16 @@ async def _serve(cfg, worker_id: str, stats_every: float) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vlmrl.reward_workers.scorers.base import ScorerError
+    from vlmrl.reward_workers.security import SecurityConfigError, check_server_security
     from vlmrl.system.config import run_dir, save_resolved
 
     cfg = config_from_args(args)
-    saved = save_resolved(cfg, run_dir(cfg))
-    print(f"config saved to {saved}", flush=True)
     try:
+        check_server_security(cfg.server)  # before the scorer loads: an empty token or incomplete TLS is one line
+        saved = save_resolved(cfg, run_dir(cfg))
+        print(f"config saved to {saved}", flush=True)
         asyncio.run(_serve(cfg, args.worker_id, args.stats_every))
-    except ScorerError as e:
+    except (ScorerError, SecurityConfigError) as e:
         print(f"vlmrl serve: {e}", file=sys.stderr)
         return 2
     return 0

@@ -200,3 +200,63 @@ def test_server_merges_concurrent_requests(serve, stub_for, make_request, make_f
     assert stats.requests == 17
     assert stats.batches - before <= 4, f"16 concurrent requests took {stats.batches - before} scorer calls"
     assert stats.mean_batch_size > 2
+
+
+class OrderScorer(RecordingScorer):
+    """Also records the first pixel of every item of every batch, in batch order."""
+
+    def __init__(self, gate=None):
+        super().__init__(gate=gate)
+        self.order: list[list[float]] = []
+
+    def score_batch(self, tasks, items):
+        out = super().score_batch(tasks, items)
+        self.order.append([r.reward for r in out])
+        return out
+
+
+def test_batches_serve_clients_round_robin():
+    """A client with a long backlog does not hold back another client's items: batches alternate between them."""
+    async def main():
+        gate = threading.Event()
+        scorer = OrderScorer(gate=gate)
+        b = DynamicBatcher(scorer, max_batch=4, max_wait_ms=0, max_queue_items=100)
+        b.start()
+        blocker = asyncio.ensure_future(b.submit("t", items(0), client="x"))
+        await asyncio.sleep(0.05)  # the scorer is busy with the blocker
+        flood = asyncio.ensure_future(b.submit("t", items(*range(100, 112)), client="flood"))
+        await asyncio.sleep(0.01)
+        small = asyncio.ensure_future(b.submit("t", items(7, 8), client="small"))
+        await asyncio.sleep(0.01)
+        assert b.queue_depth == 14 and b.waiting_of("flood") == 12 and b.waiting_of("small") == 2
+        gate.set()
+        await asyncio.gather(blocker, flood, small)
+        await b.close()
+        return scorer.order, rewards(flood.result()), rewards(small.result())
+
+    order, flood, small = run(main())
+    assert order[1] == [100.0, 7.0, 101.0, 8.0]  # the first batch after the blocker holds both of `small`'s items
+    assert flood == [float(v) for v in range(100, 112)] and small == [7.0, 8.0]
+    assert [len(b) for b in order] == [1, 4, 4, 4, 2]
+
+
+def test_full_queue_still_admits_a_client_with_nothing_waiting():
+    async def main():
+        gate = threading.Event()
+        b = DynamicBatcher(RecordingScorer(gate=gate), max_batch=1, max_wait_ms=0, max_queue_items=3)
+        b.start()
+        running = asyncio.ensure_future(b.submit("t", items(1), client="flood"))
+        await asyncio.sleep(0.05)
+        queued = asyncio.ensure_future(b.submit("t", items(2, 3, 4), client="flood"))
+        await asyncio.sleep(0.01)
+        with pytest.raises(QueueFull, match="3 of them this client's"):
+            await b.submit("t", items(5), client="flood")
+        other = asyncio.ensure_future(b.submit("t", items(9), client="other"))  # over the limit, but its first
+        await asyncio.sleep(0.01)
+        assert b.queue_depth == 4
+        gate.set()
+        await asyncio.gather(running, queued, other)
+        await b.close()
+        return rewards(other.result())
+
+    assert run(main()) == [9.0]

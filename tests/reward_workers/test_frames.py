@@ -126,3 +126,102 @@ def test_decode_item_rejects_wrong_kind_count_and_mixed_shapes():
         decode_item(bad_second, "pair", 2)
     with pytest.raises(InvalidInput, match="exactly 2 frames"):
         make_item(img(), "pair")
+
+
+# --------------------------------------------------------------------------- every legal PNG/JPEG mode (issue 26)
+
+
+def png_frame(image: Image.Image, shape, **save) -> reward_pb2.Frame:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", **save)
+    return reward_pb2.Frame(shape=shape, data=buf.getvalue(), encoding=reward_pb2.PNG)
+
+
+def hand_png(width: int, height: int, bit_depth: int, colour_type: int, pixel: bytes) -> bytes:
+    """A PNG of one repeated pixel, written by hand (Pillow cannot write 16-bit colour PNGs)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + pixel * width for _ in range(height))
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def test_16_bit_grey_png_is_scaled_not_truncated():
+    pb = png_frame(Image.fromarray(np.full((8, 8), 40000, np.uint16)), [8, 8, 1])
+    out = decode_frame(pb)
+    assert out.dtype == np.uint8 and out.shape == (8, 8, 1)
+    assert (out == 156).all()  # round(40000 * 255 / 65535) = 156; mean / 255 = 0.6118 vs the exact 0.6104
+    assert abs(out.mean() / 255 - 40000 / 65535) <= 0.5 / 255
+    extremes = png_frame(Image.fromarray(np.array([[0, 65535], [257, 32896]], np.uint16)), [2, 2, 3])
+    np.testing.assert_array_equal(decode_frame(extremes)[:, :, 0], [[0, 255], [1, 128]])
+
+
+def test_1_bit_png_white_is_255():
+    out = decode_frame(png_frame(Image.new("1", (8, 8), 1), [8, 8, 1]))
+    assert (out == 255).all()
+    checker = Image.fromarray(np.indices((4, 4)).sum(0) % 2 == 0)
+    np.testing.assert_array_equal(decode_frame(png_frame(checker, [4, 4, 3]))[:, :, 1],
+                                  np.where(np.indices((4, 4)).sum(0) % 2 == 0, 255, 0))
+
+
+def test_palette_png_white_index_is_white_for_grey_and_rgb():
+    p = Image.new("P", (8, 8), 0)
+    p.putpalette([255, 255, 255] + [0, 0, 0] * 255)
+    assert (decode_frame(png_frame(p, [8, 8, 1])) == 255).all()
+    assert (decode_frame(png_frame(p, [8, 8, 3])) == 255).all()
+    rgba = decode_frame(png_frame(p, [8, 8, 4], transparency=0))  # tRNS: index 0 fully transparent
+    assert (rgba[:, :, :3] == 255).all() and (rgba[:, :, 3] == 0).all()
+    with pytest.raises(InvalidInput, match="mode P has transparent pixels, but the frame shape says C=3"):
+        decode_frame(png_frame(p, [8, 8, 3], transparency=0))
+
+
+def test_grey_alpha_png_converts_exactly_or_is_refused():
+    la = Image.fromarray(np.dstack([np.full((4, 4), 100, np.uint8), np.full((4, 4), 50, np.uint8)]), "LA")
+    out = decode_frame(png_frame(la, [4, 4, 4]))
+    assert (out[:, :, :3] == 100).all() and (out[:, :, 3] == 50).all()
+    with pytest.raises(InvalidInput, match="mode LA has transparent pixels, but the frame shape says C=1"):
+        decode_frame(png_frame(la, [4, 4, 1]))
+    opaque = Image.fromarray(np.dstack([np.full((4, 4), 100, np.uint8), np.full((4, 4), 255, np.uint8)]), "LA")
+    assert (decode_frame(png_frame(opaque, [4, 4, 1])) == 100).all()  # opaque alpha drops without loss
+
+
+def test_grey_png_as_rgb_and_rgb_as_rgba_are_exact():
+    g = img(c=1)
+    np.testing.assert_array_equal(decode_frame(png_frame(Image.fromarray(g[:, :, 0]), [6, 5, 3])),
+                                  np.repeat(g, 3, axis=2))
+    a = img(c=3)
+    out = decode_frame(png_frame(Image.fromarray(a), [6, 5, 4]))
+    np.testing.assert_array_equal(out[:, :, :3], a)
+    assert (out[:, :, 3] == 255).all()
+
+
+@pytest.mark.parametrize("colour_type, pixel, name", [(2, b"\x9c\x40" * 3, "RGB"), (6, b"\x9c\x40" * 4, "RGBA"),
+                                                      (4, b"\x9c\x40" * 2, "grey\\+alpha")])
+def test_16_bit_colour_png_is_refused_naming_the_mode(colour_type, pixel, name):
+    channels = {2: 3, 6: 4, 4: 4}[colour_type]
+    pb = reward_pb2.Frame(shape=[4, 4, channels], data=hand_png(4, 4, 16, colour_type, pixel), encoding=reward_pb2.PNG)
+    with pytest.raises(InvalidInput, match=f"16-bit {name} PNG is not accepted"):
+        decode_frame(pb)
+
+
+def test_cmyk_jpeg_is_refused_naming_the_mode():
+    buf = io.BytesIO()
+    Image.new("CMYK", (8, 8), (0, 0, 0, 0)).save(buf, format="JPEG")
+    pb = reward_pb2.Frame(shape=[8, 8, 3], data=buf.getvalue(), encoding=reward_pb2.JPEG)
+    with pytest.raises(InvalidInput, match="JPEG mode CMYK is not accepted"):
+        decode_frame(pb)
+
+
+def test_png_size_is_checked_from_the_header_before_decoding(monkeypatch):
+    pb = png_frame(Image.new("RGB", (1024, 1024)), [8, 8, 3])
+
+    def no_decoding(*a, **k):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr("PIL.ImageFile.ImageFile.load", no_decoding)
+    with pytest.raises(InvalidInput, match="decoded PNG is 1024x1024, but shape says 8x8"):
+        decode_frame(pb)

@@ -109,3 +109,48 @@ def test_tls_config_errors_are_clear(tmp_path):
         server_credentials({"enabled": True, "cert_file": "x"})
     with pytest.raises(SecurityConfigError, match="does not exist"):
         server_credentials({"enabled": True, "cert_file": str(tmp_path / "nope.pem"), "key_file": "k"})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"auth_token": ""}, "server.auth_token is set but empty"),
+    ({"auth_token": "   "}, "server.auth_token is set but empty"),
+    ({"require_auth": True}, "server.require_auth is true but server.auth_token is not set"),
+    ({"tls": {"enabled": True}}, "server.tls.enabled is true but server.tls.cert_file is not set"),
+    ({"tls": {"enabled": True, "cert_file": "/nonexistent/cert.pem", "key_file": "/nonexistent/key.pem"}},
+     "server.tls.cert_file = '/nonexistent/cert.pem' does not exist"),
+])
+def test_empty_token_and_incomplete_tls_fail_at_start_up(overrides, message):
+    from vlmrl.reward_workers.scorers import build_scorer
+    from vlmrl.reward_workers.server import RewardServer
+    from tests.reward_workers.conftest import server_config
+
+    with pytest.raises(SecurityConfigError, match=message):
+        RewardServer(server_config(**overrides), build_scorer("synthetic", {}), "w")
+    assert RewardServer(server_config(auth_token=None), build_scorer("synthetic", {}), "w").cfg.auth_token is None
+
+
+def test_tls_missing_key_with_the_cert_present_names_the_key(self_signed):
+    from vlmrl.reward_workers.security import check_server_security
+
+    with pytest.raises(SecurityConfigError, match="server.tls.key_file is not set"):
+        check_server_security({"tls": {"enabled": True, "cert_file": self_signed["cert_file"]}})
+    check_server_security({"auth_token": "tok", "tls": {"enabled": True, **{k: self_signed[k]
+                                                                          for k in ("cert_file", "key_file")}}})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["server.require_auth=true", "server.auth_token="], "server.require_auth is true but server.auth_token is not set"),
+    (["server.auth_token=''"], "server.auth_token is set but empty"),
+    (["server.tls.enabled=true"], "server.tls.enabled is true but server.tls.cert_file is not set"),
+])
+def test_serve_reports_security_config_errors_in_one_line(tmp_path, overrides, message):
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "vlmrl.system.cli", "serve", "scorer.name=synthetic",
+                           f"output_dir={tmp_path}", *overrides], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip().startswith(f"vlmrl serve: {message}")
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stdout + proc.stderr
