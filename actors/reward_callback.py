@@ -77,7 +77,7 @@ class VlmRewardCallback(RLlibCallback):
             from omegaconf import OmegaConf
 
             from vlmrl.reward_workers.client import RewardClient
-            from vlmrl.system.config import ClientConfig
+            from vlmrl.reward_workers.config import ClientConfig
 
             client_cfg = OmegaConf.merge(OmegaConf.structured(ClientConfig), self.settings.get("client") or {})
             addresses = self.settings["reward"].get("addresses")

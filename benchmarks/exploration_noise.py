@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     from ray.rllib.core.rl_module.rl_module import RLModule
 
     from vlmrl.learner.lrm_refine import BC_COMPONENT, make_eval_env
-    from vlmrl.learner.online_trainer import latest_checkpoint
+    from vlmrl.learner.run_files import latest_checkpoint
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "config.yaml").exists():

@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     from vlmrl.actors.ground_truth_metrics import pearson
     from vlmrl.envs.maniskill_env import make_env
     from vlmrl.learner.lrm_refine import BC_COMPONENT
-    from vlmrl.learner.online_trainer import latest_checkpoint
+    from vlmrl.learner.run_files import latest_checkpoint
     from vlmrl.reward_workers.scorers.base import build_scorer
 
     run_dir = Path(args.run_dir)

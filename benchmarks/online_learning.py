@@ -149,7 +149,7 @@ def evaluate_checkpoint(cfg_overrides: List[str], run_dir: Path, episodes: int, 
     from ray.rllib.core.rl_module.rl_module import RLModule
 
     from vlmrl.learner.lrm_refine import BC_COMPONENT, greedy_success_rate, make_eval_env
-    from vlmrl.learner.online_trainer import latest_checkpoint
+    from vlmrl.learner.run_files import latest_checkpoint
     from vlmrl.system.config import load_config
 
     cfg = load_config(config, cfg_overrides)

@@ -100,7 +100,7 @@ VECTORIZE_MODES = ("auto", "rllib", "maniskill")
 def resolve_env_config(cfg: Any = None, overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """An ``EnvConfig`` (OmegaConf node, dataclass or dict) plus field=value ``overrides`` as a plain dict of every
     EnvConfig field; unknown keys are refused."""
-    from vlmrl.system.config import EnvConfig  # local: keeps config import light for workers
+    from vlmrl.envs.config import EnvConfig
 
     overrides = dict(overrides or {})
     fields = asdict(EnvConfig())
@@ -351,14 +351,3 @@ def make_env(cfg: Any = None, **overrides: Any) -> ManiSkillTaskEnv:
     if cfg is not None and _cfg_get(cfg, "env") is not None and _cfg_get(cfg, "task") is None:
         cfg = _cfg_get(cfg, "env")
     return ManiSkillTaskEnv(cfg, **overrides)
-
-
-def rllib_env_creator(env_config: Dict[str, Any]):
-    """For ``ray.tune.register_env(name, rllib_env_creator)``: RLlib passes the EnvConfig fields as a dict. A
-    config that :func:`uses_vector_env` gets a :class:`ManiSkillTaskVectorEnv` (RLlib's
-    ``gym_env_vectorize_mode=vector_entry_point`` adds ``num_envs``), any other one ManiSkillTaskEnv."""
-    if uses_vector_env(env_config):
-        from vlmrl.envs.maniskill_vector_env import ManiSkillTaskVectorEnv
-
-        return ManiSkillTaskVectorEnv(dict(env_config))
-    return ManiSkillTaskEnv(dict(env_config))

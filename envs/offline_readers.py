@@ -55,7 +55,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import numpy as np
 
 from vlmrl.envs.dataset import DatasetFormatError, Episode, load_episode, read_index
-from vlmrl.system.config import HDF5KeysConfig
+from vlmrl.envs.config import HDF5KeysConfig
 
 READER_FORMATS = ("episodes", "minari_hdf5", "d4rl_hdf5")
 

@@ -184,7 +184,7 @@ def dataset_sources(items: Sequence[Any]) -> List[DatasetSource]:
     from omegaconf import DictConfig, OmegaConf
     from omegaconf.errors import OmegaConfBaseException as OmegaConfBaseError
 
-    from vlmrl.system.config import DatasetInputConfig
+    from vlmrl.envs.config import DatasetInputConfig
 
     if items is None or len(items) == 0:
         raise ValueError("no dataset_dirs given: list at least one dataset (a folder, or {path: ..., format: ...})")

@@ -134,7 +134,7 @@ class LrmRefineMode:
 
     def on_algo_built(self, algo) -> None:
         """Clone the demos into PPO's module (unless resuming: the checkpoint has the weights) and evaluate it."""
-        from vlmrl.learner.online_trainer import latest_checkpoint
+        from vlmrl.learner.run_files import latest_checkpoint
 
         base_file = self.run_dir / BASE_EVAL_FILE
         if self.cfg.train.resume and latest_checkpoint(self.run_dir) is not None and base_file.exists():

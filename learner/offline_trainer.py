@@ -32,7 +32,7 @@ from typing import Any, Dict, Mapping, Optional
 import numpy as np
 from omegaconf import DictConfig
 
-from vlmrl.learner.online_trainer import CHECKPOINT_DIR, LATEST, TB_DIR, latest_checkpoint, prune_checkpoints
+from vlmrl.learner.run_files import CHECKPOINT_DIR, LATEST, TB_DIR, latest_checkpoint, prune_checkpoints
 
 log = logging.getLogger(__name__)
 

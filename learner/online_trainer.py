@@ -15,41 +15,15 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig
 
+from vlmrl.learner.run_files import CHECKPOINT_DIR, LATEST, TB_DIR, latest_checkpoint, prune_checkpoints
+
 log = logging.getLogger(__name__)
-
-TB_DIR = "tb"
-CHECKPOINT_DIR = "checkpoints"
-LATEST = "latest.json"
-
-
-def latest_checkpoint(run_dir: Path) -> Optional[Dict[str, Any]]:
-    """``{"iteration", "path", "env_steps"}`` of the run's newest checkpoint, or None."""
-    f = Path(run_dir) / CHECKPOINT_DIR / LATEST
-    if not f.exists():
-        return None
-    return json.loads(f.read_text())
-
-
-def prune_checkpoints(run_dir: Path, keep: int) -> List[Path]:
-    """Delete all but the newest ``keep`` ``checkpoints/iter_*`` folders (never the one ``latest.json`` names;
-    ``keep`` <= 0 keeps all); returns the deleted folders."""
-    if int(keep) <= 0:
-        return []
-    latest = latest_checkpoint(run_dir)
-    keep_name = Path(latest["path"]).name if latest else None
-    folders = sorted(p for p in (Path(run_dir) / CHECKPOINT_DIR).glob("iter_*") if p.is_dir())
-    doomed = [p for p in folders[:-int(keep)] if p.name != keep_name]
-    for p in doomed:
-        shutil.rmtree(p, ignore_errors=True)
-    return doomed
-
 
 class OnlineTrainer:
     """One ``vlmrl train`` job (see module doc). ``print_fn`` receives the progress lines."""
@@ -157,25 +131,6 @@ class OnlineTrainer:
                     raise
                 wall = time.perf_counter() - t0
                 self.iteration += 1
-    def _stop_on_reward_outage(self, error: Exception, env_steps: Optional[float]) -> None:
-        """An iteration failed because rewards could not be obtained (no reward worker within
-        ``client.no_worker_wait_s``, or a reward refused): save a resumable checkpoint of the last finished
-        iteration (the failed one changed no weights) and say why the run stops. Other errors pass untouched."""
-        text = f"{type(error).__name__}: {error}"
-        if "RewardPathError" not in text and "RewardUnavailableError" not in text:
-            return
-        reason = next((line.strip() for line in text.splitlines() if "RewardUnavailableError" in line
-                       or "RewardPathError" in line), text.splitlines()[0])[:600]
-        self.print(f"run stopped at iteration {self.iteration + 1}: no rewards from the reward service ({reason})")
-        if self.algo is None or self.iteration == 0:
-            self.print("no iteration finished yet: nothing to checkpoint")
-            return
-        try:
-            path = self._save(int(env_steps or 0))
-            self.print(f"resumable checkpoint of iteration {self.iteration}: {path} (rerun with train.resume=true)")
-        except Exception as e:  # noqa: BLE001 - the original error is what the user must see
-            self.print(f"saving a checkpoint after the reward outage failed: {type(e).__name__}: {e}")
-
                 s = scalars_from_result(result)
                 steps = s.get("charts/env_steps", 0.0)
                 prev = last_steps if last_steps is not None else steps - float(
@@ -201,6 +156,25 @@ class OnlineTrainer:
             return 0
         finally:
             self.close()
+
+    def _stop_on_reward_outage(self, error: Exception, env_steps: Optional[float]) -> None:
+        """An iteration failed because rewards could not be obtained (no reward worker within
+        ``client.no_worker_wait_s``, or a reward refused): save a resumable checkpoint of the last finished
+        iteration (the failed one changed no weights) and say why the run stops. Other errors pass untouched."""
+        text = f"{type(error).__name__}: {error}"
+        if "RewardPathError" not in text and "RewardUnavailableError" not in text:
+            return
+        reason = next((line.strip() for line in text.splitlines() if "RewardUnavailableError" in line
+                       or "RewardPathError" in line), text.splitlines()[0])[:600]
+        self.print(f"run stopped at iteration {self.iteration + 1}: no rewards from the reward service ({reason})")
+        if self.algo is None or self.iteration == 0:
+            self.print("no iteration finished yet: nothing to checkpoint")
+            return
+        try:
+            path = self._save(int(env_steps or 0))
+            self.print(f"resumable checkpoint of iteration {self.iteration}: {path} (rerun with train.resume=true)")
+        except Exception as e:  # noqa: BLE001 - the original error is what the user must see
+            self.print(f"saving a checkpoint after the reward outage failed: {type(e).__name__}: {e}")
 
     # ------------------------------------------------------------------ images
     def _maybe_log_timeline(self, step: int) -> None:

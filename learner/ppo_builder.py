@@ -48,7 +48,7 @@ def register_env_for(cfg: DictConfig) -> str:
     name = f"vlmrl-maniskill-{cfg.env.task}"
 
     def creator(env_config: Dict[str, Any]):
-        from vlmrl.envs.maniskill_env import rllib_env_creator
+        from vlmrl.envs.rllib_env import rllib_env_creator
 
         return rllib_env_creator(env_config)
 

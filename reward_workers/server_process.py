@@ -32,7 +32,7 @@ def _child(server_cfg: Dict[str, Any], scorer: str, params: Dict[str, Any], work
 
         from vlmrl.reward_workers.scorers import build_scorer
         from vlmrl.reward_workers.server import ServerThread
-        from vlmrl.system.config import ServerConfig
+        from vlmrl.reward_workers.config import ServerConfig
 
         cfg = OmegaConf.merge(OmegaConf.structured(ServerConfig), server_cfg)
         srv = ServerThread(cfg, build_scorer(scorer, params), worker_id)

@@ -31,10 +31,9 @@ import time
 from typing import Any, Dict, Optional
 
 import ray
-from omegaconf import OmegaConf
 
 from vlmrl.reward_workers.placement import infeasible_reason
-from vlmrl.reward_workers.registry import get_or_create_registry
+from vlmrl.reward_workers.registry import get_or_create_registry, near_the_caller
 from vlmrl.reward_workers.worker_actor import remote_worker_class
 
 log = logging.getLogger(__name__)
@@ -68,10 +67,10 @@ class PoolSupervisor:
     except :meth:`scale` and :meth:`update_weights`, which wait for the workers."""
 
     def __init__(self, cfg: Dict[str, Any], detached: bool) -> None:
-        from vlmrl.system.config import VlmrlConfig
+        from vlmrl.reward_workers.config import reward_service_config
 
         self.cfg_dict = cfg
-        self.cfg = OmegaConf.merge(OmegaConf.structured(VlmrlConfig), cfg)
+        self.cfg = reward_service_config(cfg)
         self.pool_cfg = self.cfg.pool
         self.detached = bool(detached)
         self.registry = get_or_create_registry(self.pool_cfg.registry_name, self.pool_cfg.namespace)
@@ -392,7 +391,8 @@ def _short_resources(res: Dict[str, float]) -> str:
 
 
 def get_or_create_supervisor(cfg_dict: Dict[str, Any], pool_cfg: Any, detached: bool) -> Any:
-    opts: Dict[str, Any] = dict(name=supervisor_name(pool_cfg), namespace=pool_cfg.namespace, get_if_exists=True)
+    opts: Dict[str, Any] = dict(name=supervisor_name(pool_cfg), namespace=pool_cfg.namespace, get_if_exists=True,
+                                scheduling_strategy=near_the_caller())
     if detached:
         opts["lifetime"] = "detached"
     return PoolSupervisor.options(**opts).remote(cfg_dict, detached)

@@ -15,7 +15,6 @@ import time
 from typing import Any, Dict, Optional
 
 import ray
-from omegaconf import OmegaConf
 
 from vlmrl.reward_workers.registry import get_registry
 
@@ -43,9 +42,9 @@ class RewardWorkerActor:
                  weights_state: Optional[bytes] = None) -> None:
         from vlmrl.reward_workers.scorers import build_scorer
         from vlmrl.reward_workers.server import ServerThread
-        from vlmrl.system.config import VlmrlConfig
+        from vlmrl.reward_workers.config import reward_service_config
 
-        self.cfg = OmegaConf.merge(OmegaConf.structured(VlmrlConfig), cfg)
+        self.cfg = reward_service_config(cfg)
         self.worker_id = worker_id
         if float(self.cfg.pool.num_gpus_per_worker) == 0:
             import torch

@@ -21,7 +21,7 @@ import numpy as np
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from vlmrl.system.config import clear_tables_given_whole
+from vlmrl.reward_workers.config import clear_tables_given_whole
 
 
 class ItemKind(str, enum.Enum):

@@ -10,7 +10,8 @@ from gymnasium.wrappers.vector import DictInfoToList
 
 from vlmrl.envs import info_keys as K
 from vlmrl.envs import maniskill_vector_env
-from vlmrl.envs.maniskill_env import ManiSkillTaskEnv, rllib_env_creator
+from vlmrl.envs.maniskill_env import ManiSkillTaskEnv
+from vlmrl.envs.rllib_env import rllib_env_creator
 from vlmrl.envs.maniskill_vector_env import ManiSkillTaskVectorEnv
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from vlmrl.learner.online_trainer import CHECKPOINT_DIR, LATEST, prune_checkpoints
+from vlmrl.learner.run_files import CHECKPOINT_DIR, LATEST, prune_checkpoints
 
 
 def make_run(tmp_path, iterations, latest):
