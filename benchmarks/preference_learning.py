@@ -116,6 +116,47 @@ def run_one(name: str, seed: int, iterations: int, out: Path, lrm_dir: Optional[
     return res
 
 
+# PPO on the env's dense reward with exactly these env / PPO settings (online_learning.py --env pushcube
+# --run-on-success --env-steps 100000 --runs env_dense), benchmarks/RESULTS.md "Online learning outcomes", session 15
+# (commit 2fcbfd0): reused as the baseline for the same seeds instead of rerunning it (see the results md).
+SESSION15_ENV_DENSE = {
+    3: {"greedy_success": 0.05, "train_success_last2": 0.138, "last_block": 0.115, "wall_s": 476},
+    4: {"greedy_success": 0.15, "train_success_last2": 0.125, "last_block": 0.128, "wall_s": 518},
+    5: {"greedy_success": 0.35, "train_success_last2": 0.063, "last_block": 0.160, "wall_s": 391},
+    6: {"greedy_success": 0.20, "train_success_last2": 0.175, "last_block": 0.143, "wall_s": 472},
+}
+GOALS = {"oracle": 0.9, "oracle_eps0.1": 0.8, "ai": 0.8}
+"""Goal of each condition: success >= goal x PPO on env dense, same env steps (ai: with <= 4000 labels)."""
+
+
+def baseline(seed: int, rows: Dict[int, dict]) -> Optional[dict]:
+    """This benchmark's own env_dense run of ``seed`` if there is one, else session 15's."""
+    return rows.get(seed) or SESSION15_ENV_DENSE.get(seed)
+
+
+def ratios(by_cond: Dict[str, List[dict]]) -> Dict[str, dict]:
+    """Per condition: mean of each success measure over its seeds vs env dense over the SAME seeds, and the ratio."""
+    own = {r["seed"]: dict(r, last_block=r["train_success_by_20k_block"][-1]) for r in by_cond.get("env_dense", [])}
+    out = {}
+    for cond, rs in by_cond.items():
+        if cond == "env_dense":
+            continue
+        seeds = sorted(r["seed"] for r in rs if baseline(r["seed"], own) is not None)
+        if not seeds:
+            continue
+        row = {"seeds": seeds, "baseline": "this benchmark" if all(s in own for s in seeds) else
+               "session 15 env-dense runs (RESULTS.md) for seeds without an env_dense run here"}
+        for k in ("greedy_success", "train_success_last2", "last_block"):
+            mine = statistics.mean((r[k] if k != "last_block" else r["train_success_by_20k_block"][-1])
+                                   for r in rs if r["seed"] in seeds)
+            base = statistics.mean(baseline(s, own)[k] for s in seeds)
+            row[k] = {"value": mine, "env_dense": base, "ratio": mine / base if base > 0 else float("nan")}
+        if cond in GOALS:
+            row["goal_ratio"] = GOALS[cond]
+        out[cond] = row
+    return out
+
+
 def summarize(out: Path) -> Dict:
     rows = [json.loads(f.read_text()) for f in sorted(out.glob(f"*/{RESULT}"))]
     by_cond: Dict[str, List[dict]] = {}
@@ -132,7 +173,7 @@ def summarize(out: Path) -> Dict:
                 m[k] = statistics.mean(vals)
         m["last_block"] = statistics.mean(r["train_success_by_20k_block"][-1] for r in rs)
         summary[cond] = m
-    result = {"runs": rows, "mean": summary}
+    result = {"runs": rows, "mean": summary, "vs_env_dense": ratios(by_cond)}
     (out / "results.json").write_text(json.dumps(result, indent=1))
     print("| condition | seeds | greedy | training, last 2 it. | last 20k block | labels asked | BT held-out acc | "
           "agreement w/ oracle | corr(r, dense) | wall s |")
@@ -142,7 +183,70 @@ def summarize(out: Path) -> Dict:
         print(f"| {cond} | {','.join(map(str, m['seeds']))} | {f('greedy_success')} | {f('train_success_last2')} | "
               f"{f('last_block')} | {f('labels_asked', '.0f')} | {f('bt_heldout_acc')} | "
               f"{f('label_agreement_oracle')} | {f('pearson_reward_vs_dense_mean', '.2f')} | {f('wall_s', '.0f')} |")
+    for cond, r in result["vs_env_dense"].items():
+        print(f"[bench] {cond} / env dense, seeds {r['seeds']}: " + ", ".join(
+            f"{k} {v['value']:.3f} / {v['env_dense']:.3f} = {v['ratio']:.2f}" for k, v in r.items()
+            if isinstance(v, dict)) + (f" (goal >= {r['goal_ratio']})" if "goal_ratio" in r else ""))
     return result
+
+
+def frames_of_checkpoint(ckpt_dir: Path):
+    """The FrameRecords (frame, task, dense reward, success) a preference run's checkpoint buffered."""
+    from vlmrl.learner.preference import checkpoint as ckpt
+    from vlmrl.learner.preference.frame_buffer import FrameRecord
+
+    fr = ckpt.load_state(ckpt_dir)["mode"]["frames"]
+    ok = fr.get("success", [-1] * len(fr["task"]))
+    return [FrameRecord(f, str(t), float(r), str(e), int(st), None if int(k) < 0 else bool(k)) for f, t, r, e, st, k in
+            zip(ckpt.unpack_frames(fr["frame"]), fr["task"], fr["env_reward"], fr["episode_id"], fr["step"], ok)]
+
+
+def frames_of_episodes(dirs: List[str], val_fraction: float = 0.2):
+    """FrameRecords of the held-out split (lrm-train's val split) of recorded episodes: frame, task, the env's
+    normalised dense reward at the frame's step and success (frames after the reset frame)."""
+    from vlmrl.learner.lrm_data import iter_split_episodes
+    from vlmrl.learner.preference.frame_buffer import FrameRecord
+
+    out = []
+    for i, ep in enumerate(iter_split_episodes(dirs, "val", val_fraction)):
+        for f, st in zip(ep.frames, ep.frame_steps):
+            if int(st) >= 1:
+                out.append(FrameRecord(f, ep.task, float(ep.rewards[int(st) - 1]), f"ep{i}", int(st),
+                                       bool(ep.success[int(st)])))
+    return out
+
+
+def labeller_agreement(records, lrm_dir: str, pairs: int, tie: float, margin: float, seed: int = 0) -> Dict:
+    """The compact LRM's pair answers (the AI labeller, in-process) vs the ground-truth oracle on ``pairs`` uniform
+    pairs of ``records`` (same draw as the mode's FrameBuffer.sample_pairs), split by same / other episode."""
+    import numpy as np
+
+    from vlmrl.learner.preference.frame_buffer import FrameBuffer
+    from vlmrl.learner.preference.oracle import oracle_label
+    from vlmrl.reward_workers.scorers import build_scorer
+
+    buf = FrameBuffer(max(2, len(records)))
+    buf.extend(records)
+    drawn = buf.sample_pairs(pairs, np.random.default_rng(seed))
+    scorer = build_scorer("compact_lrm", {"weights_dir": lrm_dir, "label_margin": margin})
+    answers = []
+    for i in range(0, len(drawn), 64):
+        chunk = drawn[i:i + 64]
+        answers += scorer.score_batch([a.task for a, _ in chunk], [np.stack([a.frame, b.frame]) for a, b in chunk])
+    stats: Dict[str, Dict[str, int]] = {}
+    for (a, b), r in zip(drawn, answers):
+        ref = oracle_label(a, b, tie)
+        for key in ("all", "same_episode" if a.episode_id == b.episode_id else "other_episode"):
+            c = stats.setdefault(key, {"pairs": 0, "ai_none": 0, "oracle_none": 0, "compared": 0, "agree": 0})
+            c["pairs"] += 1
+            c["ai_none"] += r.label == "none"
+            c["oracle_none"] += ref == "none"
+            if ref in ("first", "second") and r.label in ("first", "second"):
+                c["compared"] += 1
+                c["agree"] += ref == r.label
+    for c in stats.values():
+        c["agreement"] = c["agree"] / c["compared"] if c["compared"] else float("nan")
+    return stats
 
 
 def main(argv=None) -> int:
@@ -154,7 +258,24 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/bench_preference")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="extra overrides for every run")
     p.add_argument("--summarize-only", action="store_true")
+    p.add_argument("--export", default=None, metavar="JSON",
+                   help="also write the summary as benchmarks/results JSON (each number with goal, seeds, commit, ...)")
+    p.add_argument("--agreement", nargs="+", default=None, metavar="SRC",
+                   help="only measure the AI labeller (--lrm-dir) against the oracle on frames of SRC: checkpoint dirs "
+                        "of preference runs (their frame buffers) or recorded episode folders (held-out split)")
+    p.add_argument("--agreement-pairs", type=int, default=2000)
     args = p.parse_args(argv)
+    if args.agreement:
+        from vlmrl.system.config import load_config
+
+        cfg = load_config(CONFIG, [])
+        for src in args.agreement:
+            path = Path(src)
+            recs = frames_of_checkpoint(path) if (path / "preference_state.pt").exists() else frames_of_episodes([src])
+            st = labeller_agreement(recs, args.lrm_dir, args.agreement_pairs, float(cfg.preference.oracle_tie_threshold),
+                                    float(cfg.preference.labeller_scorer.params.get("label_margin", 0.1)))
+            print(json.dumps({"source": src, "frames": len(recs), **st}))
+        return 0
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if not args.summarize_only:
@@ -162,8 +283,39 @@ def main(argv=None) -> int:
         for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:
             for cond in [c.strip() for c in args.conditions.split(",") if c.strip()]:
                 run_one(cond, seed, iterations, out, args.lrm_dir, args.set)
-    summarize(out)
+    result = summarize(out)
+    if args.export:
+        export(result, Path(args.export))
     return 0
+
+
+def export(result: Dict, path: Path) -> None:
+    """The summary in the benchmarks/results format: every number with its goal, seeds, commit, command, machine."""
+    import datetime
+    import subprocess
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    common = {"machine": "2-core CPU, no GPU (shared with other jobs)", "date": datetime.date.today().isoformat(),
+              "summary_commit": commit}
+    numbers = []
+    for cond, r in result["vs_env_dense"].items():
+        for k, v in r.items():
+            if isinstance(v, dict):
+                numbers.append({"name": f"{cond}/env_dense {k} ratio", "value": v["ratio"], "numerator": v["value"],
+                                "env_dense": v["env_dense"], "goal": f">= {r['goal_ratio']}" if "goal_ratio" in r else None,
+                                "seeds": r["seeds"], "baseline": r["baseline"]})
+    for run in result["runs"]:
+        numbers.append({"name": f"{run['condition']} seed {run['seed']}", "seeds": [run["seed"]],
+                        **{k: run.get(k) for k in ("greedy_success", "train_success_last2", "train_success_by_20k_block",
+                                                   "labels_asked", "labels_kept", "bt_heldout_acc",
+                                                   "label_agreement_oracle", "pearson_reward_vs_dense_mean",
+                                                   "pearson_reward_vs_dense_last10", "heldout_pearson_reward_vs_dense",
+                                                   "wall_s", "env_steps", "overrides")},
+                        "command": f"python -m benchmarks.preference_learning --conditions {run['condition']} "
+                                   f"--seeds {run['seed']}" + (" --lrm-dir <out>/lrm" if run["condition"] == "ai" else "")})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**common, "numbers": numbers}, indent=1) + "\n")
+    print(f"[bench] wrote {path}")
 
 
 if __name__ == "__main__":
