@@ -33,6 +33,9 @@ class VLMRequest:
     messages: List[Dict[str, Any]]
     images: List[Any] = field(default_factory=list)
     candidates: Sequence[str] = ()
+    answer_prefix: str = ""
+    """Text appended after the chat template's assistant opening: a forced start of the answer that candidates
+    are scored after, and generation continues from."""
 
 
 class VLMBackend(ABC):
@@ -61,15 +64,81 @@ class VLMBackend(ABC):
         """Per request, a float64 array with the log-probability of each of its candidates."""
 
     @abstractmethod
-    def generate(self, requests: Sequence[VLMRequest], max_new_tokens: int) -> List[str]:
-        """Greedy completions (at most ``max_new_tokens`` tokens) of each request's chat prompt."""
+    def generate(self, requests: Sequence[VLMRequest], max_new_tokens: int,
+                 allowed_chars: str | None = None) -> List[str]:
+        """Greedy completions (at most ``max_new_tokens`` tokens) of each request's chat prompt; with
+        ``allowed_chars``, decoding is constrained to tokens made of those characters (at least one, then
+        end-of-turn may end the answer)."""
 
     @abstractmethod
     def visual_tokens(self, image_hw: Sequence[tuple[int, int]]) -> List[int]:
         """How many visual tokens the model spends on images of these (height, width) sizes."""
 
+    def select_adapter(self, name: str | None) -> None:
+        """Run the next calls with the named adapter of ``adapters`` (None: the bare base model)."""
+        if name is not None:
+            raise BackendError(f"{type(self).__name__} holds no named adapters (asked for {name!r})")
+
+    def candidate_ids(self, candidates: Sequence[str]) -> List[List[int]]:
+        """Token ids of each candidate as this backend scores them (see :func:`candidate_token_ids`)."""
+        return candidate_token_ids(self.tokenizer, candidates, self.end_token_id)  # type: ignore[attr-defined]
+
+    def allowed_token_ids(self, allowed_chars: str) -> List[int]:
+        """Ids of the tokens that decode to a non-empty string of ``allowed_chars`` only (cached)."""
+        cache = self.__dict__.setdefault("_allowed_cache", {})
+        if allowed_chars not in cache:
+            tok = self.tokenizer  # type: ignore[attr-defined]
+            allowed = set(allowed_chars)
+            texts = tok.batch_decode([[i] for i in range(len(tok))], clean_up_tokenization_spaces=False)
+            special = set(tok.all_special_ids)
+            cache[allowed_chars] = [i for i, t in enumerate(texts) if t and set(t) <= allowed and i not in special]
+        return cache[allowed_chars]
+
     def close(self) -> None:
         """Free the model."""
+
+
+class AdapterView:
+    """One reward head's view of a shared backend: the backend's base model with one of its adapters selected.
+
+    Heads whose models are the same folder share one loaded backend (one copy of the weights); each head
+    with its own LoRA adapter gets a view that selects that adapter before every call. It offers the
+    :class:`VLMBackend` calls a scorer makes, and its own ``model_id`` / ``model_version`` (base + adapter).
+    """
+
+    def __init__(self, backend: VLMBackend, adapter_name: str | None = None, adapter_path: str | None = None) -> None:
+        self.backend, self.adapter_name, self.adapter_path = backend, adapter_name, adapter_path
+        self._version = files_version(backend._model_path, adapter_path) if adapter_path else backend.model_version
+
+    @property
+    def model_id(self) -> str:
+        return self.backend._model_path + f"+{self.adapter_path}" if self.adapter_path else self.backend.model_id
+
+    @property
+    def model_version(self) -> str:
+        return self._version
+
+    @property
+    def timings(self) -> Dict[str, float]:
+        return self.backend.timings
+
+    def score_candidates(self, requests: Sequence[VLMRequest]) -> List[np.ndarray]:
+        self.backend.select_adapter(self.adapter_name)
+        return self.backend.score_candidates(requests)
+
+    def generate(self, requests: Sequence[VLMRequest], max_new_tokens: int,
+                 allowed_chars: str | None = None) -> List[str]:
+        self.backend.select_adapter(self.adapter_name)
+        return self.backend.generate(requests, max_new_tokens, allowed_chars)
+
+    def visual_tokens(self, image_hw: Sequence[tuple[int, int]]) -> List[int]:
+        return self.backend.visual_tokens(image_hw)
+
+    def candidate_ids(self, candidates: Sequence[str]) -> List[List[int]]:
+        return self.backend.candidate_ids(candidates)
+
+    def allowed_token_ids(self, allowed_chars: str) -> List[int]:
+        return self.backend.allowed_token_ids(allowed_chars)
 
 
 class BackendError(ValueError):

@@ -12,9 +12,10 @@ thread while the model runs micro-batch i; ``timings`` reports both.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -73,7 +74,8 @@ def encode_prompts(processor, requests: Sequence[VLMRequest]):
                       for c in m["content"] if c.get("type") == "image")
         if n_slots != len(r.images):
             raise BackendError(f"request has {n_slots} image slots in its messages but {len(r.images)} images")
-        texts.append(processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False))
+        texts.append(processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
+                     + r.answer_prefix)
         images.append([to_pil(im) for im in r.images])
     kwargs = {"images": images} if any(images) else {}
     if kwargs and not all(images):
@@ -86,7 +88,9 @@ class HFBackend(VLMBackend):
 
     Args:
         model: local path (or hub id, if the hub is reachable) for ``from_pretrained``.
-        adapter: optional peft adapter directory loaded on top with ``PeftModel.from_pretrained``.
+        adapter: optional peft adapter directory loaded on top with ``PeftModel.from_pretrained`` (always on).
+        adapters: optional named peft adapters ``{name: dir}`` loaded on the one base model; a call runs with
+            the one chosen by :meth:`select_adapter` (None: the bare base model). Not together with ``adapter``.
         dtype: ``auto`` (bf16 on CUDA, fp32 on CPU) or an explicit dtype name.
         attn_implementation: ``auto`` (flash_attention_2 on CUDA if installed, else sdpa) or a name.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1`` ...
@@ -96,8 +100,10 @@ class HFBackend(VLMBackend):
 
     def __init__(self, model: str, adapter: Optional[str] = None, dtype: str = "auto",
                  attn_implementation: str = "auto", device: str = "auto", max_pixels: Optional[int] = None,
-                 micro_batch: int = 32) -> None:
+                 micro_batch: int = 32, adapters: Optional[Dict[str, str]] = None) -> None:
         super().__init__(model, adapter)
+        if adapter and adapters:
+            raise BackendError("give `adapter` or `adapters`, not both")
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -112,14 +118,11 @@ class HFBackend(VLMBackend):
             net = AutoModelForImageTextToText.from_pretrained(
                 model, dtype=self.dtype, attn_implementation=resolve_attn(attn_implementation, self.device))
         except (OSError, ValueError) as e:
-            raise BackendError(f"cannot load VLM from {model!r}: {e}") from e
-        if adapter:
-            from peft import PeftModel
-
-            try:
-                net = PeftModel.from_pretrained(net, adapter)
-            except (OSError, ValueError) as e:
-                raise BackendError(f"cannot load LoRA adapter from {adapter!r}: {e}") from e
+            raise BackendError(f"cannot load VLM from {model!r}: {one_line(e)}") from e
+        named = {"default": adapter} if adapter else dict(adapters or {})
+        if named:
+            net = load_adapters(net, named)
+        self._adapters, self._active = named, ("default" if adapter else None)
         self.model = net.to(self.device).eval()
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
@@ -136,6 +139,21 @@ class HFBackend(VLMBackend):
                 if tid is not None and tid != self.tokenizer.unk_token_id:
                     return int(tid)
         raise BackendError("tokenizer has no end-of-turn token (<|im_end|> or eos)")
+
+    def select_adapter(self, name: Optional[str]) -> None:
+        if name is not None and name not in self._adapters:
+            raise BackendError(f"no adapter {name!r} loaded (have {sorted(self._adapters)})")
+        self._active = name
+
+    def _adapter_context(self):
+        """Run a forward with the selected adapter: set it active, or switch all adapters off for None."""
+        if not self._adapters:
+            return contextlib.nullcontext()
+        if self._active is None:
+            return self.model.disable_adapter()
+        if self.model.active_adapter != self._active:
+            self.model.set_adapter(self._active)
+        return contextlib.nullcontext()
 
     def _core(self):
         """The model holding ``rope_deltas`` (Qwen-VL mrope), under any peft wrapper; None otherwise."""
@@ -181,7 +199,7 @@ class HFBackend(VLMBackend):
         t0 = time.perf_counter()
         enc = enc.to(self.device)
         need_ext = any(len(s) > 1 for c in cands for s in c)
-        with torch.inference_mode():
+        with torch.inference_mode(), self._adapter_context():
             out = self.model(**enc, use_cache=need_ext, logits_to_keep=1)
             first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
             scores = [[float(first[i, s[0]]) for s in c] for i, c in enumerate(cands)]
@@ -222,18 +240,31 @@ class HFBackend(VLMBackend):
             scores[i][j] += float(sum(logp[r, k - 1, s[k]] for k in range(1, len(s))))
 
     # ---- generation -----------------------------------------------------------------------------
-    def generate(self, requests: Sequence[VLMRequest], max_new_tokens: int) -> List[str]:
+    def generate(self, requests: Sequence[VLMRequest], max_new_tokens: int,
+                 allowed_chars: Optional[str] = None) -> List[str]:
         if max_new_tokens < 1:
             raise BackendError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        return self._pipelined(requests, lambda enc, _c: self._generate_prepared(enc, max_new_tokens))
+        allowed = None
+        if allowed_chars is not None:
+            allowed = self.allowed_token_ids(allowed_chars)
+            if not allowed:
+                raise BackendError(f"no token of this tokenizer is made of the allowed characters {allowed_chars!r}")
+        return self._pipelined(requests, lambda enc, _c: self._generate_prepared(enc, max_new_tokens, allowed))
 
-    def _generate_prepared(self, enc, max_new_tokens: int) -> List[str]:
+    def _generate_prepared(self, enc, max_new_tokens: int, allowed: Optional[List[int]] = None) -> List[str]:
         torch = self._torch
         t0 = time.perf_counter()
         enc = enc.to(self.device)
-        with torch.inference_mode():
+        extra: Dict[str, Any] = {}
+        if allowed is not None:  # constrained decoding: allowed tokens, then also end-of-turn after the first
+            from transformers import LogitsProcessorList
+
+            extra = dict(logits_processor=LogitsProcessorList([AllowedTokens(allowed, self.end_token_id)]),
+                         min_new_tokens=1)
+        with torch.inference_mode(), self._adapter_context():
             out = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                      pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.end_token_id)
+                                      pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.end_token_id,
+                                      **extra)
         new = out[:, enc["input_ids"].shape[1]:]
         self.timings["generate_s"] += time.perf_counter() - t0
         return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
@@ -241,3 +272,71 @@ class HFBackend(VLMBackend):
     def close(self) -> None:
         self._pool.shutdown(wait=False)
         self.model = None
+
+
+class AllowedTokens:
+    """A generation logits processor that leaves only ``allowed`` tokens (and ``end_id``) possible."""
+
+    def __init__(self, allowed: Sequence[int], end_id: int) -> None:
+        self.ids = sorted(set(allowed) | {int(end_id)})
+        self._mask = None
+
+    def __call__(self, input_ids, scores):
+        if self._mask is None or self._mask.shape[-1] != scores.shape[-1] or self._mask.device != scores.device:
+            import torch
+
+            self._mask = torch.full((scores.shape[-1],), float("-inf"), device=scores.device)
+            self._mask[self.ids] = 0.0
+        return scores + self._mask.to(scores.dtype)
+
+
+def one_line(e: BaseException, limit: int = 400) -> str:
+    """An exception's message on one line (transformers' messages span several), cut to ``limit`` characters."""
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def load_adapters(net, adapters: Dict[str, str]):
+    """``net`` wrapped in a peft model holding every adapter of ``{name: dir}`` (loaded before the model moves
+    to its device). Nested ``modules_to_save`` entries (a module listed with one of its ancestors, as in the
+    released LRM progress adapter, whose list names the vision tower and its merger) are dropped: the ancestor's
+    copy already holds their weights, and peft cannot wrap a module inside a wrapped one."""
+    from peft import PeftConfig, PeftModel
+
+    model = None
+    for name, path in adapters.items():
+        try:
+            config = PeftConfig.from_pretrained(path)
+            config.inference_mode = True
+            if getattr(config, "modules_to_save", None):
+                config.modules_to_save = _outermost_modules(net, list(config.modules_to_save))
+            if model is None:
+                model = PeftModel(net, config, adapter_name=name)
+            else:
+                model.add_adapter(name, config)
+            result = model.load_adapter(path, adapter_name=name, torch_device="cpu")
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError) as e:
+            raise BackendError(f"cannot load LoRA adapter from {path!r}: {one_line(e)}") from e
+        if result.unexpected_keys:  # weights that found no module: the adapter is for another model
+            raise BackendError(f"LoRA adapter {path!r} does not fit model: {len(result.unexpected_keys)} of its "
+                               f"weights match no module (e.g. {result.unexpected_keys[0]})")
+    return model
+
+
+def _outermost_modules(net, entries):
+    """``modules_to_save`` without the entries whose every matching module lies inside another entry's match."""
+    if not entries or len(entries) < 2:
+        return entries
+    names = [n for n, _ in net.named_modules()]
+
+    def matches(e: str) -> List[str]:
+        return [n for n in names if n == e or n.endswith("." + e)]
+
+    keep = []
+    for e in entries:
+        others = [m for o in entries if o != e for m in matches(o)]
+        mine = matches(e)
+        if mine and all(any(n.startswith(m + ".") for m in others) for n in mine):
+            continue
+        keep.append(e)
+    return keep

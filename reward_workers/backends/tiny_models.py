@@ -1,7 +1,7 @@
 """Builders of tiny, randomly initialised, fully local VLM / CLIP checkpoints for tests and demos.
 
 The reward path loads every model with ``from_pretrained(path)``; these builders write real
-checkpoints of the same classes (Qwen2.5-VL, CLIP) that are small enough to run on a CPU in
+checkpoints of the same classes (Qwen2.5-VL, Qwen3-VL, CLIP) that are small enough to run on a CPU in
 milliseconds, so every VLM scorer and backend can be exercised end to end without a hub download.
 The weights are random (outputs carry no meaning): the checkpoints test plumbing, not quality.
 
@@ -182,6 +182,105 @@ def build_tiny_qwen_vl(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     )
     processor.save_pretrained(out)
     return out
+
+
+# Qwen3-VL's chat format: like Qwen2-VL's, but no default system turn is added when the messages bring none.
+QWEN3_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}"
+    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}<|im_end|>\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_tiny_qwen3_vl(out_dir: str | os.PathLike, seed: int = 0) -> Path:
+    """Write a tiny random Qwen3-VL (+ tokenizer, image/video processors, chat template) to ``out_dir``.
+
+    The classes of the released LRM checkpoints (``Qwen3VLForConditionalGeneration``, ``Qwen3VLProcessor``,
+    ``Qwen2VLImageProcessor`` with Qwen3-VL's 16-px patches) at toy sizes. Text: hidden 128, 2 layers, 2 heads
+    of dim 64, interleaved mrope sections summing to head_dim/2; vision: depth 2, hidden 64, patch 16, merge 2,
+    one deepstack layer. Images are capped at 32*32*64 pixels (at most 64 visual tokens per image).
+    """
+    import torch
+    from transformers import (
+        Qwen2VLImageProcessor,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = _fast_tokenizer()
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
+    head_dim = 64
+    config = Qwen3VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=head_dim,
+            max_position_embeddings=4096,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [12, 10, 10],
+                             "mrope_interleaved": True},
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+            tie_word_embeddings=True,
+        ),
+        vision_config=dict(
+            depth=2,
+            hidden_size=64,
+            intermediate_size=128,
+            num_heads=2,
+            out_hidden_size=128,
+            patch_size=16,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            num_position_embeddings=64,
+            deepstack_visual_indexes=[1],
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+    assert sum(config.text_config.rope_parameters["mrope_section"]) == head_dim // 2
+    torch.manual_seed(seed)
+    model = Qwen3VLForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    model.generation_config.eos_token_id = ids["<|im_end|>"]
+    model.generation_config.do_sample = False
+    model.save_pretrained(out)
+    pixels = dict(size={"shortest_edge": 64 * 64, "longest_edge": 32 * 32 * 64}, patch_size=16, merge_size=2)
+    processor = Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**pixels),
+        video_processor=Qwen3VLVideoProcessor(**pixels),
+        tokenizer=tokenizer,
+        chat_template=QWEN3_VL_CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(out)
+    return out
+
+
+TINY_VLM_BUILDERS = {"qwen2_5_vl": build_tiny_qwen_vl, "qwen3_vl": build_tiny_qwen3_vl}
+"""``vlmrl build-tiny-vlm --arch`` choices: architecture name -> builder."""
 
 
 def build_tiny_clip(out_dir: str | os.PathLike, seed: int = 0) -> Path:

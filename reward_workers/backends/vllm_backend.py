@@ -14,7 +14,7 @@ this module is only exercised by GPU tests (they skip elsewhere).
 from __future__ import annotations
 
 import time
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -28,11 +28,15 @@ from vlmrl.reward_workers.backends.base import (
 
 
 class VLLMBackend(VLMBackend):
-    """A VLM served by vLLM's offline engine (optional LoRA adapter via ``LoRARequest``)."""
+    """A VLM served by vLLM's offline engine (optional LoRA adapter via ``LoRARequest``, or several named ones
+    selected per call with :meth:`select_adapter`; vLLM's LoRA does not load ``modules_to_save`` weights)."""
 
     def __init__(self, model: str, adapter: Optional[str] = None, dtype: str = "auto", max_pixels: Optional[int] = None,
-                 gpu_memory_utilization: float = 0.5, max_model_len: int = 8192, max_images_per_prompt: int = 16) -> None:
+                 gpu_memory_utilization: float = 0.5, max_model_len: int = 8192, max_images_per_prompt: int = 16,
+                 adapters: Optional[Dict[str, str]] = None) -> None:
         super().__init__(model, adapter)
+        if adapter and adapters:
+            raise BackendError("give `adapter` or `adapters`, not both")
         try:
             from vllm import LLM
             from vllm.lora.request import LoRARequest
@@ -49,13 +53,20 @@ class VLLMBackend(VLMBackend):
             dtype="bfloat16" if dtype == "auto" else dtype,
             max_logprobs=-1,
             enable_prefix_caching=True,
-            enable_lora=adapter is not None,
+            enable_lora=bool(adapter or adapters),
             gpu_memory_utilization=gpu_memory_utilization,
             max_model_len=max_model_len,
             limit_mm_per_prompt={"image": max_images_per_prompt},
             mm_processor_kwargs=proc_kwargs or None,
         )
-        self.lora = LoRARequest("adapter", 1, adapter) if adapter else None
+        named = {"default": adapter} if adapter else dict(adapters or {})
+        self._loras = {name: LoRARequest(name, i + 1, path) for i, (name, path) in enumerate(named.items())}
+        self.lora = self._loras.get("default")
+
+    def select_adapter(self, name: Optional[str]) -> None:
+        if name is not None and name not in self._loras:
+            raise BackendError(f"no adapter {name!r} loaded (have {sorted(self._loras)})")
+        self.lora = self._loras[name] if name is not None else None
 
     def visual_tokens(self, image_hw: Sequence[tuple[int, int]]) -> List[int]:
         ip = self.processor.image_processor
@@ -64,7 +75,7 @@ class VLLMBackend(VLMBackend):
 
     def _prompt(self, r: VLMRequest, extra_ids: Sequence[int] = ()) -> dict:
         text = self.processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False)
-        ids = self.tokenizer.encode(text, add_special_tokens=False) + list(extra_ids)
+        ids = self.tokenizer.encode(text + r.answer_prefix, add_special_tokens=False) + list(extra_ids)
         prompt = {"prompt_token_ids": ids}
         if r.images:
             prompt["multi_modal_data"] = {"image": [to_pil(im) for im in r.images]}
@@ -102,15 +113,22 @@ class VLLMBackend(VLMBackend):
         self.timings["batches"] += 1
         return [np.asarray(s, dtype=np.float64) for s in scores]
 
-    def generate(self, requests: Sequence[VLMRequest], max_new_tokens: int) -> List[str]:
+    def generate(self, requests: Sequence[VLMRequest], max_new_tokens: int,
+                 allowed_chars: Optional[str] = None) -> List[str]:
         from vllm import SamplingParams
 
         if max_new_tokens < 1:
             raise BackendError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        extra = {}
+        if allowed_chars is not None:  # constrained decoding, as in the hf backend
+            allowed = self.allowed_token_ids(allowed_chars)
+            if not allowed:
+                raise BackendError(f"no token of this tokenizer is made of the allowed characters {allowed_chars!r}")
+            extra = dict(allowed_token_ids=sorted(set(allowed) | {self.end_token_id}), min_tokens=1)
         t0 = time.perf_counter()
         outs = self.llm.generate([self._prompt(r) for r in requests],
-                                 SamplingParams(max_tokens=max_new_tokens, temperature=0.0), lora_request=self.lora,
-                                 use_tqdm=False)
+                                 SamplingParams(max_tokens=max_new_tokens, temperature=0.0, **extra),
+                                 lora_request=self.lora, use_tqdm=False)
         self.timings["generate_s"] += time.perf_counter() - t0
         return [o.outputs[0].text.strip() for o in outs]
 

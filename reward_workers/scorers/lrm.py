@@ -1,26 +1,44 @@
-"""``lrm``: Large-Reward-Model rewards from a VLM by prompt logits (progress, completion, contrastive).
+"""``lrm``: Large-Reward-Model rewards from VLMs (progress, completion, contrastive), one model per head if wanted.
 
-One PAIR item (previous frame, current frame) gives all three rewards of the LRM paper:
+One PAIR item (previous frame, current frame) gives all three rewards of the LRM paper, each from its
+reward head:
 
-* progress: expected value of the 0..``progress_scale`` answer to "how far along is the robot"
-  about the current frame, normalised to [0, 1];
-* completion: P("yes") of "is the task complete" about the current frame (yes/no renormalised);
-* contrastive: P("B") of "which image is further along, A or B" with A = previous, B = current.
+* progress: how far along the task is in the current frame, in [0, 1];
+* completion: whether the task is complete in the current frame (P(yes), or the parsed yes/no);
+* contrastive: whether the current frame is further along than the previous one (P(current), in [0, 1]).
+
+Each head asks its question from a prompt template (``templates/<name>.yaml``, see
+:mod:`.prompt_templates`): the project's own questions (``default``, answers read from candidate logits)
+or, e.g., the released LRM checkpoints' (``lrm_released``, answers generated and parsed). Each head runs on
+its own model + adapter (``heads.<head>.model`` / ``.adapter``, defaulting to the scorer's ``model`` /
+``adapter``); heads on the same model folder share one loaded copy, their adapters switched per call.
 
 ``reward`` = ``weights.progress * progress + weights.completion * completion + weights.contrastive * contrastive``.
-The 3 prompts of all items of a batch go to the backend together (padded forwards, micro-batched).
+Heads on the same model and adapter send their prompts to the backend together (padded forwards, micro-batched).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from vlmrl.reward_workers.scorers import prompts as P
 from vlmrl.reward_workers.scorers.base import ItemKind, Scorer, ScoreResult, ScorerError, register_scorer
-from vlmrl.reward_workers.scorers.vlm_common import VLMBackendParams, check_items, expected_scale, make_backend, probs
+from vlmrl.reward_workers.scorers.prompt_templates import (
+    HEADS,
+    GenerateAnswer,
+    LogitAnswer,
+    PromptTemplate,
+    TemplateError,
+    expected_value,
+    load_template,
+)
+from vlmrl.reward_workers.scorers.vlm_common import VLMBackendParams, HeadModel, check_items, load_head_models, probs
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,23 +50,50 @@ class LrmWeights:
     contrastive: float = 0.0
 
 
-def lrm_requests(task: str, prev, cur, progress_scale: int = 10):
+@dataclass
+class LrmHead:
+    """One reward head's model, adapter and prompt template; unset fields fall back to the scorer's own."""
+
+    model: Optional[str] = None
+    """VLM folder of this head (None: ``scorer.params.model``). Heads with the same folder share one copy."""
+    adapter: Optional[str] = None
+    """peft LoRA adapter of this head. None: ``scorer.params.adapter`` if the head runs ``scorer.params.model``,
+    else none; ``""``: none."""
+    template: Optional[str] = None
+    """Prompt template name (``templates/<name>.yaml``) or YAML path (None: ``scorer.params.template``)."""
+
+
+@dataclass
+class LrmHeads:
+    """Per-head overrides of the ``lrm`` scorer (``scorer.params.heads.<head>.model`` etc.)."""
+
+    progress: LrmHead = field(default_factory=LrmHead)
+    completion: LrmHead = field(default_factory=LrmHead)
+    contrastive: LrmHead = field(default_factory=LrmHead)
+
+
+def lrm_requests(task: str, prev, cur, progress_scale: int = 10, template: str = "default"):
     """The three LRM prompts about (previous, current) frames, in order progress, completion, contrastive.
     The scorer asks them; LoRA training (learner/lrm_lora.py) teaches their answers with the same requests."""
-    from vlmrl.reward_workers.backends.base import VLMRequest
+    t = load_template(template)
+    return [t.request(h, task, prev, cur, progress_scale) for h in HEADS]
 
-    k = progress_scale
-    return [
-        VLMRequest(P.chat(P.user_turn(1, P.LRM_PROGRESS.format(task=task, scale=k))), [cur], P.scale_answers(k)),
-        VLMRequest(P.chat(P.user_turn(1, P.LRM_COMPLETION.format(task=task))), [cur], P.LRM_COMPLETION_ANSWERS),
-        VLMRequest(P.chat(P.user_turn(2, P.LRM_CONTRASTIVE.format(task=task))), [prev, cur],
-                   P.LRM_CONTRASTIVE_ANSWERS),
-    ]
+
+@dataclass
+class _Head:
+    name: str
+    template: PromptTemplate
+    view: object  # AdapterView
+
+    @property
+    def answer(self):
+        return self.template.questions[self.name].answer
 
 
 @register_scorer
 class LrmScorer(Scorer):
-    """Scores (previous, current) frame pairs with a (LoRA-adapted) VLM into progress/completion/contrastive rewards."""
+    """Scores (previous, current) frame pairs into progress/completion/contrastive rewards, each head asking its
+    template's question of its own (LoRA-adapted) VLM."""
 
     name = "lrm"
     item_kind = ItemKind.PAIR
@@ -58,41 +103,123 @@ class LrmScorer(Scorer):
         weights: LrmWeights = field(default_factory=LrmWeights)
         """Weighted sum that makes ``reward`` from the three components."""
         progress_scale: int = 10
-        """The progress question's answers are 0..progress_scale."""
+        """``{scale}`` of the templates: the default progress question's answers are 0..progress_scale."""
+        template: str = "default"
+        """Prompt template of every head (``default``, ``lrm_released``, or a YAML path); per head: heads.<h>.template."""
+        heads: LrmHeads = field(default_factory=LrmHeads)
+        """Per-head model / adapter / template (defaults: the fields above)."""
+        memory_check: bool = True
+        """At worker start, refuse heads whose models (estimated) do not fit the device's free memory."""
+        memory_budget_gb: Optional[float] = None
+        """Memory the heads' models may take on their device (None: its free memory at worker start)."""
+        memory_headroom: float = 0.2
+        """Activation/KV-cache allowance over the weights in the memory check (0.2 = +20%)."""
 
     def __init__(self, params: "LrmScorer.Params") -> None:
         super().__init__(params)
         if params.progress_scale < 1:
             raise ScorerError(f"lrm: progress_scale must be >= 1, got {params.progress_scale}")
-        self.backend = make_backend(params, self.name)
+        specs, templates = [], {}
+        for h in HEADS:
+            hp: LrmHead = getattr(params.heads, h)
+            key = f"scorer.params.heads.{h}"
+            name = hp.template or params.template
+            try:
+                templates[h] = load_template(name)
+            except TemplateError as e:
+                raise ScorerError(f"scorer 'lrm' head {h!r}: {e}; fix: set {key}.template or scorer.params.template "
+                                  f"to a valid template") from e
+            model = hp.model or params.model
+            adapter = hp.adapter if hp.adapter is not None else (params.adapter if not hp.model else None)
+            specs.append(HeadModel(h, model, adapter or None, key))
+        views = load_head_models(params, specs, self.name, params.memory_check, params.memory_budget_gb,
+                                 params.memory_headroom)
+        self.heads = [_Head(h, templates[h], views[h]) for h in HEADS]
+        self._backends = list({id(v.backend): v.backend for v in views.values()}.values())
+        for head in self.heads:
+            self._check_answers(head)
+
+    def _check_answers(self, head: _Head) -> None:
+        """The template's answers must tokenize as it says with this head's tokenizer (one-line error if not)."""
+        from vlmrl.reward_workers.backends.base import BackendError
+
+        a, where = head.answer, f"scorer 'lrm' head {head.name!r} (template {head.template.tag})"
+        fix = f"fix: choose another template for this model (scorer.params.heads.{head.name}.template) or edit it"
+        if isinstance(a, LogitAnswer):
+            cands = a.candidate_list(self.params.progress_scale)
+            try:
+                ids = head.view.candidate_ids(cands)
+            except BackendError as e:
+                raise ScorerError(f"{where}: {e}; {fix}") from e
+            multi = [c for c, s in zip(cands, ids) if len([t for t in s if t != head.view.backend.end_token_id]) != 1]
+            if a.single_token and multi:
+                raise ScorerError(f"{where}: logit scoring needs single-token answers but {multi} are not one token "
+                                  f"for this model's tokenizer; {fix}")
+        elif a.allowed_chars is not None and not head.view.allowed_token_ids(a.allowed_chars):
+            raise ScorerError(f"{where}: no token of this model's tokenizer is made of allowed_chars "
+                              f"{a.allowed_chars!r}; {fix}")
 
     @property
     def model_id(self) -> str:
-        return self.backend.model_id
+        ids = {h.name: h.view.model_id for h in self.heads}
+        return ids["progress"] if len(set(ids.values())) == 1 else ";".join(f"{k}={v}" for k, v in ids.items())
 
     @property
     def model_version(self) -> str:
-        return f"{self.backend.model_version}-{P.PROMPT_VERSION}"
-
-    def requests(self, task: str, item: np.ndarray):
-        return lrm_requests(task, item[0], item[1], self.params.progress_scale)
+        """Weights hash + template tag; one pair when all heads agree, else a hash of every head's plus the tags."""
+        pairs = [(h.view.model_version, h.template.tag) for h in self.heads]
+        if len(set(pairs)) == 1:
+            return f"{pairs[0][0]}-{pairs[0][1]}"
+        digest = hashlib.sha256(repr(pairs).encode()).hexdigest()[:16]
+        return f"{digest}-{'+'.join(sorted({t for _, t in pairs}))}"
 
     def score_batch(self, tasks: Sequence[str], items: Sequence[np.ndarray]) -> list[ScoreResult]:
         check_items(self.name, tasks, items, 2)
-        reqs = [r for t, it in zip(tasks, items) for r in self.requests(t, np.asarray(it))]
-        logps = self.backend.score_candidates(reqs)
+        items = [np.asarray(it) for it in items]
+        n, scale = len(items), self.params.progress_scale
+        values: Dict[str, List[float]] = {}
+        unparsed = np.zeros(n, dtype=np.int64)
+        logit_groups: Dict[int, List[_Head]] = {}
+        for head in self.heads:
+            if isinstance(head.answer, LogitAnswer):
+                logit_groups.setdefault(id(head.view), []).append(head)
+            else:
+                values[head.name] = self._generate_head(head, tasks, items, unparsed)
+        for group in logit_groups.values():  # heads on one model + adapter: one padded call, item-major
+            reqs = [h.template.request(h.name, t, it[0], it[1], scale) for t, it in zip(tasks, items) for h in group]
+            logps = group[0].view.score_candidates(reqs)
+            for j, h in enumerate(group):
+                vals = h.answer.value_list(len(h.answer.candidate_list(scale)))
+                values[h.name] = [expected_value(probs(logps[i * len(group) + j]), vals) for i in range(n)]
         w = self.params.weights
+        has_generate = any(isinstance(h.answer, GenerateAnswer) for h in self.heads)
         out = []
-        for i in range(len(items)):
-            lp_prog, lp_comp, lp_cont = logps[3 * i: 3 * i + 3]
-            comps = {
-                "progress": expected_scale(lp_prog),
-                "completion": float(probs(lp_comp)[0]),
-                "contrastive": float(probs(lp_cont)[1]),
-            }
+        for i in range(n):
+            comps = {h: float(values[h][i]) for h in HEADS}
+            if has_generate:
+                comps["unparsed"] = float(unparsed[i])
             reward = w.progress * comps["progress"] + w.completion * comps["completion"] + w.contrastive * comps["contrastive"]
             out.append(ScoreResult(reward=float(reward), components=comps))
         return out
 
+    def _generate_head(self, head: _Head, tasks, items, unparsed: np.ndarray) -> List[float]:
+        a: GenerateAnswer = head.answer
+        reqs = [head.template.request(head.name, t, it[0], it[1], self.params.progress_scale)
+                for t, it in zip(tasks, items)]
+        texts = head.view.generate(reqs, a.max_new_tokens, a.allowed_chars)
+        vals = []
+        for i, text in enumerate(texts):
+            v = a.parse(text)
+            if v is None:
+                if a.on_unparsed is None:
+                    raise ScorerError(f"scorer 'lrm' head {head.name!r}: answer {text[:200]!r} does not parse "
+                                      f"(template {head.template.tag} has no on_unparsed value)")
+                log.warning("lrm head %r: unparsed answer %r -> %s", head.name, text[:200], a.on_unparsed)
+                v = a.on_unparsed
+                unparsed[i] += 1
+            vals.append(float(v))
+        return vals
+
     def close(self) -> None:
-        self.backend.close()
+        for b in self._backends:
+            b.close()

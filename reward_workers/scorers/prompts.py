@@ -3,28 +3,29 @@
 Change any text here -> bump :data:`PROMPT_VERSION` (scorers put it in ``model_version``, so reward
 caches and logged rewards never mix answers to different prompts). Answers are read from the
 model's logits at the answer position, so each prompt tells the model the exact answer format.
+
+The ``lrm`` scorer's questions are data: ``templates/<name>.yaml`` (see :mod:`.prompt_templates`); the
+``LRM_*`` names below are the default template's texts, kept for the LoRA trainer and its tests.
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, List
 
+from vlmrl.reward_workers.scorers.prompt_templates import load_template
+
 PROMPT_VERSION = "p1"
 
-SYSTEM = "You are a reward model for robot manipulation."
-
 # --- LRM (Large Reward Models): progress, completion, temporal contrastive ---------------------
-LRM_PROGRESS = (
-    "The task is: {task}\nLook at the image of the robot. How far along is the robot in completing the task? "
-    "Answer with a single number from 0 to {scale} where 0 means not started and {scale} means complete."
-)
-LRM_COMPLETION = "The task is: {task}\nIs the task complete in this image? Answer yes or no."
-LRM_COMPLETION_ANSWERS = ("yes", "no")
-LRM_CONTRASTIVE = (
-    "The task is: {task}\nHere are two images of the robot, image A and image B. "
-    "Which image shows the robot further along in the task? Answer A or B."
-)
-LRM_CONTRASTIVE_ANSWERS = ("A", "B")  # A = previous frame, B = current frame
+# The default template's texts (templates/default.yaml), as plain strings with {task} / {scale} fields.
+_LRM_DEFAULT = load_template("default")
+SYSTEM = _LRM_DEFAULT.system
+"""The default template's system prompt; every VLM scorer's :func:`chat` sends it."""
+LRM_PROGRESS = _LRM_DEFAULT.questions["progress"].text
+LRM_COMPLETION = _LRM_DEFAULT.questions["completion"].text
+LRM_COMPLETION_ANSWERS = _LRM_DEFAULT.questions["completion"].answer.candidate_list(1)  # ("yes", "no")
+LRM_CONTRASTIVE = _LRM_DEFAULT.questions["contrastive"].text
+LRM_CONTRASTIVE_ANSWERS = _LRM_DEFAULT.questions["contrastive"].answer.candidate_list(1)  # A = previous, B = current
 
 # --- RL-VLM-F preference -----------------------------------------------------------------------
 PREFERENCE = (

@@ -58,7 +58,7 @@ def test_lrm_components_in_range_and_weighted_sum(lrm, pairs):
         c = r.components
         assert r.reward == pytest.approx(0.5 * c["progress"] + 0.3 * c["completion"] + 0.2 * c["contrastive"])
     assert lrm.item_kind.value == "pair" and lrm.frames_per_item == 2
-    assert lrm.model_version.endswith("-p1") and lrm.model_id
+    assert lrm.model_version.endswith("-default.p1") and lrm.model_id
 
 
 def test_lrm_rejects_bad_items_and_params(lrm, tiny_vlm_dir):
@@ -66,7 +66,7 @@ def test_lrm_rejects_bad_items_and_params(lrm, tiny_vlm_dir):
         lrm.score_batch([TASK], [frames(0, 3)])
     with pytest.raises(ScorerError, match="bad params"):
         build_scorer("lrm", {"model": tiny_vlm_dir, "weights": {"speed": 1.0}})
-    with pytest.raises(ScorerError, match="needs params.model"):
+    with pytest.raises(ScorerError, match="head .progress. has no model; fix: set scorer.params.model"):
         build_scorer("lrm", {})
     with pytest.raises(ScorerError, match="unknown backend"):
         build_scorer("lrm", {"model": tiny_vlm_dir, "backend": "onnx"})
