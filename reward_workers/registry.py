@@ -105,9 +105,17 @@ def get_registry(name: str, namespace: str) -> Any:
             f"(`vlmrl workers start`)") from e
 
 
+def near_the_caller() -> Any:
+    """Scheduling for the pool's own small actors (registry, supervisor): on the caller's node if it can (the job's
+    driver, usually the head), so losing a reward node never takes the actors that rebuild the pool with it."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+
+
 def get_or_create_registry(name: str, namespace: str) -> Any:
-    return WorkerRegistry.options(name=name, namespace=namespace, lifetime="detached",
-                                  get_if_exists=True).remote()
+    return WorkerRegistry.options(name=name, namespace=namespace, lifetime="detached", get_if_exists=True,
+                                  scheduling_strategy=near_the_caller()).remote()
 
 
 class RegistryView:
