@@ -140,3 +140,22 @@ def test_trainer_normalises_the_served_reward_and_ranks_pairs_by_disagreement():
     torch.save(sd, buf)
     scorer.update_weights("old", buf.getvalue())
     assert float(scorer.model.reward_scale) == 1.0 and float(scorer.model.reward_shift) == 0.0
+
+
+def test_all_none_round_is_reported_and_sends_nothing_to_the_trainer(tmp_path, caplog):
+    from vlmrl.learner.preference.mode import PreferenceMode
+    from vlmrl.system.config import load_config
+
+    cfg = load_config("train_toy_preference", [f"output_dir={tmp_path}", "preference.labeller=oracle"])
+    mode = PreferenceMode(cfg, tmp_path / "run")
+
+    class NoTrainer:  # any call would be a bug: an all-none round has nothing to train on
+        def __getattr__(self, name):
+            raise AssertionError(f"trainer.{name} called on an all-none round")
+
+    mode.trainer, mode.labeller = NoTrainer(), GroundTruthLabeller(0.01)
+    batch = mode.labeller.label([(rec(0.5), rec(0.5))] * 4)
+    s = mode._add_labelled(batch)
+    assert s["preference/all_none_batches"] == 1.0 and s["preference/labels_none"] == 4.0
+    assert "preference/label_second_fraction" not in s and "none of 4 pairs" in caplog.text
+    assert "ALL none" in mode.console_line(batch, s)
