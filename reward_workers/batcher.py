@@ -162,10 +162,12 @@ class DynamicBatcher:
 
     # ------------------------------------------------------------------ requests
 
-    async def submit(self, task: str, items: Sequence[np.ndarray], client: Hashable = None) -> list[ItemOutcome]:
+    async def submit(self, task: str, items: Sequence[np.ndarray], client: Hashable = None,
+                     digests: Sequence[bytes] | None = None) -> list[ItemOutcome]:
         """Rewards of ``items`` against ``task``, in order; raises QueueFull / ScorerFailed / BatcherClosed.
 
-        ``client`` keys the fair share (round-robin between clients); None is one shared client."""
+        ``client`` keys the fair share (round-robin between clients); None is one shared client. ``digests``: the
+        items' cache digests if the caller computed them off the event loop."""
         if self._closed or self._task is None:
             raise BatcherClosed("reward worker is not running")
         loop = asyncio.get_running_loop()
@@ -174,7 +176,7 @@ class DynamicBatcher:
         misses: list[tuple[int, tuple | None]] = []
         hits: list[tuple[int, ScoreResult]] = []
         for i, item in enumerate(items):
-            key = cache_key(name, version, task, item) if self.cache.enabled else None
+            key = cache_key(name, version, task, item, digests[i] if digests else None) if self.cache.enabled else None
             hit = self.cache.get(key) if key is not None else None
             if hit is not None:
                 hits.append((i, hit))

@@ -24,9 +24,10 @@ def item_digest(item: np.ndarray) -> bytes:
     return h.digest()
 
 
-def cache_key(scorer: str, model_version: str, task: str, item: np.ndarray) -> tuple:
-    """The cache key of one item scored by ``scorer`` at ``model_version`` against ``task``."""
-    return (scorer, model_version, task, item_digest(item))
+def cache_key(scorer: str, model_version: str, task: str, item: np.ndarray, digest: bytes | None = None) -> tuple:
+    """The cache key of one item scored by ``scorer`` at ``model_version`` against ``task`` (``digest``: the item's
+    :func:`item_digest`, if already computed)."""
+    return (scorer, model_version, task, item_digest(item) if digest is None else digest)
 
 
 class RewardCache:

@@ -36,7 +36,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from vlmrl.reward_workers.aio_loop import shared_loop
 from vlmrl.reward_workers.batcher import BatcherClosed, DynamicBatcher, QueueFull, ScorerFailed
-from vlmrl.reward_workers.cache import RewardCache
+from vlmrl.reward_workers.cache import RewardCache, item_digest
 from vlmrl.reward_workers.frames import InvalidInput, is_compressed
 from vlmrl.reward_workers.proto import reward_pb2
 from vlmrl.reward_workers.scorers.base import Scorer
@@ -46,6 +46,8 @@ from vlmrl.reward_workers.validation import RequestLimits, check_request_header,
 
 log = logging.getLogger(__name__)
 
+# Requests with more items than this are decoded, digested and answered on worker threads (see RewardServer._decode).
+_OFFLOAD_ITEMS = 32
 # Seconds a stopping server keeps connections open after its last request is answered, so the answers reach the wire.
 _FLUSH_S = 0.1
 
@@ -375,10 +377,26 @@ class RewardServer:
     def stopping(self) -> bool:
         return self._stopping
 
+    def _decode_and_digest(self, request: reward_pb2.ScoreRequest):
+        items = decode_request_items(request, self.scorer, self.limits)
+        return items, ([item_digest(it) for it in items] if self.cache.enabled else None)
+
     async def _decode(self, request: reward_pb2.ScoreRequest):
-        if any(is_compressed(item) for item in request.items):  # PNG/JPEG decoding: keep the loop free
-            return await asyncio.to_thread(decode_request_items, request, self.scorer, self.limits)
-        return decode_request_items(request, self.scorer, self.limits)
+        """The request's items and their cache digests; PNG/JPEG and large requests on a worker thread, so one
+        client's big request does not hold the event loop (and every other client) for its whole decode."""
+        if len(request.items) > _OFFLOAD_ITEMS or any(is_compressed(item) for item in request.items):
+            return await asyncio.to_thread(self._decode_and_digest, request)
+        return self._decode_and_digest(request)
+
+    def _response(self, request_id: str, outcomes) -> reward_pb2.ScoreResponse:
+        return reward_pb2.ScoreResponse(
+            request_id=request_id, scorer=self.scorer.name,
+            model_version=outcomes[-1].model_version if outcomes else self.scorer.model_version,
+            worker_id=self.worker_id,
+            rewards=[reward_pb2.ItemReward(reward=o.result.reward, components=o.result.components,
+                                           label=o.result.label, cached=o.cached, model_version=o.model_version)
+                     for o in outcomes],
+        )
 
     def _admit(self, request_id: str, n_items: int, nbytes: int, client: ClientBudget,
                enforce_client_caps: bool) -> None:
@@ -427,13 +445,13 @@ class RewardServer:
             client.items += len(request.items)
             client.nbytes += nbytes
             try:
-                items = await self._decode(request)
+                items, digests = await self._decode(request)
             except InvalidInput as e:
                 self.stats.invalid_requests += 1
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
             self.stats.items += len(items)
             try:
-                outcomes = await self.batcher.submit(request.task, items, client=client)
+                outcomes = await self.batcher.submit(request.task, items, client=client, digests=digests)
             except QueueFull as e:
                 self.stats.rejected_requests += 1
                 raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e)) from None
@@ -442,14 +460,10 @@ class RewardServer:
                 raise RequestError(grpc.StatusCode.INTERNAL, str(e)) from None
             except BatcherClosed as e:
                 raise RequestError(grpc.StatusCode.UNAVAILABLE, str(e)) from None
-            response = reward_pb2.ScoreResponse(
-                request_id=request.request_id, scorer=self.scorer.name,
-                model_version=outcomes[-1].model_version if outcomes else self.scorer.model_version,
-                worker_id=self.worker_id,
-                rewards=[reward_pb2.ItemReward(reward=o.result.reward, components=o.result.components,
-                                               label=o.result.label, cached=o.cached, model_version=o.model_version)
-                         for o in outcomes],
-            )
+            if len(outcomes) > _OFFLOAD_ITEMS:
+                response = await asyncio.to_thread(self._response, request.request_id, outcomes)
+            else:
+                response = self._response(request.request_id, outcomes)
             self.stats.record_latency((time.perf_counter() - t0) * 1000.0)
             return response
         finally:
