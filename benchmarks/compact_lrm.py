@@ -17,8 +17,10 @@ import time
 import numpy as np
 import torch
 
+from benchmarks.record import add_record_args, record_from_args, val
 
-def main() -> None:
+
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights-dir", default=None, help="trained compact LRM folder (default: fresh model)")
     ap.add_argument("--image-size", type=int, default=64, help="model input size for the fresh model")
@@ -27,7 +29,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0, help="time per batch size")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     ap.add_argument("--device", default="cpu")
-    args = ap.parse_args()
+    add_record_args(ap, "result file name (default: compact_lrm_throughput, _trained with --weights-dir)")
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     from vlmrl.learner.compact_lrm import CompactLRM, CompactLRMConfig
@@ -47,6 +50,7 @@ def main() -> None:
           f"frames {args.frame_size}px, device {args.device}, torch threads {torch.get_num_threads()}")
     rng = np.random.default_rng(0)
     print(f"{'batch':>6} {'items/s':>10} {'frames encoded/s':>17} {'ms/batch':>9}")
+    values = {}
     for bs in [int(b) for b in args.batch_sizes.split(",")]:
         items = [rng.integers(0, 256, (2, args.frame_size, args.frame_size, 3), dtype=np.uint8) for _ in range(bs)]
         tasks = ["push the cube to the goal"] * bs
@@ -58,9 +62,16 @@ def main() -> None:
             calls += 1
         dt = time.perf_counter() - t0
         print(f"{bs:>6} {bs * calls / dt:>10.1f} {2 * bs * calls / dt:>17.1f} {1000 * dt / calls:>9.1f}")
+        values[f"items_per_s_batch{bs}"] = val(bs * calls / dt, unit="items/s", note="one item = one (previous, "
+                                               "current) pair = one reward")
     if tmp is not None:
         tmp.cleanup()
+    record_from_args(args, "compact_lrm_throughput" + ("_trained" if args.weights_dir else ""), values,
+                     notes=f"{n_params / 1e6:.2f} M params, model input {cfg.image_size} px, frames {args.frame_size} "
+                           f"px, device {args.device}, {torch.get_num_threads()} torch thread(s), weights "
+                           f"{args.weights_dir or 'fresh (hashed text encoder)'}", argv=argv)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.record import add_record_args, record_from_args, topic_part, val
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
@@ -68,6 +70,7 @@ def main(argv=None) -> int:
     p.add_argument("--per-episode", action="store_true", help="also print each episode's success at the end")
     p.add_argument("--by-start-x", default=None, metavar="EDGES",
                    help="comma-separated x edges (m): also print success by the task object's start x in those bins")
+    add_record_args(p, "result file name (default: exploration_noise_<run folder's parent>_<run folder>[_<module>])")
     args = p.parse_args(argv)
     try:
         stds = [float(s) for s in args.std.split(",") if s.strip()]
@@ -111,6 +114,7 @@ def main(argv=None) -> int:
     print(f"policy {path}; env {cfg.env.task}, {args.episodes} episodes from seed {seed0}", flush=True)
     print("| noise std | success at the end | success at some step | steps in success per episode | dense return |")
     print("| --- | --- | --- | --- | --- |")
+    values = {}
     try:
         start_x = (np.asarray([object_start_x(env, cfg.env.task, seed0 + i) for i in range(args.episodes)])
                    if edges else None)
@@ -119,12 +123,20 @@ def main(argv=None) -> int:
             rows = np.asarray([noisy_episode(module, env, seed0 + i, std, rng) for i in range(args.episodes)], float)
             print(f"| {std:g} | {rows[:, 0].mean():.2f} | {(rows[:, 1] > 0).mean():.2f} | {rows[:, 1].mean():.1f} | "
                   f"{rows[:, 2].mean():.1f} |", flush=True)
+            values[f"success_at_end_std{std:g}"] = val(rows[:, 0].mean(), unit="success rate")
+            values[f"success_at_some_step_std{std:g}"] = val((rows[:, 1] > 0).mean(), unit="success rate")
+            values[f"steps_in_success_std{std:g}"] = val(rows[:, 1].mean(), unit="steps per episode")
+            values[f"dense_return_std{std:g}"] = val(rows[:, 2].mean(), unit="normalized dense return")
             if args.per_episode:
                 print(f"per episode, std {std:g}: " + "".join("1" if ok else "." for ok in rows[:, 0] > 0), flush=True)
             if edges:
                 print(f"by object start, std {std:g}: {split_by_edges(start_x, rows[:, 0], edges)}", flush=True)
     finally:
         env.close()
+    topic = f"exploration_noise_{topic_part(run_dir.resolve().parent.name)}_{topic_part(run_dir.resolve().name)}"
+    record_from_args(args, topic + (f"_{topic_part(path.name)}" if args.module else ""), values, seeds=[args.noise_seed],
+                     notes=f"policy {path}; env {cfg.env.task}; {args.episodes} episodes from env seed {seed0}; "
+                           f"seeds = the noise seed", argv=argv)
     return 0
 
 

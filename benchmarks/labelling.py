@@ -29,6 +29,8 @@ from typing import List
 
 from omegaconf import OmegaConf
 
+from benchmarks.record import add_record_args, record_from_args, val
+
 from vlmrl.envs.offline_readers import open_reader
 from vlmrl.envs.synthetic_episodes import write_synthetic_dataset
 from vlmrl.learner.labelling import LabelSettings, label_dataset
@@ -91,7 +93,7 @@ def measure(dataset: Path, scorer_overrides: List[str], n_workers: int, window: 
         stop_workers(procs)
 
 
-def main() -> int:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--episodes", type=int, default=24)
     ap.add_argument("--steps", type=int, default=24)
@@ -102,7 +104,8 @@ def main() -> int:
     ap.add_argument("--vlm-episodes", type=int, default=4, help="episodes labelled with the tiny VLM (0 = skip)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--skip-synthetic", action="store_true", help="only the tiny VLM case")
-    args = ap.parse_args()
+    add_record_args(ap)
+    args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench_label_"))
     ds = write_synthetic_dataset(work / "ds", args.episodes, seed=0, num_steps=args.steps, image_size=args.image_size)
     cases = [("synthetic", [f"scorer.name=synthetic", "scorer.params.item_kind=window", f"scorer.params.window={args.window}",
@@ -117,10 +120,20 @@ def main() -> int:
                                             "scorer.params.device=cpu"], args.vlm_episodes))
     print(f"dataset: {args.episodes} episodes x {args.steps} steps, {args.image_size}x{args.image_size} frames, "
           f"window {args.window}; workers are `vlmrl serve` processes; {os.cpu_count()} CPU cores")
+    values = {}
     for name, overrides, max_eps in cases:
         fps = {n: measure(ds, overrides, n, args.window, work, max_eps, args.repeats) for n in (1, 2)}
         print(f"{name:>20}: 1 worker {fps[1]:8.1f} frames/s | 2 workers {fps[2]:8.1f} frames/s | "
               f"ratio {fps[2] / fps[1]:.2f}x", flush=True)
+        key = "synthetic" if name == "synthetic" else "tiny_vlm_window"
+        values[f"{key}_1_worker_frames_per_s"] = val(fps[1], unit="frames/s")
+        values[f"{key}_2_workers_frames_per_s"] = val(fps[2], unit="frames/s")
+        values[f"{key}_2v1_ratio"] = val(fps[2] / fps[1], unit="x")
+    if values:
+        record_from_args(args, "labelling", values,
+                         notes=f"SYNTHETIC dataset, {args.episodes} episodes x {args.steps} steps, {args.image_size} px, "
+                               f"window {args.window}; best of {args.repeats} runs; synthetic cost {args.fixed_ms} ms + "
+                               f"{args.per_item_ms} ms/item; tiny VLM on {args.vlm_episodes} episodes", argv=argv)
     return 0
 
 

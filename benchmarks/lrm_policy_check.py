@@ -19,6 +19,8 @@ from typing import Dict, List
 
 import numpy as np
 
+from benchmarks.record import add_record_args, record_from_args, topic_part, val
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
@@ -40,6 +42,7 @@ def main(argv=None) -> int:
     p.add_argument("--episodes", type=int, default=5)
     p.add_argument("--strip", default=None, metavar="PNG",
                    help="also save the first episode's frames (every 2nd frame) side by side as a PNG")
+    add_record_args(p, "result file name (default: lrm_policy_check_<run folder's parent>_<run folder>)")
     args = p.parse_args(argv)
 
     from omegaconf import OmegaConf
@@ -71,7 +74,8 @@ def main(argv=None) -> int:
     wins = sum(ok for *_, ok in episodes)
     print(f"{run_dir}: {args.episodes} greedy episodes, {wins} end in ground-truth success "
           f"(end_on_success={env_cfg.get('end_on_success', True)})")
-    for lrm in args.lrm_dirs:
+    values = {"greedy_success": val(wins / args.episodes, unit="success rate", note=f"{args.episodes} greedy episodes")}
+    for n, lrm in enumerate(args.lrm_dirs):
         scorer = build_scorer("compact_lrm", {"weights_dir": lrm})
         rows: Dict[bool, List[tuple]] = {True: [], False: []}
         comp_all, dense_all = [], []
@@ -85,11 +89,17 @@ def main(argv=None) -> int:
             dense_all.extend(dense)
         corr = pearson(comp_all, dense_all)
         print(f"  LRM {lrm}: corr(completion, dense env reward) {'n/a' if corr is None else f'{corr:+.2f}'}")
+        values[f"lrm{n}_corr_completion_dense"] = val(corr, unit="pearson", note=f"LRM {lrm}")
         for ok, name in ((False, "failed"), (True, "successful")):
             if rows[ok]:
                 m = np.mean(rows[ok], axis=0)
                 print(f"    {name} episodes ({len(rows[ok])}): completion mean {m[0]:.2f}, last frame {m[1]:.2f}; "
                       f"progress last frame {m[2]:.2f}")
+                values[f"lrm{n}_{name}_completion_last_frame"] = val(m[1], note=f"{len(rows[ok])} episodes")
+                values[f"lrm{n}_{name}_progress_last_frame"] = val(m[2], note=f"{len(rows[ok])} episodes")
+    topic = f"lrm_policy_check_{topic_part(run_dir.resolve().parent.name)}_{topic_part(run_dir.resolve().name)}"
+    record_from_args(args, topic, values, notes=f"run {run_dir}; LRMs {args.lrm_dirs}; episodes from env seed "
+                                               f"{int(cfg.lrm_refine.eval_seed)}", argv=argv)
     return 0
 
 

@@ -41,6 +41,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from benchmarks.record import add_record_args, record_from_args, topic_part, val
+
 ROWS = ("sparse", "vlm_w4", "vlm_w8", "vlm_w16", "vlm_w8_single", "clip", "compact_lrm", "compact_lrm_progress")
 ROW_TITLES = {
     "sparse": "sparse env reward only",
@@ -241,7 +243,7 @@ def markdown(rows: List[Dict[str, Any]]) -> str:
 # ---------------------------------------------------------------------------------------------- main
 
 
-def main() -> int:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", default=None, help="episode dataset with frames (default: generated ToyReach)")
     ap.add_argument("--env", default="ToyReach-v0", help="evaluation env (env.task), e.g. PushCube-v1")
@@ -261,7 +263,9 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="output dir (default runs/offline_comparison/<time>)")
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("overrides", nargs="*", help="extra config key=value for the IQL runs")
-    a = ap.parse_args()
+    add_record_args(ap, "result file name (default: offline_comparison_<env>[_pipeline_check][_quick]; "
+                        "_pipeline_check when any reward comes from a tiny random model)")
+    a = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
@@ -331,6 +335,15 @@ def main() -> int:
     (out / "table.json").write_text(json.dumps({"header": header, "rows": rows, "seeds": seeds, "dataset": dataset,
                                                 "wall_s": total, "evals": evals}, indent=1))
     print(f"written: {out / 'table.md'}, {out / 'table.json'}", flush=True)
+    values = {}
+    for r in rows:
+        for key, unit in (("seen_success", "success rate"), ("unseen_success", "success rate"),
+                          ("drop_success_pct", "%"), ("seen_return", "return"), ("unseen_return", "return")):
+            values[f"{r['row']}_{key}"] = val(r[key], unit=unit, note=r["title"])
+    env = topic_part(a.env.split("-v")[0].lower())
+    record_from_args(a, f"offline_comparison_{env}" + ("_pipeline_check" if tiny else "") + ("_quick" if a.quick else ""),
+                     values, seeds=seeds, notes="; ".join(header[1:]) + "; " + footer[0]
+                     + (f"; overrides {a.overrides}" if a.overrides else ""), argv=argv)
     return 0
 
 

@@ -24,8 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.record import add_record_args, record_from_args, val
 
-def main() -> None:
+
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default=None, help="episode or labelled dataset (default: generated ToyReach)")
     ap.add_argument("--episodes", type=int, default=150)
@@ -36,7 +38,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-materialize", action="store_true")
     ap.add_argument("overrides", nargs="*", help="extra config key=value")
-    a = ap.parse_args()
+    add_record_args(ap)
+    a = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
 
     from vlmrl.envs.toy_reach_dataset import write_toy_dataset
@@ -87,7 +90,17 @@ def main() -> None:
     print(f"later iterations: median {med:.2f}s -> {a.updates / med:.1f} learner updates/s, "
           f"{statistics.median(ups[1:] or ups):.0f} transitions/s")
     print(f"total wall {total:.1f}s for {a.iterations} x {a.updates} updates")
+    setup = tm["convert_s"] + tm["embed_s"] + tm["ray_init_s"] + tm["build_algo_s"]
+    record_from_args(a, "offline_iql", {
+        "learner_updates_per_s": val(a.updates / med, unit="updates/s", note="median of iterations 2..N"),
+        "transitions_per_s": val(statistics.median(ups[1:] or ups), unit="transitions/s"),
+        "setup_s": val(setup, unit="s", note="convert + MiniLM embed + ray.init + build_algo"),
+        "first_iteration_s": val(iters[0], unit="s"),
+    }, notes=f"{s.num_rows} transitions ({s.num_episodes} episodes), batch {a.batch}, hidden {a.hidden}, materialize "
+             f"{not a.no_materialize}, {a.threads} torch thread(s), dataset {a.dataset or 'generated ToyReach'}",
+        argv=argv)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

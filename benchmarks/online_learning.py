@@ -46,6 +46,8 @@ from typing import Dict, List
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from benchmarks.record import add_record_args, record_from_args, val  # noqa: E402
+
 TOY_SOURCES = {"demo": 24, "noisy_demo": 12, "random": 8}
 
 PRESETS = {
@@ -215,6 +217,7 @@ def main(argv=None) -> int:
     p.add_argument("--skip-data", action="store_true", help="reuse <out>/demos and <out>/lrm from a previous run")
     p.add_argument("--summarize-only", action="store_true",
                    help="no data, LRM or PPO runs: evaluate the runs already in <out> (same seeds/budget flags)")
+    add_record_args(p, "result file name (default: online_<env>_<scratch|refine|all>[_quick], from --runs)")
     args = p.parse_args(argv)
     if args.record and args.env == "toy":
         p.error("--record is for the ManiSkill presets (ToyReach records its fixed TOY_SOURCES mix)")
@@ -322,7 +325,28 @@ def main(argv=None) -> int:
     print(f"[bench] success ratios (goal >= 0.9): " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items())
           + (f"; BC base {mean['bc_base']:.3f}" if "bc_base" in mean else "")
           + f"; total {result['total_s']:.0f}s; {out / 'results.json'}", flush=True)
+    record_online(args, result, argv)
     return 0
+
+
+def record_online(args, result: dict, argv) -> None:
+    """The headline numbers (mean greedy / training-episode success per run kind, the ratios) as a result file."""
+    kinds = set(result["runs"])
+    kind = ("scratch" if kinds <= {"env_dense", "lrm_reward"} else
+            "refine" if kinds <= {"lrm_refine", "env_refine"} else "all")
+    values = {}
+    for k, v in result["mean"].items():
+        base = k[:-len(TRAIN_EPISODES)] if k.endswith(TRAIN_EPISODES) else k
+        what = "stochastic training episodes, last 2 iterations" if k != base else "greedy, fixed eval seeds"
+        values[f"{k}_success"] = val(v, unit="success rate", note=f"{COLUMN_TITLES.get(base, base)}; {what}; "
+                                                                  f"mean over seeds")
+    for k, v in result["ratios"].items():
+        values[f"ratio_{k.replace('/', '_over_')}"] = val(v, goal=">= 0.9", unit="ratio")
+    record_from_args(args, f"online_{args.env}_{kind}" + ("_quick" if args.quick else ""), values,
+                     seeds=result["seeds"],
+                     notes=f"{result['env_steps_per_run']} env steps per run, {result['eval_episodes']} greedy eval "
+                           f"episodes per policy; one episode = {1 / result['eval_episodes']:.3f}; runs {result['runs']}",
+                     argv=argv)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from typing import Dict, List
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from benchmarks.record import add_record_args, record_from_args, val  # noqa: E402
+
 
 def _cfg(env: str, mode: str, args) -> "object":
     from vlmrl.system.config import load_config
@@ -101,6 +103,7 @@ def main(argv=None) -> int:
     p.add_argument("--frame-size", type=int, default=64)
     p.add_argument("--weights-dir", default="runs/demo/lrm", help="compact LRM weights (vlmrl lrm-train / make demo)")
     p.add_argument("--json", default=None, help="also write the results here")
+    add_record_args(p)
     args = p.parse_args(argv)
     import ray
 
@@ -117,6 +120,15 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "results": results}, f, indent=1)
+    values = {}
+    for env, r in results.items():
+        values[f"{env}_remote_over_env_ratio"] = val(r["ratio"]["remote_over_env"], goal=">= 0.8", unit="ratio")
+        values[f"{env}_env_reward_steps_per_s"] = val(r["env reward"]["steps_per_s"], unit="env steps/s")
+        values[f"{env}_remote_lrm_steps_per_s"] = val(r["remote LRM"]["steps_per_s"], unit="env steps/s",
+                                                      note=f"{args.workers} compact-LRM workers")
+    record_from_args(args, "online_rewards", values,
+                     notes=f"frame every {args.stride} steps at {args.frame_size} px in both configurations; median "
+                           f"of {args.repeats} x {args.steps} steps; weights {args.weights_dir}", argv=argv)
     return 0
 
 

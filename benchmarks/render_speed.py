@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 
+from benchmarks.record import add_record_args, record_from_args, val
+
 
 def _child(task: str, steps: int, stride: int, frame_size: int, capture: bool, shader_pack: str,
            vector: int = 0) -> dict:
@@ -63,6 +65,7 @@ def main(argv=None) -> int:
     p.add_argument("--vector", type=int, default=0,
                    help="also run N envs through ManiSkillTaskVectorEnv (N > 1: GPU sim, needs CUDA)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    add_record_args(p, "result file name (default: render_speed, or render_speed_vector with --vector)")
     a = p.parse_args(argv)
     if a.child:
         print(json.dumps(_child(**json.loads(a.child))))
@@ -98,9 +101,20 @@ def main(argv=None) -> int:
     per_frame_ms = 1000 * (1 / c1 - 1 / s)
     print(f"per-frame render cost {per_frame_ms:.0f} ms ({a.frame_size}x{a.frame_size}); "
           f"render start-up overhead {results['camera stride 1']['startup_s'] - results['state-only']['startup_s']:.1f} s")
+    startup_overhead = results['camera stride 1']['startup_s'] - results['state-only']['startup_s']
+    values = {f"{name.replace(' ', '_').replace('-', '_')}_steps_per_s": val(r["steps_per_s"], unit="env steps/s")
+              for name, r in results.items()}
+    values["per_frame_render_ms"] = val(per_frame_ms, unit="ms", note=f"{a.frame_size}x{a.frame_size}")
+    values["render_startup_overhead_s"] = val(startup_overhead, unit="s")
     for name, _, _ in configs if a.vector else ():
         v, one = results[f"vector {name}"], results[name]
         print(f"vector ({a.vector} envs) / single env, {name}: env steps/s {v['steps_per_s'] / one['steps_per_s']:.2f}x")
+        values[f"vector_over_single_{name.replace(' ', '_').replace('-', '_')}"] = val(
+            v["steps_per_s"] / one["steps_per_s"], unit="ratio", note=f"{a.vector} vector env(s)")
+    record_from_args(a, "render_speed" + ("_vector" if a.vector else ""), values,
+                     notes=f"{a.task}, {a.steps} steps per configuration, {a.frame_size} px frames, shader pack "
+                           f"{a.shader_pack}, shader cache {a.shader_cache or 'default'}, rendering: {describe()}",
+                     argv=argv)
     return 0
 
 

@@ -29,6 +29,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 
+from benchmarks.record import add_record_args, record_from_args, val
+
 FRAME = 128
 TASK = "push the red cube onto the green goal"
 CNN_PARAMS = {"image_size": 128, "num_threads": 1}
@@ -179,7 +181,10 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1 s per configuration, 1 repeat (smoke run)")
     parser.add_argument("--parts", default="123", help="which parts to run, e.g. 3 or 13 (default: all)")
     parser.add_argument("--batch-sizes", default="1,8,32,64", help="part 1 batch sizes (default: %(default)s)")
+    add_record_args(parser)
     args = parser.parse_args(argv)
+    values: Dict[str, dict] = {}
+    load_start = os.getloadavg()[0]
     seconds = 1.0 if args.quick else args.seconds
     repeats = 1 if args.quick else args.repeats
     print(f"reward service benchmark ({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start, "
@@ -190,20 +195,33 @@ def main(argv: List[str] | None = None) -> int:
         for r in rows:
             if r["batch"] == 32:
                 print(f"   ratio gRPC/in-process at batch 32: {r['ratio']:.2f} (goal >= 0.9)")
+                values["grpc_vs_inprocess_b32"] = val(r["ratio"], goal=">= 0.9", unit="ratio",
+                                                      note="CNN at 128 px, frames/s served / in-process, median")
+                values["grpc_frames_per_s_b32"] = val(r["grpc"], unit="frames/s")
         print("   the same at batch 32 with a 4x cheaper scorer (frames downsampled to 64x64 first):")
         cheap = bench_cnn_batch_sizes(seconds, repeats, [32], CHEAP_CNN_PARAMS)[0]
         print(f"   ratio with the cheap scorer: {cheap['ratio']:.2f} (transport-bound at {cheap['grpc']:.0f} frames/s)")
+        values["grpc_vs_inprocess_b32_cheap_scorer"] = val(cheap["ratio"], unit="ratio", note="CNN at 64 px")
+        values["grpc_frames_per_s_b32_cheap_scorer"] = val(cheap["grpc"], unit="frames/s")
     if "2" in args.parts:
         print("2. dynamic batching gain, 32 concurrent batch-1 requests vs batch-1 one at a time:")
         synth = bench_batching_gain("synthetic", SYNTH_PARAMS, seconds)
         cnn = bench_batching_gain("cnn", CNN_PARAMS, seconds)
         print(f"   gain: synthetic {synth['gain']:.1f}x (goal >= 4x), cnn on CPU {cnn['gain']:.1f}x")
+        values["batching_gain_synthetic"] = val(synth["gain"], goal=">= 4", unit="x")
+        values["batching_gain_cnn"] = val(cnn["gain"], unit="x")
     if "3" in args.parts:
         print("3. synthetic scorer (20 ms + 0.5 ms/item, sleeping), 1 vs 2 worker processes "
               "(ServerThread each, no Ray; 8-frame requests, 16 in flight per worker):")
         scaling = bench_scaling(seconds)
         print(f"   scaling 2 vs 1 workers: {scaling['ratio']:.2f}x (goal >= 1.8x)")
-    print(f"load average at end: {os.getloadavg()[0]:.1f}")
+        values["worker_scaling_2v1"] = val(scaling["ratio"], goal=">= 1.8", unit="x", note="synthetic scorer")
+    load_end = os.getloadavg()[0]
+    print(f"load average at end: {load_end:.1f}")
+    if values:
+        record_from_args(args, "reward_service" + ("_quick" if args.quick else ""), values,
+                         notes=f"{seconds:g} s per configuration, {repeats} repeat(s); load average "
+                               f"{load_start:.1f} at start, {load_end:.1f} at end", argv=argv)
     return 0
 
 

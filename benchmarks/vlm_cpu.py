@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.record import add_record_args, record_from_args, val
 
 TASK = "push the red cube onto the green goal"
 TIMING_KEYS = ("preprocess_s", "forward_s", "generate_s")
@@ -62,7 +65,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--frame", type=int, default=224, help="frame side in pixels (224 -> 64 visual tokens per image)")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    add_record_args(ap)
     args = ap.parse_args(argv)
+    values = {}
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
 
@@ -87,10 +92,16 @@ def main(argv=None) -> int:
                     cells = [f"{r[k]:>12.1f}" if r[k] is not None else f"{'n/a':>12}" for k in TIMING_KEYS[:2]]
                     gen = f"{r['generate_s']:>13.1f}" if r["generate_s"] is not None else f"{'n/a':>13}"
                     print(f"{label:<26}{b:>6}{r['wall_ms']:>10.1f}{r['wall_ms'] / b:>9.1f}{''.join(cells)}{gen}")
+                    key = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
+                    values[f"{key}_batch{b}_ms_per_item"] = val(r["wall_ms"] / b, unit="ms/item",
+                                                                 note="TINY RANDOM model: plumbing latency")
             finally:
                 scorer.close()
     print("preproc = chat template + tokenizer + image processor (overlaps the forward of the previous micro-batch); "
           "clip has no VLM backend timings (n/a).")
+    record_from_args(args, "vlm_cpu", values,
+                     notes=f"TINY RANDOM models (plumbing latency, not real-model numbers); CPU, {args.threads} "
+                           f"thread(s), {args.frame}x{args.frame} frames, median of {args.reps} calls", argv=argv)
     return 0
 
 

@@ -224,8 +224,10 @@ def test_exploration_noise_per_episode_matches_the_greedy_evaluation(bc_module_p
     save_resolved(cfg, tmp_path)
     episodes = 12
     assert exploration_noise([str(tmp_path), "--module", str(bc_module_path), "--std", "0,0.5",
-                              "--episodes", str(episodes), "--per-episode"]) == 0
+                              "--episodes", str(episodes), "--per-episode", "--results-dir", str(tmp_path / "results")]) == 0
     out = capsys.readouterr().out
+    recorded = json.loads(next((tmp_path / "results").glob("exploration_noise_*.json")).read_text())
+    assert recorded["seeds"] == [0] and set(recorded["values"]) >= {"success_at_end_std0", "success_at_end_std0.5"}
     marks = {line.split("std ")[1].split(":")[0]: line.rsplit(" ", 1)[1]
              for line in out.splitlines() if line.startswith("per episode, std")}
     rows = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in out.splitlines()
@@ -236,8 +238,9 @@ def test_exploration_noise_per_episode_matches_the_greedy_evaluation(bc_module_p
     assert rows["0"] == pytest.approx(greedy, abs=0.005)
     assert rows["0.5"] == pytest.approx(marks["0.5"].count("1") / episodes, abs=0.005)
     assert 0 < greedy and marks["0.5"] != marks["0"]  # the base solves some starts; std 0.5 noise changes outcomes
+    assert recorded["values"]["success_at_end_std0"]["value"] == pytest.approx(greedy)
     with pytest.raises(SystemExit):  # the toy env has no scripted controller to read its object's start from
-        exploration_noise([str(tmp_path), "--module", str(bc_module_path), "--by-start-x", "0"])
+        exploration_noise([str(tmp_path), "--module", str(bc_module_path), "--by-start-x", "0", "--no-record"])
     assert "--by-start-x needs a ManiSkill task with a scripted controller" in capsys.readouterr().err
 
 

@@ -9,7 +9,7 @@ import argparse
 
 import numpy as np
 
-from vlmrl.benchmarks import offline_comparison as oc
+from benchmarks import offline_comparison as oc
 from vlmrl.envs.offline_readers import open_reader
 from vlmrl.envs.toy_reach_dataset import record_toy_episode
 from vlmrl.learner.labelling import read_labelled

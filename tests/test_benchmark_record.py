@@ -1,0 +1,72 @@
+"""benchmarks/record.py: the machine-readable result file every benchmark writes (benchmarks/results/<topic>.json)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from benchmarks.record import RESULTS_DIR, add_record_args, record_from_args, record_result, topic_part, val
+
+
+def test_record_result_writes_topic_date_commit_machine_command_seeds_values(tmp_path):
+    path = record_result("demo_topic", {"ratio": val(0.84, goal=">= 0.8", unit="ratio", note="median of 3"),
+                                        "bare": 3, "nan": val(float("nan"))},
+                         seeds=[0, 1], notes="n", command="python -m benchmarks.x --a 1", results_dir=tmp_path)
+    assert path == tmp_path / "demo_topic.json"
+    r = json.loads(path.read_text())
+    assert r["topic"] == "demo_topic" and r["seeds"] == [0, 1] and r["notes"] == "n"
+    assert r["command"] == "python -m benchmarks.x --a 1"
+    assert r["date"].endswith("Z") and r["date"][:4].isdigit()
+    assert r["commit"] and r["commit"] != "unknown"  # run inside the project's git checkout
+    assert r["machine"]["nproc"] >= 1 and r["machine"]["cpu"] and r["machine"]["gpu"]
+    assert r["values"]["ratio"] == {"value": 0.84, "goal": ">= 0.8", "unit": "ratio", "note": "median of 3"}
+    assert r["values"]["bare"] == {"value": 3}
+    assert r["values"]["nan"] == {"value": None}  # a ratio over zero is recorded as null, not invalid JSON NaN
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("topic", ["", "a/b", "../x", "a b", ".hidden"])
+def test_record_result_refuses_a_topic_that_is_not_a_file_stem(tmp_path, topic):
+    with pytest.raises(ValueError, match="topic"):
+        record_result(topic, {"x": 1}, results_dir=tmp_path)
+
+
+def test_record_result_refuses_no_values(tmp_path):
+    with pytest.raises(ValueError, match="no values"):
+        record_result("t", {}, results_dir=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_record_from_args_honours_no_record_results_dir_and_topic(tmp_path, capsys):
+    p = argparse.ArgumentParser()
+    add_record_args(p)
+    assert record_from_args(p.parse_args(["--no-record"]), "t", {"x": 1}) is None
+    a = p.parse_args(["--results-dir", str(tmp_path), "--topic", "mine"])
+    path = record_from_args(a, "default_topic", {"x": 1}, argv=["--topic", "mine"])
+    assert path == tmp_path / "mine.json" and "[record]" in capsys.readouterr().out
+    assert json.loads(path.read_text())["command"].endswith("--topic mine")
+    assert not (RESULTS_DIR / "default_topic.json").exists()
+
+
+def test_topic_part_makes_a_file_stem():
+    assert topic_part("runs/push bc8") == "runs_push_bc8"
+    assert topic_part("lrm_refine_s0") == "lrm_refine_s0"
+
+
+def test_online_learning_records_its_means_and_ratios_under_a_topic_named_by_env_and_runs(tmp_path):
+    from benchmarks.online_learning import record_online
+
+    a = argparse.Namespace(env="pushcube", quick=False, no_record=False, results_dir=str(tmp_path), topic=None)
+    result = {"runs": ["lrm_reward", "env_dense"], "seeds": [3, 4], "env_steps_per_run": 100000, "eval_episodes": 20,
+              "mean": {"env_dense": 0.2, "env_dense_train_episodes": 0.1, "lrm_reward": 0.3,
+                       "lrm_reward_train_episodes": 0.15},
+              "ratios": {"lrm_reward/env_dense": 1.5, "lrm_reward/env_dense_train_episodes": 1.5}}
+    record_online(a, result, ["--env", "pushcube"])
+    r = json.loads((tmp_path / "online_pushcube_scratch.json").read_text())
+    assert r["seeds"] == [3, 4]
+    assert r["values"]["ratio_lrm_reward_over_env_dense"] == {"value": 1.5, "goal": ">= 0.9", "unit": "ratio"}
+    # the same names as the file transcribed from the history, so a rerun replaces it field for field
+    transcribed = json.loads((RESULTS_DIR / "online_pushcube_scratch.json").read_text())["values"]
+    assert set(r["values"]) <= set(transcribed)
