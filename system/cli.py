@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "label": ("vlmrl.system.commands.label", "label every step of an offline dataset with window (RG-VLM) rewards from the reward workers -> Parquet"),
     "train": ("vlmrl.system.commands.train", "online PPO on an env with rewards from the reward worker pool (TensorBoard, checkpoints)"),
     "offline": ("vlmrl.system.commands.offline", "language-conditioned IQL (AWR) on a labelled/episode dataset + seen/unseen-text evaluation"),
-    "build-tiny-vlm": ("vlmrl.system.commands.build_tiny_vlm", "write a tiny random Qwen2.5-VL (or --clip CLIP) checkpoint for tests"),
+    "build-tiny-vlm": ("vlmrl.system.commands.build_tiny_vlm", "write a tiny random Qwen2.5-VL / Qwen3-VL (--arch) or CLIP (--clip) checkpoint for tests"),
 }
 
 

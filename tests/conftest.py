@@ -28,6 +28,14 @@ def tiny_vlm_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen3_vl_dir(tmp_path_factory):
+    """A tiny random Qwen3-VL checkpoint (vlmrl build-tiny-vlm --arch qwen3_vl), built once per session. Read-only."""
+    from vlmrl.reward_workers.backends.tiny_models import build_tiny_qwen3_vl
+
+    return str(build_tiny_qwen3_vl(tmp_path_factory.mktemp("tiny_qwen3_vl") / "qwen3"))
+
+
+@pytest.fixture(scope="session")
 def tiny_clip_dir(tmp_path_factory):
     """A tiny random CLIP checkpoint (vlmrl build-tiny-vlm --clip), built once per session. Read-only."""
     from vlmrl.reward_workers.backends.tiny_models import build_tiny_clip

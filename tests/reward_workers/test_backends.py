@@ -1,5 +1,6 @@
-"""VLM backends on the tiny local Qwen2.5-VL: prompt-logit scoring is exact (multi-token candidates
-match a plain full-sequence forward), batching/padding does not change scores, generation is bounded.
+"""VLM backends on the tiny local Qwen2.5-VL and Qwen3-VL: prompt-logit scoring is exact (multi-token candidates
+match a plain full-sequence forward), batching/padding does not change scores, generation is bounded and
+can be constrained to a character set after a forced answer prefix, named adapters share one base model.
 
 Plumbing tests: the tiny model has random weights, nothing here checks reward quality.
 """
@@ -17,11 +18,12 @@ from vlmrl.reward_workers.backends.base import BackendError, VLMRequest, candida
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def backend(tiny_vlm_dir):
+@pytest.fixture(scope="module", params=["qwen2_5_vl", "qwen3_vl"])
+def backend(request):
     from vlmrl.reward_workers.backends.hf import HFBackend
 
-    b = HFBackend(tiny_vlm_dir, micro_batch=3)
+    model_dir = request.getfixturevalue("tiny_vlm_dir" if request.param == "qwen2_5_vl" else "tiny_qwen3_vl_dir")
+    b = HFBackend(model_dir, micro_batch=3)
     yield b
     b.close()
 
@@ -102,6 +104,53 @@ def test_generate_is_greedy_and_bounded(backend):
         backend.generate(reqs, max_new_tokens=0)
 
 
+def test_constrained_generation_after_forced_prefix(backend):
+    r = req(10, 1, "How far along, in percent?", ())
+    r.answer_prefix = "Progress: "
+    digits = backend.generate([r, r], max_new_tokens=3, allowed_chars="0123456789")
+    assert digits[0] == digits[1] and 1 <= len(digits[0]) <= 3 and digits[0].isdigit()
+    allowed = backend.allowed_token_ids("0123456789")
+    assert sorted(backend.tokenizer.decode([i]) for i in allowed) == list("0123456789")  # digits are pre-split
+    with pytest.raises(BackendError, match="no token of this tokenizer"):
+        backend.generate([r], 3, allowed_chars="\u2603")
+    # the prefix is scored as part of the prompt: candidates after it differ from candidates without it
+    plain = req(10, 1, "How far along, in percent?", ["1", "2"])
+    forced = req(10, 1, "How far along, in percent?", ["1", "2"])
+    forced.answer_prefix = "Progress: "
+    a, b = backend.score_candidates([plain, forced])
+    assert not np.allclose(a, b)
+    ref = [full_forward_logprob(backend, forced, backend.tokenizer.encode(c, add_special_tokens=False)) for c in "12"]
+    np.testing.assert_allclose(b, ref, atol=1e-4)
+
+
+def test_named_adapters_share_one_base_and_match_single_adapter_loads(backend, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from vlmrl.reward_workers.backends.base import AdapterView
+    from vlmrl.reward_workers.backends.hf import HFBackend
+
+    paths = []
+    for seed, extra in ((1, {"modules_to_save": ["visual", "merger"]}), (2, {})):  # nested modules_to_save entry
+        torch.manual_seed(seed)
+        net = get_peft_model(AutoModelForImageTextToText.from_pretrained(backend._model_path),
+                             LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False,
+                                        **extra))
+        paths.append(tmp_path / f"a{seed}")
+        net.save_pretrained(paths[-1])
+    shared = HFBackend(backend._model_path, adapters={"p": str(paths[0]), "c": str(paths[1])})
+    views = [AdapterView(shared), AdapterView(shared, "p", str(paths[0])), AdapterView(shared, "c", str(paths[1]))]
+    r = [req(11, 1, "Is the task complete? Answer yes or no.", ["yes", "no", "10"])]
+    got = [v.score_candidates(r)[0] for v in views]
+    alone = [backend.score_candidates(r)[0]] + [HFBackend(backend._model_path, adapter=str(p)).score_candidates(r)[0]
+                                                for p in paths]
+    np.testing.assert_allclose(got, alone, atol=1e-5)
+    assert not np.allclose(got[0], got[1]) and not np.allclose(got[1], got[2])
+    assert len({v.model_version for v in views}) == 3 and views[1].model_id.endswith(str(paths[0]))
+    with pytest.raises(BackendError, match="no adapter 'x' loaded"):
+        shared.select_adapter("x")
+
+
 def test_bad_requests_fail_clearly(backend):
     bad = req(9, 1, "x", ["1"])
     bad.images = []
@@ -112,7 +161,8 @@ def test_bad_requests_fail_clearly(backend):
 
 
 def test_visual_tokens_follow_processor_patching(backend):
-    # 64x64 -> smart_resize to 56x56 -> 4x4 patches of 14 -> merge 2x2 -> 4 tokens; large images capped at 64
+    # Qwen2.5-VL: 64x64 -> 56x56 -> 4x4 patches of 14 -> merge 2x2 -> 4 tokens; Qwen3-VL: 4x4 patches of 16;
+    # large images are capped at 64 tokens by both tiny processors
     assert backend.visual_tokens([(64, 64), (2000, 2000)]) == [4, 64]
 
 
@@ -133,10 +183,10 @@ def test_unknown_model_path_is_a_clear_error(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
                     reason="vllm is not installed (optional `vllm` extra, CUDA machines only)")
 @pytest.mark.gpu
-def test_vllm_backend_matches_hf_on_tiny_model(tiny_vlm_dir, backend):
+def test_vllm_backend_matches_hf_on_tiny_model(backend):
     from vlmrl.reward_workers.backends.vllm_backend import VLLMBackend
 
-    v = VLLMBackend(tiny_vlm_dir, dtype="float32", gpu_memory_utilization=0.2)
+    v = VLLMBackend(backend._model_path, dtype="float32", gpu_memory_utilization=0.2)
     reqs = [req(2, 1, "How far along? Answer 0 to 10.", SCALE), req(3, 2, "x", ["A", "B"])]
     for a, b in zip(v.score_candidates(reqs), backend.score_candidates(reqs)):
         np.testing.assert_allclose(a, b, atol=2e-2)
@@ -144,10 +194,10 @@ def test_vllm_backend_matches_hf_on_tiny_model(tiny_vlm_dir, backend):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.gpu
-def test_hf_backend_on_cuda_bf16(tiny_vlm_dir, backend):
+def test_hf_backend_on_cuda_bf16(backend):
     from vlmrl.reward_workers.backends.hf import HFBackend
 
-    g = HFBackend(tiny_vlm_dir, device="cuda")
+    g = HFBackend(backend._model_path, device="cuda")
     assert g.dtype == torch.bfloat16
     r = [req(2, 1, "How far along? Answer 0 to 10.", SCALE)]
     np.testing.assert_allclose(g.score_candidates(r)[0], backend.score_candidates(r)[0], atol=0.1)

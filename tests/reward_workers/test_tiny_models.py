@@ -1,4 +1,4 @@
-"""The tiny local VLM/CLIP builders: checkpoints reload with the stock ``from_pretrained`` classes,
+"""The tiny local VLM (Qwen2.5-VL, Qwen3-VL) / CLIP builders: checkpoints reload with the stock ``from_pretrained`` classes,
 builds are deterministic, and the processor's token ids for a fixed prompt + image stay pinned.
 
 Plumbing tests: the tiny models have random weights, nothing here checks reward quality.
@@ -75,6 +75,32 @@ def test_builds_are_deterministic(tiny_vlm_dir, tmp_path):
     again = build_tiny_qwen_vl(tmp_path / "again")
     for name in ("model.safetensors", "tokenizer.json", "config.json", "chat_template.jinja"):
         assert (again / name).read_bytes() == (Path(tiny_vlm_dir) / name).read_bytes(), name
+
+
+def test_tiny_qwen3_vl_reloads_with_stock_classes_and_cli_builds_it(tiny_qwen3_vl_dir, tmp_path, capsys):
+    from transformers import AutoModelForImageTextToText, AutoProcessor, Qwen2VLImageProcessor, Qwen3VLProcessor
+
+    from vlmrl.system.cli import main
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_qwen3_vl_dir)
+    proc = AutoProcessor.from_pretrained(tiny_qwen3_vl_dir)
+    assert type(model).__name__ == "Qwen3VLForConditionalGeneration" and model.config.model_type == "qwen3_vl"
+    assert isinstance(proc, Qwen3VLProcessor) and isinstance(proc.image_processor, Qwen2VLImageProcessor)
+    assert proc.image_processor.patch_size == 16 and model.config.vision_config.deepstack_visual_indexes == [1]
+    tc = model.config.text_config
+    assert sum(tc.rope_parameters["mrope_section"]) == tc.head_dim // 2
+    enc = fixture_encoding(proc)
+    assert enc["input_ids"].count(model.config.image_token_id) == int(np.prod(enc["image_grid_thw"][0])) // 4
+    text = proc.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+                                    add_generation_prompt=True, tokenize=False)
+    assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"  # no default system turn
+    with torch.no_grad():
+        out = model(**proc(text=[text], return_tensors="pt"))
+    assert out.logits.shape[-1] == tc.vocab_size and torch.isfinite(out.logits).all()
+    assert main(["build-tiny-vlm", str(tmp_path / "q3"), "--arch", "qwen3_vl"]) == 0
+    assert "Qwen3-VL" in capsys.readouterr().out
+    for name in ("model.safetensors", "tokenizer.json", "config.json"):  # deterministic
+        assert (tmp_path / "q3" / name).read_bytes() == (Path(tiny_qwen3_vl_dir) / name).read_bytes(), name
 
 
 def test_tiny_clip_reloads_and_cli_builds_it(tiny_clip_dir, tmp_path, capsys):
