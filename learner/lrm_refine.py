@@ -27,6 +27,8 @@ from typing import Any, Dict, Iterator, List, Optional
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from vlmrl.learner.training_mode import TrainingMode
+
 BASE_EVAL_FILE = "base_eval.json"
 BC_COMPONENT = "learner_group/learner/rl_module/default_policy"
 """Where the PPO algorithm keeps its (single) RLModule, as a ``restore_from_path`` component."""
@@ -111,7 +113,7 @@ def greedy_success_rate(module: Any, env: Any, episodes: int, seed: int) -> floa
     return wins / max(1, int(episodes))
 
 
-class LrmRefineMode:
+class LrmRefineMode(TrainingMode):
     """Mode hook of ``train.mode=lrm`` (module doc): BC base policy into PPO, greedy GT evaluations."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, print_fn=print) -> None:

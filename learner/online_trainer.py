@@ -22,8 +22,10 @@ from typing import Any, Dict, List, Optional
 from omegaconf import DictConfig
 
 from vlmrl.learner.run_files import CHECKPOINT_DIR, LATEST, TB_DIR, latest_checkpoint, prune_checkpoints
+from vlmrl.learner.training_mode import TrainingMode
 
 log = logging.getLogger(__name__)
+
 
 class OnlineTrainer:
     """One ``vlmrl train`` job (see module doc). ``print_fn`` receives the progress lines."""
@@ -42,8 +44,9 @@ class OnlineTrainer:
         self.iteration = 0
         self.mode_hook = self._mode_hook()
 
-    def _mode_hook(self):
-        """Per-mode work around PPO iterations (None for vlm-score/env): ``preference`` -> PreferenceMode."""
+    def _mode_hook(self) -> TrainingMode:
+        """Per-mode work around PPO iterations: ``preference`` -> PreferenceMode, ``lrm`` -> LrmRefineMode, any other
+        mode the do-nothing :class:`TrainingMode`."""
         if self.cfg.train.mode == "preference":
             from vlmrl.learner.preference.mode import PreferenceMode
 
@@ -52,7 +55,7 @@ class OnlineTrainer:
             from vlmrl.learner.lrm_refine import LrmRefineMode
 
             return LrmRefineMode(self.cfg, self.run_dir, self.print)
-        return None
+        return TrainingMode()
 
     # ------------------------------------------------------------------ setup
     def _start_reward_service(self) -> str:
@@ -107,16 +110,14 @@ class OnlineTrainer:
         ensure_ray(cfg.pool)
         try:
             item_kind = self._start_reward_service() if uses_reward_pool(cfg) else None
-            if self.mode_hook is not None:
-                self.mode_hook.start(self.pool)
-            extra = self.mode_hook.extra_callbacks() if self.mode_hook is not None else None
+            self.mode_hook.start(self.pool)
+            extra = self.mode_hook.extra_callbacks()
             self.algo = build_ppo_config(cfg, item_kind=item_kind, extra_callbacks=extra).build_algo()
-            if self.mode_hook is not None and hasattr(self.mode_hook, "on_algo_built"):
-                self.mode_hook.on_algo_built(self.algo)  # lrm: clone the base policy into PPO's module
+            self.mode_hook.on_algo_built(self.algo)  # lrm: clone the base policy into PPO's module
             if cfg.train.resume:
                 self._restore()
             self.writer = SummaryWriter(str(self.run_dir / TB_DIR))
-            if not cfg.train.resume and hasattr(self.mode_hook, "before_training"):
+            if not cfg.train.resume:
                 self.mode_hook.before_training(self.algo)  # preference: optional reward-model warm-up
             total = int(cfg.train.iterations)
             if self.iteration >= total:
@@ -139,15 +140,14 @@ class OnlineTrainer:
                 s["charts/iteration_s"] = wall
                 last_steps = steps
                 s.update(self._worker_scalars())
-                if self.mode_hook is not None:
-                    s.update(self.mode_hook.after_iteration(self.algo, self.iteration))
+                s.update(self.mode_hook.after_iteration(self.algo, self.iteration))
                 for k, v in sorted(s.items()):
                     self.writer.add_scalar(k, v, int(steps))
-                for tag, img in (self.mode_hook.pop_images() if hasattr(self.mode_hook, "pop_images") else []):
+                for tag, img in self.mode_hook.pop_images():
                     self.writer.add_image(tag, img, int(steps), dataformats="HWC")  # preference: a labelled pair
                 self._maybe_log_timeline(int(steps))
                 self.print(console_line(self.iteration, total, s))
-                if self.mode_hook is not None:
+                if self.mode_hook.last_console_line:
                     self.print(self.mode_hook.last_console_line)
                 every = int(cfg.train.checkpoint_every)
                 if self.iteration == total or (every > 0 and self.iteration % every == 0):
@@ -198,8 +198,7 @@ class OnlineTrainer:
         ckpt_root = self.run_dir / CHECKPOINT_DIR
         path = ckpt_root / f"iter_{self.iteration:06d}"
         self.algo.save_to_path(str(path.resolve()))
-        if self.mode_hook is not None and hasattr(self.mode_hook, "on_checkpoint_saved"):
-            self.mode_hook.on_checkpoint_saved(path)  # preference: the reward model's state, before latest.json
+        self.mode_hook.on_checkpoint_saved(path)  # preference: the reward model's state, before latest.json
         (ckpt_root / LATEST).write_text(json.dumps(
             {"iteration": self.iteration, "path": str(path.resolve()), "env_steps": env_steps}))
         prune_checkpoints(self.run_dir, int(self.cfg.train.keep_checkpoints))
@@ -214,8 +213,7 @@ class OnlineTrainer:
         self.algo.restore_from_path(latest["path"])
         self.iteration = int(latest["iteration"])
         self.print(f"resumed from {latest['path']} (iteration {self.iteration}, {latest['env_steps']} env steps)")
-        if self.mode_hook is not None and hasattr(self.mode_hook, "on_restored"):
-            self.mode_hook.on_restored(Path(latest["path"]))  # preference: reward model back into the workers
+        self.mode_hook.on_restored(Path(latest["path"]))  # preference: reward model back into the workers
 
     # ------------------------------------------------------------------ teardown
     def close(self) -> None:
@@ -231,8 +229,7 @@ class OnlineTrainer:
                 log.warning("closing reward clients failed: %s", e)
             self.algo.stop()
             self.algo = None
-        if self.mode_hook is not None:
-            self.mode_hook.close()
+        self.mode_hook.close()
         if self.pool is not None and self._own_pool:
             self.pool.shutdown()
         self.pool = None

@@ -66,6 +66,7 @@ from vlmrl.learner.preference.frame_collector import drain_frames, frame_collect
 from vlmrl.learner.preference.labeller import LabelBatch, PairLabeller
 from vlmrl.learner.preference.oracle import GroundTruthLabeller, oracle_label
 from vlmrl.learner.preference.reward_model_trainer import remote_trainer_class
+from vlmrl.learner.training_mode import TrainingMode
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ def labeller_config(cfg: DictConfig) -> DictConfig:
     return lcfg
 
 
-class PreferenceMode:
+class PreferenceMode(TrainingMode):
     """Labeller pool + BT trainer actor + weight hot swap around PPO iterations (see module doc).
 
     ``reward_pool`` is the job's :class:`RewardWorkerPool` running ``bt_reward`` (started by the trainer).
