@@ -85,7 +85,7 @@ def _client(role: str, address: str, seconds: float, period_ms: float, conn) -> 
     stop_at = time.perf_counter() + seconds
     outbox: "queue.Queue[bytes | None]" = queue.Queue()
 
-    def paced():  # normal: one request per period (sleeping in the generator keeps the stream open)
+    def requests():  # normal: one per period; flood / never_read: as fast as gRPC takes them (flow control blocks)
         i = 0
         while time.perf_counter() < stop_at:
             rid = f"{role}-{i}"
@@ -93,18 +93,10 @@ def _client(role: str, address: str, seconds: float, period_ms: float, conn) -> 
             counts["sent"] += 1
             yield _request(rid, task_of(i), items)
             i += 1
-            time.sleep(period_ms / 1000.0)
+            if role == "normal":
+                time.sleep(period_ms / 1000.0)
 
-    def flat_out():  # flood / never_read: as fast as gRPC takes them (flow control blocks this generator)
-        i = 0
-        while time.perf_counter() < stop_at:
-            rid = f"{role}-{i}"
-            sent_at[rid] = time.perf_counter()
-            counts["sent"] += 1
-            yield _request(rid, task_of(i), items)
-            i += 1
-
-    call = call_fn(paced() if role == "normal" else flat_out(), timeout=seconds + 60)
+    call = call_fn(requests(), timeout=seconds + 60)
     if role == "never_read":
         time.sleep(seconds)
         call.cancel()
@@ -178,7 +170,8 @@ def _summary(r: Dict[str, Any]) -> Dict[str, Any]:
             "stream_errors": r["stream_errors"]}
 
 
-def run(seconds: float, fixed_ms: float, per_item_ms: float, period_ms: float, rss_bound_mb: float) -> Dict[str, Any]:
+def run(seconds: float, fixed_ms: float, per_item_ms: float, period_ms: float, rss_bound_mb: float,
+        noisy_roles=("flood", "never_read")) -> Dict[str, Any]:
     from vlmrl.reward_workers.server_process import ServerProcess
 
     server = ServerProcess("synthetic", {"fixed_ms": fixed_ms, "per_item_ms": per_item_ms}, "soak",
@@ -188,7 +181,7 @@ def run(seconds: float, fixed_ms: float, per_item_ms: float, period_ms: float, r
     try:
         solo = _collect([_start("normal", server.address, seconds, period_ms)], seconds + 90)["normal"]
         ramp = 2.0  # the flood and the never-reading client fill their caps before the normal client starts
-        noisy = [_start(role, server.address, seconds + 2 * ramp, period_ms) for role in ("flood", "never_read")]
+        noisy = [_start(role, server.address, seconds + 2 * ramp, period_ms) for role in noisy_roles]
         time.sleep(ramp)
         normal = [_start("normal", server.address, seconds, period_ms)]
         soak = _collect(normal + noisy, seconds + 2 * ramp + 90)
@@ -199,7 +192,7 @@ def run(seconds: float, fixed_ms: float, per_item_ms: float, period_ms: float, r
     solo_s, soak_s = _summary(solo), {role: _summary(r) for role, r in soak.items()}
     ratio = soak_s["normal"]["p99_ms"] / solo_s["p99_ms"]
     return {
-        "config": {"seconds": seconds, "fixed_ms": fixed_ms, "per_item_ms": per_item_ms, "period_ms": period_ms,
+        "config": {"noisy_clients": list(noisy_roles), "seconds": seconds, "fixed_ms": fixed_ms, "per_item_ms": per_item_ms, "period_ms": period_ms,
                    "server": "default ServerConfig limits + cache_size=4096", "max_batch": 32, "max_wait_ms": 5.0},
         "solo": solo_s, "soak": soak_s,
         "normal_p99_ratio": {"value": ratio, "goal": "<= 2"},
@@ -238,9 +231,11 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--period-ms", type=float, default=100.0, help="normal client's request period")
     parser.add_argument("--rss-bound-mb", type=float, default=2048.0, help="server RSS bound to check")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--noisy", default="flood,never_read", help="clients beside the normal one in phase 2")
     args = parser.parse_args(argv)
     seconds = 5.0 if args.quick else args.seconds
-    res = run(seconds, args.fixed_ms, args.per_item_ms, args.period_ms, args.rss_bound_mb)
+    res = run(seconds, args.fixed_ms, args.per_item_ms, args.period_ms, args.rss_bound_mb,
+              tuple(r for r in args.noisy.split(",") if r))
     _print(res, args.rss_bound_mb)
     if args.json:
         with open(args.json, "w") as f:

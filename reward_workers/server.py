@@ -119,8 +119,8 @@ class ClientBudget:
     """What one client of the reward service has in flight, against the per-client caps of ``ServerConfig``.
 
     A client is one ScoreStream, or the unary calls of one connection. ``requests`` counts requests read and
-    not yet answered on the wire (streams) or running (unary); ``items``/``nbytes`` the items and decoded frame
-    bytes being decoded, queued or scored. Streams wait for room before reading on (:meth:`wait_for_room`).
+    not yet answered on the wire (streams) or running (unary); ``items``/``nbytes`` the items and bytes (the
+    received message plus its decoded frames) being decoded, queued or scored. Streams wait for room before reading on (:meth:`wait_for_room`).
     """
 
     __slots__ = ("requests", "items", "nbytes", "_changed")
@@ -175,7 +175,7 @@ class _RewardServicer:
         budget = srv.connections.setdefault(peer, ClientBudget())
         budget.requests += 1
         try:
-            return await srv.score_request(request, budget, enforce_client_caps=True)
+            return await srv.score_request(request, budget, enforce_client_caps=True, wire_bytes=len(raw))
         except RequestError as e:
             await context.abort(e.code, e.message)
         finally:
@@ -192,8 +192,8 @@ class _RewardServicer:
         in_flight: set[str] = set()  # request ids read and not yet answered on the wire
         fatal: list[str] = []
 
-        async def handle(request):
-            out.put_nowait((await srv.score_or_error(request, budget), request.request_id or None))
+        async def handle(request, wire_bytes: int):
+            out.put_nowait((await srv.score_or_error(request, budget, wire_bytes), request.request_id or None))
 
         def refuse(request_id: str, message: str) -> None:
             srv.stats.invalid_requests += 1
@@ -227,7 +227,7 @@ class _RewardServicer:
                         continue
                     if request_id:
                         in_flight.add(request_id)
-                    t = asyncio.create_task(handle(request))
+                    t = asyncio.create_task(handle(request, len(raw)))
                     handlers.add(t)
                     t.add_done_callback(handlers.discard)
                     await asyncio.sleep(0)  # let it count its items and bytes against the budget before reading on
@@ -403,7 +403,8 @@ class RewardServer:
         """RESOURCE_EXHAUSTED when the server's decode budget, or the client's caps, cannot take this request now."""
         if self.decoded_bytes and self.decoded_bytes + nbytes > self.max_decoded_bytes:
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                               f"request {request_id!r}: the server holds {self.decoded_bytes} decoded frame bytes, "
+                               f"request {request_id!r}: the server holds {self.decoded_bytes} bytes of requests "
+                               f"(received + decoded), "
                                f"this request adds {nbytes}, limit max_decoded_bytes = {self.max_decoded_bytes}; "
                                f"retry later or elsewhere")
         _, max_items, max_bytes = self.stream_caps
@@ -411,12 +412,12 @@ class RewardServer:
                                                      or client.nbytes + nbytes > max_bytes):
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                f"request {request_id!r}: this connection has {client.items} items "
-                               f"({client.nbytes} decoded bytes) in flight, this request adds {n_items} "
+                               f"({client.nbytes} bytes received + decoded) in flight, this request adds {n_items} "
                                f"({nbytes}), limits max_client_items = {max_items}, max_client_decoded_bytes = "
                                f"{max_bytes}; wait for answers or use a stream")
 
     async def score_request(self, request: reward_pb2.ScoreRequest, client: ClientBudget | None = None,
-                            enforce_client_caps: bool = False) -> reward_pb2.ScoreResponse:
+                            enforce_client_caps: bool = False, wire_bytes: int = 0) -> reward_pb2.ScoreResponse:
         """Validate, score (via cache + batcher) and answer one request; raises RequestError.
 
         ``client`` is the caller's budget (its items/bytes are counted while in flight, and it keys the batcher's
@@ -431,7 +432,7 @@ class RewardServer:
             if self._stopping:
                 raise RequestError(grpc.StatusCode.UNAVAILABLE, "reward worker is shutting down")
             try:
-                nbytes = check_request_header(request, self.scorer, self.limits)
+                nbytes = check_request_header(request, self.scorer, self.limits) + wire_bytes
             except InvalidInput as e:
                 self.stats.invalid_requests += 1
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
@@ -474,11 +475,11 @@ class RewardServer:
                 client.nbytes -= reserved[1]
                 client.changed()
 
-    async def score_or_error(self, request: reward_pb2.ScoreRequest,
-                             client: ClientBudget | None = None) -> reward_pb2.ScoreResponse:
+    async def score_or_error(self, request: reward_pb2.ScoreRequest, client: ClientBudget | None = None,
+                             wire_bytes: int = 0) -> reward_pb2.ScoreResponse:
         """Like :meth:`score_request`, but a failure becomes a response with ``error`` set (for streams)."""
         try:
-            return await self.score_request(request, client)
+            return await self.score_request(request, client, wire_bytes=wire_bytes)
         except RequestError as e:
             code, message = e.code, e.message
         except Exception as e:  # a bug must not kill the stream

@@ -259,13 +259,16 @@ def test_request_over_max_request_decoded_bytes_is_refused_before_decoding(serve
 
 def test_server_decode_budget_is_resource_exhausted(serve, stub_for):
     scorer = GatedScorer()
-    st = serve(scorer, max_wait_ms=0.0, max_decoded_bytes=1000)  # one 3x(8x8x3) = 576-byte request at a time
+    # one request of 3 frames of 8x8x3 (576 decoded bytes + its ~650-byte message) at a time
+    st = serve(scorer, max_wait_ms=0.0, max_decoded_bytes=1500)
     held = stub_for(st).Score.future(request("a", n=3, size=8), timeout=20)
     time.sleep(0.3)
     with pytest.raises(grpc.RpcError) as e:
         stub_for(st).Score(request("b", n=3, size=8), timeout=20)
     assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "holds 576 decoded frame bytes, this request adds 576, limit max_decoded_bytes = 1000" in e.value.details()
+    size = 576 + request("b", n=3, size=8).ByteSize()
+    assert (f"holds {size} bytes of requests (received + decoded), this request adds {size}, "
+            f"limit max_decoded_bytes = 1500") in e.value.details()
     scorer.gate.set()
     assert len(held.result().rewards) == 3
     assert len(stub_for(st).Score(request("c", n=3, size=8), timeout=20).rewards) == 3
