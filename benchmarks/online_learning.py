@@ -217,7 +217,8 @@ def main(argv=None) -> int:
     p.add_argument("--skip-data", action="store_true", help="reuse <out>/demos and <out>/lrm from a previous run")
     p.add_argument("--summarize-only", action="store_true",
                    help="no data, LRM or PPO runs: evaluate the runs already in <out> (same seeds/budget flags)")
-    add_record_args(p, "result file name (default: online_<env>_<scratch|refine|all>[_quick], from --runs)")
+    add_record_args(p, "result file name (default: online_<env>_<scratch|refine|all>[_bc<N>][_quick], from --runs "
+                       "and --bc-demos)")
     args = p.parse_args(argv)
     if args.record and args.env == "toy":
         p.error("--record is for the ManiSkill presets (ToyReach records its fixed TOY_SOURCES mix)")
@@ -342,7 +343,8 @@ def record_online(args, result: dict, argv) -> None:
                                                                   f"mean over seeds")
     for k, v in result["ratios"].items():
         values[f"ratio_{k.replace('/', '_over_')}"] = val(v, goal=">= 0.9", unit="ratio")
-    record_from_args(args, f"online_{args.env}_{kind}" + ("_quick" if args.quick else ""), values,
+    bc = f"_bc{args.bc_demos}" if kind != "scratch" and args.bc_demos else ""  # the base's demo count names the row
+    record_from_args(args, f"online_{args.env}_{kind}{bc}" + ("_quick" if args.quick else ""), values,
                      seeds=result["seeds"],
                      notes=f"{result['env_steps_per_run']} env steps per run, {result['eval_episodes']} greedy eval "
                            f"episodes per policy; one episode = {1 / result['eval_episodes']:.3f}; runs {result['runs']}",

@@ -70,3 +70,11 @@ def test_online_learning_records_its_means_and_ratios_under_a_topic_named_by_env
     # the same names as the file transcribed from the history, so a rerun replaces it field for field
     transcribed = json.loads((RESULTS_DIR / "online_pushcube_scratch.json").read_text())["values"]
     assert set(r["values"]) <= set(transcribed)
+    # refinement rows are named by the base's demo count (--bc-demos), as the transcribed PushCube / PickCube rows
+    a.bc_demos = 8
+    result.update(runs=["lrm_refine", "env_refine"], mean={"bc_base": 0.75, "lrm_refine": 0.76, "env_refine": 0.75},
+                  ratios={"lrm_refine/env_refine": 1.01})
+    record_online(a, result, [])
+    r = json.loads((tmp_path / "online_pushcube_refine_bc8.json").read_text())
+    transcribed = json.loads((RESULTS_DIR / "online_pushcube_refine_bc8.json").read_text())["values"]
+    assert set(r["values"]) <= set(transcribed) and "bc_base_success" in r["values"]
