@@ -79,12 +79,13 @@ class ServerConfig:
     scored. A stream at the cap is not read until items finish; a unary call over it gets RESOURCE_EXHAUSTED.
     A client with nothing in flight is always admitted one request. The batcher serves clients round-robin."""
     max_client_decoded_bytes: int = 256 * 1024 * 1024
-    """Like ``max_client_items``, for the decoded bytes of a client's frames in flight."""
+    """Like ``max_client_items``, for the bytes of a client's requests in flight (received message + decoded frames)."""
     max_request_decoded_bytes: int = 128 * 1024 * 1024
     """Largest decoded size (sum of H*W*C over a request's frames, from the declared shapes, checked before any
     PNG/JPEG is decoded) of one request; larger ones get INVALID_ARGUMENT."""
     max_decoded_bytes: int = 1024 * 1024 * 1024
-    """Decoded frame bytes the whole server holds in flight; a request that would pass it gets RESOURCE_EXHAUSTED."""
+    """Bytes of requests (received message + decoded frames) the whole server holds in flight; a request that would
+    pass it gets RESOURCE_EXHAUSTED."""
     max_connection_streams: int = 100
     """Concurrent calls on one HTTP/2 connection (gRPC ``max_concurrent_streams``); more wait on the client."""
 
