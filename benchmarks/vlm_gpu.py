@@ -1,7 +1,16 @@
-"""GPU throughput of prefill-only VLM reward scoring at Qwen2.5-VL-3B size, and achieved FLOP utilisation.
+"""GPU throughput of VLM reward scoring at Qwen2.5-VL-3B or Qwen3-VL-8B size, and achieved FLOP utilisation.
 
-    .venv/bin/python -m benchmarks.vlm_gpu [--batches 1 8 32 64] [--reps 5] [--attn auto|sdpa|flash_attention_2]
-                                            [--no-vllm] [--peak-tflops N] [--workdir DIR]
+    .venv/bin/python -m benchmarks.vlm_gpu [--arch qwen25_vl_3b|qwen3_vl_8b] [--batches 1 8 32 64] [--reps 5]
+                                            [--attn auto|sdpa|flash_attention_2] [--decode-tokens N]
+                                            [--no-vllm] [--peak-tflops N] [--workdir DIR] [--memory-only]
+
+``--arch qwen3_vl_8b`` is the shape of the released LRM checkpoints (three Qwen3-VL-8B-Instruct fine-tunes,
+configs/lrm_released.yaml): text hidden 4096, 36 layers, 32 heads, 8 KV heads, head dim 128, intermediate
+12288, vocab 151936, untied lm_head, interleaved mrope [24, 20, 20]; vision depth 27, hidden 1152, intermediate
+4304, 16 heads, patch 16, merge 2, deepstack layers [8, 16, 24]. ``--decode-tokens N`` also times N greedy
+tokens per request (the released templates GENERATE their answers: up to 128 / 128 / 512 tokens per head).
+``--memory-only`` prints the parameter count and bf16 weight memory of the chosen shape (built on the meta
+device, no GPU needed) and exits.
 
 Needs a CUDA GPU (exits with a message otherwise). No download: the model is a RANDOMLY INITIALISED
 Qwen2.5-VL built from a config with the 3B sizes (text: hidden 2048, 36 layers, 16 heads, 2 KV heads,
@@ -62,26 +71,85 @@ def qwen25_vl_3b_config(tokenizer):
     )
 
 
-def build_3b_checkpoint(out: Path, device: str) -> Path:
-    """Write a random bf16 Qwen2.5-VL-3B-size checkpoint + the tiny processor (224x224 frames allowed) to ``out``."""
+def qwen3_vl_8b_config(tokenizer):
+    """A Qwen3VLConfig with the published Qwen3-VL-8B-Instruct sizes and the tiny tokenizer's special ids."""
+    from transformers import Qwen3VLConfig
+
+    from vlmrl.reward_workers.backends.tiny_models import QWEN_SPECIAL_TOKENS
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
+    return Qwen3VLConfig(
+        text_config=dict(vocab_size=151936, hidden_size=4096, intermediate_size=12288, num_hidden_layers=36,
+                         num_attention_heads=32, num_key_value_heads=8, head_dim=128, max_position_embeddings=262144,
+                         rms_norm_eps=1e-6, tie_word_embeddings=False,
+                         rope_parameters={"rope_type": "default", "rope_theta": 5000000.0,
+                                          "mrope_section": [24, 20, 20], "mrope_interleaved": True},
+                         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
+                         pad_token_id=ids["<|endoftext|>"]),
+        vision_config=dict(depth=27, hidden_size=1152, intermediate_size=4304, num_heads=16, out_hidden_size=4096,
+                           patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=2304,
+                           deepstack_visual_indexes=[8, 16, 24], hidden_act="gelu_pytorch_tanh", in_channels=3),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )
+
+
+def _qwen25_parts():
+    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLVideoProcessor
+
+    from vlmrl.reward_workers.backends.tiny_models import QWEN_VL_CHAT_TEMPLATE
+
+    return (qwen25_vl_3b_config, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLVideoProcessor,
+            QWEN_VL_CHAT_TEMPLATE, dict(min_pixels=56 * 56, max_pixels=FRAME * FRAME))
+
+
+def _qwen3_parts():
+    from transformers import Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+    from vlmrl.reward_workers.backends.tiny_models import QWEN3_VL_CHAT_TEMPLATE
+
+    return (qwen3_vl_8b_config, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor,
+            QWEN3_VL_CHAT_TEMPLATE,
+            dict(size={"shortest_edge": 64 * 64, "longest_edge": FRAME * FRAME}, patch_size=16, merge_size=2))
+
+
+ARCHS = {"qwen25_vl_3b": ("Qwen2.5-VL-3B", _qwen25_parts), "qwen3_vl_8b": ("Qwen3-VL-8B", _qwen3_parts)}
+
+
+def param_memory(arch: str) -> tuple[int, int]:
+    """(parameters, bf16 weight bytes) of the ``arch`` shape, counted on the meta device (nothing allocated)."""
     import torch
-    from transformers import (Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLImageProcessor,
-                              Qwen2VLVideoProcessor)
 
-    from vlmrl.reward_workers.backends.tiny_models import QWEN_VL_CHAT_TEMPLATE, _fast_tokenizer
+    from vlmrl.reward_workers.backends.tiny_models import _fast_tokenizer
 
+    config_fn, model_cls, *_ = ARCHS[arch][1]()
+    with torch.device("meta"):
+        model = model_cls._from_config(config_fn(_fast_tokenizer()), dtype=torch.bfloat16)
+    n = sum(p.numel() for p in model.parameters())
+    return n, 2 * n
+
+
+def build_checkpoint(arch: str, out: Path, device: str) -> Path:
+    """Write a random bf16 checkpoint of the ``arch`` shape + the tiny processor (224x224 frames allowed) to ``out``."""
+    import torch
+    from transformers import Qwen2VLImageProcessor
+
+    from vlmrl.reward_workers.backends.tiny_models import _fast_tokenizer
+
+    label, parts = ARCHS[arch]
+    config_fn, model_cls, processor_cls, video_cls, chat_template, pixels = parts()
     tokenizer = _fast_tokenizer()
-    config = qwen25_vl_3b_config(tokenizer)
+    config = config_fn(tokenizer)
     torch.manual_seed(0)
     t0 = time.time()
     with torch.device(device):
-        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
+        model = model_cls._from_config(config, dtype=torch.bfloat16)
     model.save_pretrained(out)
-    pixels = dict(min_pixels=56 * 56, max_pixels=FRAME * FRAME)
-    Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(**pixels), video_processor=Qwen2VLVideoProcessor(**pixels),
-                        tokenizer=tokenizer, chat_template=QWEN_VL_CHAT_TEMPLATE).save_pretrained(out)
+    processor_cls(image_processor=Qwen2VLImageProcessor(**pixels), video_processor=video_cls(**pixels),
+                  tokenizer=tokenizer, chat_template=chat_template).save_pretrained(out)
     n = sum(p.numel() for p in model.parameters())
-    print(f"built random Qwen2.5-VL-3B-size model: {n / 1e9:.3f} B params, saved to {out} in {time.time() - t0:.0f}s",
+    print(f"built random {label}-size model: {n / 1e9:.3f} B params, saved to {out} in {time.time() - t0:.0f}s",
           flush=True)
     del model
     gc.collect()
@@ -122,8 +190,26 @@ def bench_backend(backend, reqs, reps: int, sync) -> dict:
             "forward_s": (backend.timings["forward_s"] - before["forward_s"]) / reps}
 
 
+def bench_decode(backend, reqs, tokens: int, sync) -> float:
+    """Seconds to generate exactly ``tokens`` greedy tokens for every request of ``reqs`` (one batch)."""
+    import torch
+
+    enc = backend._preprocess(reqs)[0].to(backend.device)
+    kw = dict(max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, pad_token_id=backend.tokenizer.pad_token_id)
+    with torch.inference_mode():
+        backend.model.generate(**enc, **{**kw, "max_new_tokens": 2, "min_new_tokens": 2})  # warm-up
+        sync()
+        t0 = time.perf_counter()
+        backend.model.generate(**enc, **kw)
+        sync()
+    return time.perf_counter() - t0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", choices=sorted(ARCHS), default="qwen25_vl_3b", help="model shape (default: %(default)s)")
+    ap.add_argument("--decode-tokens", type=int, default=0, help="also time this many generated tokens per request")
+    ap.add_argument("--memory-only", action="store_true", help="print params and bf16 weight memory, then exit")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 64])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--attn", default="auto", help="auto (flash_attention_2 if installed, else sdpa), sdpa, flash_attention_2")
@@ -138,9 +224,15 @@ def main(argv=None) -> int:
     from vlmrl.reward_workers.backends.base import build_backend
     from vlmrl.reward_workers.backends.flops import bf16_peak_tflops, param_counts, prefill_flops
 
+    if args.memory_only:
+        n, nbytes = param_memory(args.arch)
+        print(f"{ARCHS[args.arch][0]}-shaped model: {n:,} params = {n / 1e9:.3f} B; bf16 weights {nbytes / 2 ** 30:.2f} "
+              f"GiB (computed from the config on the meta device, not measured)")
+        return 0
     if not args.tiny_cpu and not torch.cuda.is_available():
-        print("benchmarks/vlm_gpu.py needs a CUDA GPU (torch.cuda.is_available() is False); nothing was measured. "
-              "Run it on a GPU machine, or use --tiny-cpu for a CPU smoke test of the script.", file=sys.stderr)
+        print(f"benchmarks/vlm_gpu.py --arch {args.arch} needs CUDA: torch.cuda.is_available() is False, so nothing "
+              "was measured. Run it on a GPU machine; --memory-only prints the computed weight memory without one, "
+              "--tiny-cpu smoke-tests this script on the tiny model.", file=sys.stderr)
         return 2
     device = "cpu" if args.tiny_cpu else "cuda"
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
@@ -152,12 +244,13 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         if args.tiny_cpu:
-            from vlmrl.reward_workers.backends.tiny_models import build_tiny_qwen_vl
+            from vlmrl.reward_workers.backends.tiny_models import build_tiny_qwen3_vl, build_tiny_qwen_vl
 
-            model_dir = str(build_tiny_qwen_vl(Path(tmp) / "tiny"))
+            builder = build_tiny_qwen3_vl if args.arch == "qwen3_vl_8b" else build_tiny_qwen_vl
+            model_dir = str(builder(Path(tmp) / "tiny"))
             dtype = "float32"
         else:
-            model_dir = str(build_3b_checkpoint(Path(tmp) / "qwen25vl3b-random", device))
+            model_dir = str(build_checkpoint(args.arch, Path(tmp) / f"{args.arch}-random", device))
             dtype = "bfloat16"
         hf = build_backend("hf", model=model_dir, dtype=dtype, device=device, attn_implementation=args.attn,
                            micro_batch=max(args.batches))
@@ -181,6 +274,13 @@ def main(argv=None) -> int:
             print(f"{'hf':<8}{b:>6}{b / r['wall_s']:>10.1f}{1e3 * r['wall_s']:>10.1f}{1e3 * r['preprocess_s']:>12.1f}"
                   f"{1e3 * r['forward_s']:>12.1f}{tokens / b:>9.0f}{patches / b:>10.0f}{flops.total / 1e12:>12.3f}"
                   f"{tflops:>9.1f}{(f'{100 * mfu:.1f}%' if mfu is not None else 'n/a'):>7}", flush=True)
+        if args.decode_tokens > 0:
+            for b, reqs in batches.items():
+                secs = bench_decode(hf, reqs, args.decode_tokens, sync)
+                print(f"decode: batch {b}, {args.decode_tokens} tokens/request: {secs:.2f} s, "
+                      f"{b * args.decode_tokens / secs:.0f} tokens/s, {b / secs:.2f} requests/s", flush=True)
+            if device == "cuda":
+                print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2 ** 30:.1f} GiB", flush=True)
         hf.close()
         del hf
         gc.collect()

@@ -8,8 +8,9 @@ norms and activations are left out; at ~100-token scoring prompts they are a few
 * vision tower: 2 * (patch embedding + blocks) params * patches, plus 2 * merger params * patches / merge^2
   (the patch merger runs on merged tokens).
 
-Works on any Qwen2-VL / Qwen2.5-VL model from transformers (``model.model.language_model``,
-``model.model.visual``), at any size: the tiny test model or a randomly initialised 3B.
+Works on any Qwen2-VL / Qwen2.5-VL / Qwen3-VL model from transformers (``model.model.language_model``,
+``model.model.visual``; Qwen3-VL's deepstack mergers count as mergers), at any size: the tiny test model or a
+randomly initialised 3B / 8B.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def param_counts(model) -> VLMParamCounts:
     lm, visual = core.language_model, core.visual
     head = model.lm_head.weight
     merger = _numel(visual.merger)
+    if hasattr(visual, "deepstack_merger_list"):  # Qwen3-VL: one more merger per deepstack layer, on merged tokens
+        merger += _numel(visual.deepstack_merger_list)
     merge = int(getattr(model.config.vision_config, "spatial_merge_size", 1))
     return VLMParamCounts(lm_decoder=_numel(lm) - lm.embed_tokens.weight.numel(), lm_head=head.numel(),
                           vision_per_patch=_numel(visual) - merger, vision_merger=merger, merge_size=merge)
