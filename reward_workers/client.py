@@ -595,8 +595,8 @@ class RewardClient:
         log.error(self._dispatch_error)
         self._fail_unanswered(RewardServiceError(self._dispatch_error), count_failures=True)
 
-    def _fail_unanswered(self, err: Exception, count_failures: bool) -> None:
-        """Fail every request not answered yet (queued, being sent, pending on a worker) with ``err``."""
+    def _take_unanswered(self) -> List[_Job]:
+        """Every job not answered yet (queued, being sent, pending on a worker), taken off the queue and workers."""
         jobs = [*self._queue, *(job for conn in self._conns.values() for job in conn.pending.values())]
         if self._sending is not None and self._sending not in jobs:
             jobs.append(self._sending)
@@ -604,6 +604,11 @@ class RewardClient:
         for job in jobs:
             if job.conn is not None:
                 job.conn.release(job)
+        return jobs
+
+    def _fail_unanswered(self, err: Exception, count_failures: bool) -> None:
+        """Fail every request not answered yet (queued, being sent, pending on a worker) with ``err``."""
+        for job in self._take_unanswered():
             if count_failures and not job.call.done:
                 self._counters["failures"] += 1
             job.call.fail(err)
@@ -638,13 +643,8 @@ class RewardClient:
     def _give_up_all(self, waited: float) -> None:
         """The no-worker bound passed: fail every unanswered request (queued, being sent, pending) at once."""
         reason = self._no_worker_reason(waited)
-        jobs = [*self._queue, *(job for conn in self._conns.values() for job in conn.pending.values())]
-        if self._sending is not None and self._sending not in jobs:
-            jobs.append(self._sending)
-        self._queue.clear()
+        jobs = self._take_unanswered()
         for job in jobs:
-            if job.conn is not None:
-                job.conn.release(job)
             if job.call.done or job.done:
                 continue
             job.errors.append(reason)

@@ -174,6 +174,10 @@ class PoolConfig:
     """Refuse at once a pool size no set of the cluster's nodes can ever hold (listing the nodes' resources); set
     false on a cluster with the Ray autoscaler, where the pending workers' requests grow the cluster."""
     autoscale: AutoscaleConfig = field(default_factory=AutoscaleConfig)
+    spares: int = 0
+    """Warm standby workers (issue 22): started and ready but not registered, so clients send them nothing. A lost
+    worker is replaced by registering a spare (milliseconds, not a worker's start-up of seconds to a minute) and a
+    new spare starts behind it. Each spare holds its resources (one GPU each on a GPU pool)."""
 
 
 def clear_tables_given_whole(base: DictConfig, layer: Any, keys: Optional[Iterable[str]] = None, _prefix: str = "") -> None:

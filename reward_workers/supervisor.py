@@ -9,9 +9,11 @@ It owns the worker actors and runs one loop every ``pool.supervise_interval_s``:
    and counted as lost;
 2. **autoscaling** (``pool.autoscale.enabled``): the workers' Info statistics go to
    :class:`~vlmrl.reward_workers.autoscale.AutoscalePolicy`, which may move the target within its bounds;
-3. **reconcile**: fewer workers than the target -> new ones are started (``pool.heal``), carrying the current
-   weights and version (:meth:`update_weights` keeps them, so a replacement after a hot swap serves the new
-   model); more -> the newest are drained and stopped.
+3. **reconcile**: fewer workers than the target -> a warm spare is promoted (``pool.spares``: workers started
+   and ready but not registered; promotion = registering, milliseconds) or new ones are started (``pool.heal``),
+   carrying the current weights and version (:meth:`update_weights` keeps them and pushes them to spares too,
+   so a replacement after a hot swap serves the new model); more -> the newest are drained and stopped; then
+   the spares are topped up.
 
 Why a supervisor loop and not Ray's ``max_restarts``: a restarted actor re-runs ``__init__`` with the
 arguments of its first start (the weights before any hot swap), is invisible to the registry while
@@ -50,9 +52,10 @@ def supervisor_name(pool_cfg: Any) -> str:
 
 
 class _Worker:
-    __slots__ = ("worker_id", "handle", "started_at", "missed_pings", "address", "node_ip")
+    __slots__ = ("worker_id", "handle", "started_at", "missed_pings", "address", "node_ip", "spare")
 
-    def __init__(self, worker_id: str, handle: Any) -> None:
+    def __init__(self, worker_id: str, handle: Any, spare: bool = False) -> None:
+        self.spare = spare
         self.worker_id = worker_id
         self.handle = handle
         self.started_at = time.monotonic()
@@ -78,6 +81,8 @@ class PoolSupervisor:
         self.target = 0
         self.live: Dict[str, _Worker] = {}
         self.starting: Dict[str, _Worker] = {}
+        self.spares: Dict[str, _Worker] = {}  # warm standbys (pool.spares): ready, not registered
+        self.spares_starting: Dict[str, _Worker] = {}
         self.stopping: Dict[str, asyncio.Task] = {}
         self.weights: Optional[tuple] = None  # (version, ObjectRef of the state bytes)
         self.counters: collections.Counter = collections.Counter()
@@ -143,7 +148,7 @@ class PoolSupervisor:
         self._ensure_loop()
         ref = ray.put(bytes(state))
         self.weights = (str(version), ref)
-        workers = list(self.live.values())
+        workers = list(self.live.values()) + list(self.spares.values())
         refs = [w.handle.update_weights.remote(str(version), ref) for w in workers]
         served, failed = {}, {}
         for w, r in zip(workers, refs):
@@ -159,6 +164,7 @@ class PoolSupervisor:
         """Target, live/starting/stopping counts, counters (lost, replaced, scale events), last error, events."""
         return {
             "target": self.target, "live": len(self.live), "starting": len(self.starting),
+            "spares": len(self.spares),
             "stopping": len(self.stopping), "counters": dict(self.counters), "last_error": self.last_error,
             "events": list(self.events)[-20:], "weights_version": self.weights[0] if self.weights else None,
             "autoscale": None if self.autoscaler is None else {
@@ -172,9 +178,11 @@ class PoolSupervisor:
         self._closed = True
         if self._loop_task is not None:
             self._loop_task.cancel()
-        for w in list(self.starting.values()):
+        for w in [*self.starting.values(), *self.spares.values(), *self.spares_starting.values()]:
             ray.kill(w.handle, no_restart=True)
         self.starting.clear()
+        self.spares.clear()
+        self.spares_starting.clear()
         for wid in list(self.live):
             self._begin_stop(wid, grace_s)
         if self.stopping:
@@ -207,7 +215,7 @@ class PoolSupervisor:
             self._wake.clear()
 
     async def _check_liveness(self) -> None:
-        workers = list(self.live.values())
+        workers = list(self.live.values()) + list(self.spares.values())
         if not workers:
             return
 
@@ -225,6 +233,11 @@ class PoolSupervisor:
 
         results = await asyncio.gather(*(probe(w) for w in workers))
         for w, dead in zip(workers, results):
+            if dead is not None and self.spares.get(w.worker_id) is w:
+                del self.spares[w.worker_id]
+                ray.kill(w.handle, no_restart=True)
+                self._event("spare_lost", w.worker_id, dead)
+                continue
             if dead is None or self.live.get(w.worker_id) is not w:
                 continue
             del self.live[w.worker_id]
@@ -274,6 +287,16 @@ class PoolSupervisor:
         if self._closed:
             return
         have = len(self.live) + len(self.starting)
+        while have < self.target and self.spares:  # promote warm spares first: registering takes milliseconds
+            w = self.spares.pop(min(self.spares, key=lambda k: self.spares[k].started_at))
+            self.starting[w.worker_id] = w
+            asyncio.get_running_loop().create_task(self._promote(w))
+            have += 1
+        missing_spares = int(self.pool_cfg.get("spares", 0) or 0) - len(self.spares) - len(self.spares_starting)
+        if have >= self.target and missing_spares > 0 and time.monotonic() >= self._next_start_at:
+            if not infeasible_reason(self.target + len(self.spares) + len(self.spares_starting) + missing_spares,
+                                     self.pool_cfg):
+                await self._start(missing_spares, spare=True)
         if have < self.target and time.monotonic() >= self._next_start_at:
             why = infeasible_reason(self.target, self.pool_cfg)
             if why:
@@ -291,7 +314,7 @@ class PoolSupervisor:
                 self._begin_stop(w.worker_id, self._grace)
 
     # ------------------------------------------------------------------ start / stop
-    async def _start(self, k: int) -> None:
+    async def _start(self, k: int, spare: bool = False) -> None:
         ids = await asyncio.wait_for(self.registry.next_worker_ids.remote(k), 30)
         opts: Dict[str, Any] = dict(namespace=self.pool_cfg.namespace)
         if self.detached:
@@ -299,9 +322,9 @@ class PoolSupervisor:
         version, ref = self.weights if self.weights else (None, None)
         for wid in ids:
             h = self.actor_cls.options(name=f"{self.pool_cfg.registry_name}.{wid}", **opts).remote(
-                self.cfg_dict, wid, version, ref)
-            w = _Worker(wid, h)
-            self.starting[wid] = w
+                self.cfg_dict, wid, version, ref, not spare)
+            w = _Worker(wid, h, spare)
+            (self.spares_starting if spare else self.starting)[wid] = w
             asyncio.get_running_loop().create_task(self._await_ready(w))
 
     async def _await_ready(self, w: _Worker) -> None:
@@ -310,7 +333,7 @@ class PoolSupervisor:
             w.address = await asyncio.wait_for(w.handle.get_address.remote(), timeout)
             version = await asyncio.wait_for(w.handle.model_version.remote(), 30)
         except Exception as e:  # noqa: BLE001 - reported, retried with backoff
-            if self.starting.pop(w.worker_id, None) is None:
+            if (self.spares_starting if w.spare else self.starting).pop(w.worker_id, None) is None:
                 return  # cancelled by a scale-down meanwhile
             ray.kill(w.handle, no_restart=True)
             self.counters["start_failures"] += 1
@@ -325,10 +348,38 @@ class PoolSupervisor:
             self._event("start_failed", w.worker_id, reason)
             self._wake.set()
             return
-        if self.starting.pop(w.worker_id, None) is None:
-            ray.kill(w.handle, no_restart=True)  # scaled down while starting
-            return
         self._start_fails = 0
+        if w.spare:
+            if self.spares_starting.pop(w.worker_id, None) is None or self._closed:
+                ray.kill(w.handle, no_restart=True)
+                return
+            self.spares[w.worker_id] = w
+            self._event("spare_ready", w.worker_id, f"after {time.monotonic() - w.started_at:.1f}s")
+            self._wake.set()
+            return
+        await self._go_live(w, version)
+
+    async def _promote(self, w: _Worker) -> None:
+        """A warm spare takes a lost (or newly wanted) worker's place: current weights, then registered."""
+        try:
+            version = await asyncio.wait_for(w.handle.model_version.remote(), 30)
+            if self.weights is not None and version != self.weights[0]:
+                version = await asyncio.wait_for(w.handle.update_weights.remote(*self.weights), 120)
+            await asyncio.wait_for(w.handle.register.remote(), 30)
+        except Exception as e:  # noqa: BLE001 - the spare is dropped; the loop starts a worker instead
+            self.starting.pop(w.worker_id, None)
+            ray.kill(w.handle, no_restart=True)
+            self._event("spare_failed", w.worker_id, f"{type(e).__name__}: {e}")
+            self._wake.set()
+            return
+        w.started_at = time.monotonic()
+        self._wake.set()  # start the next spare
+        await self._go_live(w, version, promoted=True)
+
+    async def _go_live(self, w: _Worker, version: str, promoted: bool = False) -> None:
+        if self.starting.pop(w.worker_id, None) is None or self._closed:
+            ray.kill(w.handle, no_restart=True)  # scaled down (or the pool shut down) while starting
+            return
         self.live[w.worker_id] = w
         took = time.monotonic() - w.started_at
         if self.weights is not None and version != self.weights[0]:  # weights swapped while it started
@@ -341,7 +392,8 @@ class PoolSupervisor:
         if self.counters["to_replace"] > 0:
             self.counters["to_replace"] -= 1
             self.counters["replaced"] += 1
-            self._event("replaced", w.worker_id, f"serving at {w.address} after {took:.1f}s")
+            self._event("replaced", w.worker_id, f"serving at {w.address} after {took:.1f}s"
+                                                 + (" (a warm spare promoted)" if promoted else ""))
         else:
             self.counters["started"] += 1
             self._event("started", w.worker_id, f"serving at {w.address} after {took:.1f}s")

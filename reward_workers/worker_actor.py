@@ -39,7 +39,7 @@ class RewardWorkerActor:
     """A reward worker: scorer + gRPC server on a Ray node, listed in the pool's registry."""
 
     def __init__(self, cfg: Dict[str, Any], worker_id: str, weights_version: Optional[str] = None,
-                 weights_state: Optional[bytes] = None) -> None:
+                 weights_state: Optional[bytes] = None, register: bool = True) -> None:
         from vlmrl.reward_workers.scorers import build_scorer
         from vlmrl.reward_workers.server import ServerThread
         from vlmrl.reward_workers.config import reward_service_config
@@ -62,10 +62,16 @@ class RewardWorkerActor:
         self.address = f"{host}:{port}"
         self.started_at = time.time()
         self.registry = get_registry(self.cfg.pool.registry_name, self.cfg.pool.namespace)
+        if register:  # a warm spare registers later, when the supervisor promotes it
+            self.register()
+
+    def register(self) -> str:
+        """List this worker in the pool's registry (clients start sending to it); returns its address."""
         ray.get(self.registry.register.remote(
-            worker_id, self.address, self.model_version(), ray.get_runtime_context().current_actor,
+            self.worker_id, self.address, self.model_version(), ray.get_runtime_context().current_actor,
             {"scorer": self.scorer.name, "node_ip": ray.util.get_node_ip_address(), "pid": os.getpid(),
-             "node_id": ray.get_runtime_context().get_node_id()}))
+             "node_id": ray.get_runtime_context().get_node_id()}), timeout=30)
+        return self.address
 
     def ping(self) -> str:
         return "ok"

@@ -178,7 +178,7 @@ def test_all_workers_killed_with_2000_in_flight_all_resolve_within_the_bound(ser
     failed = [f.exception() for f in futures if f.exception() is not None]
     assert all(isinstance(e, RewardUnavailableError) for e in failed)
     assert len(answered) + len(failed) == 2000 and len(failed) > 1000
-    assert elapsed < bound + 5.0, elapsed
+    assert elapsed < bound + 10.0, elapsed  # issue 26: resolved within 10 s of the bound
     assert stats["failures"] == len(failed)
 
 
