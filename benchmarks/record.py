@@ -94,11 +94,12 @@ def machine_info() -> dict:
     return {"nproc": nproc, "cpu": cpu, "gpu": gpu, "summary": f"{nproc}-core {cpu}, {gpu}"}
 
 
-def command_line(argv: Optional[Iterable[str]] = None) -> str:
-    """The command as run: ``python -m benchmarks.x ARGS`` (argv defaults to sys.argv[1:])."""
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    prog = f"python -m {spec.name}" if spec is not None and spec.name else f"python {sys.argv[0]}"
+def command_line(argv: Optional[Iterable[str]] = None, module: Optional[str] = None) -> str:
+    """The command as run: ``python -m <module> ARGS``; module defaults to the ``-m`` module of this process and
+    argv to sys.argv[1:] (a benchmark's ``main(argv)`` called from a test passes both)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    module = module or (spec.name if spec is not None and spec.name else None)
+    prog = f"python -m {module}" if module else f"python {sys.argv[0]}"
     args = list(sys.argv[1:] if argv is None else argv)
     return " ".join([prog, *(shlex.quote(str(a)) for a in args)])
 
@@ -157,7 +158,9 @@ def record_from_args(args: argparse.Namespace, topic: str, values: Dict[str, dic
     if getattr(args, "no_record", False):
         return None
     topic = getattr(args, "topic", None) or topic
-    path = record_result(topic, values, seeds=seeds, notes=notes, command=command_line(argv),
+    caller = sys._getframe(1).f_globals.get("__spec__")  # the benchmark module, also when a test calls its main()
+    module = caller.name if caller is not None and argv is not None else None
+    path = record_result(topic, values, seeds=seeds, notes=notes, command=command_line(argv, module),
                          results_dir=getattr(args, "results_dir", None))
     print(f"[record] {path}", flush=True)
     return path

@@ -228,6 +228,7 @@ def test_exploration_noise_per_episode_matches_the_greedy_evaluation(bc_module_p
     out = capsys.readouterr().out
     recorded = json.loads(next((tmp_path / "results").glob("exploration_noise_*.json")).read_text())
     assert recorded["seeds"] == [0] and set(recorded["values"]) >= {"success_at_end_std0", "success_at_end_std0.5"}
+    assert recorded["command"].startswith("python -m benchmarks.exploration_noise ")
     marks = {line.split("std ")[1].split(":")[0]: line.rsplit(" ", 1)[1]
              for line in out.splitlines() if line.startswith("per episode, std")}
     rows = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in out.splitlines()
