@@ -230,3 +230,29 @@ def test_bad_heads_are_one_line_errors_at_worker_start(tiny_qwen3_vl_dir, tiny_c
     with pytest.raises(ScorerError, match=r"head 'contrastive': .* after heads \['progress', 'completion'\] take") as e:
         build_scorer("lrm", two)
     one_line_error(e)
+
+
+def test_released_config_builds_three_adapter_heads_on_one_base(tiny_qwen3_vl_dir, tmp_path):
+    """configs/lrm_released.yaml with its four EDIT paths pointed at a tiny Qwen3-VL and three tiny adapters:
+    the scorer of `vlmrl train` and the one of `vlmrl eval-reward` are the same three heads on one base copy."""
+    from omegaconf import OmegaConf
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from vlmrl.system.config import load_config
+
+    folders = {}
+    for seed, head in enumerate(("progress", "completion", "contrastive")):
+        torch.manual_seed(seed)
+        net = get_peft_model(AutoModelForImageTextToText.from_pretrained(tiny_qwen3_vl_dir),
+                             LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], init_lora_weights=False))
+        folders[head] = str(tmp_path / head)
+        net.save_pretrained(folders[head])
+    cfg = load_config("lrm_released", [f"scorer.params.model={tiny_qwen3_vl_dir}", "scorer.params.dtype=float32",
+                                       "scorer.params.device=cpu"]
+                      + [f"scorer.params.heads.{h}.adapter={p}" for h, p in folders.items()])
+    params = OmegaConf.to_container(cfg.scorer.params, resolve=True)
+    assert OmegaConf.to_container(cfg.eval_reward.scorers[0].params, resolve=True) == params
+    s = build_scorer(cfg.scorer.name, params)
+    assert len(s._backends) == 1 and len({h.view.model_version for h in s.heads}) == 3
+    assert [h.template.tag for h in s.heads] == ["lrm_released.r1"] * 3
