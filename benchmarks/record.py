@@ -110,12 +110,16 @@ def record_result(topic: str, values: Dict[str, dict], seeds: Optional[Iterable[
     """Write ``<results_dir>/<topic>.json`` (default ``benchmarks/results``) and return its path.
 
     ``values`` maps a name to ``val(...)`` dicts (a bare number is wrapped). Raises ValueError on an empty topic
-    or no values: a result file without numbers would back nothing.
+    or no values (a result file without numbers would back nothing), and RuntimeError when a test (pytest) would
+    write into the repo's results folder.
     """
     if not topic or any(c in topic for c in "/\\ ") or topic.startswith("."):
         raise ValueError(f"record_result: topic must be a plain file stem (no '/', '\\', spaces); got {topic!r}")
     if not values:
         raise ValueError(f"record_result({topic!r}): no values to record")
+    if results_dir is None and os.environ.get("PYTEST_CURRENT_TEST"):
+        raise RuntimeError(f"record_result({topic!r}) inside a test would write into the repo's benchmarks/results: "
+                           "pass --no-record or --results-dir TMP to the benchmark")
     vals = {name: (v if isinstance(v, dict) and "value" in v else val(v)) for name, v in values.items()}
     vals = {name: dict(v, value=_plain(v["value"])) for name, v in vals.items()}
     record = {

@@ -78,3 +78,9 @@ def test_online_learning_records_its_means_and_ratios_under_a_topic_named_by_env
     r = json.loads((tmp_path / "online_pushcube_refine_bc8.json").read_text())
     transcribed = json.loads((RESULTS_DIR / "online_pushcube_refine_bc8.json").read_text())["values"]
     assert set(r["values"]) <= set(transcribed) and "bc_base_success" in r["values"]
+
+
+def test_a_test_cannot_write_into_the_repos_results_folder():
+    with pytest.raises(RuntimeError, match="--no-record or --results-dir"):
+        record_result("from_a_test", {"x": 1})
+    assert not (RESULTS_DIR / "from_a_test.json").exists()
