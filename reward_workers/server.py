@@ -106,13 +106,15 @@ def salvage_request_id(raw: bytes) -> str | None:
     return None
 
 
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+
 def parse_message(cls, raw: bytes):
     """``cls.FromString(raw)``, or RequestError(INVALID_ARGUMENT) saying why the bytes are not a ``cls``."""
     try:
         return cls.FromString(raw)
     except DecodeError as e:
-        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                           f"cannot parse {cls.DESCRIPTOR.name} ({len(raw)} bytes): {e}") from None
+        raise RequestError(INVALID, f"cannot parse {cls.DESCRIPTOR.name} ({len(raw)} bytes): {e}") from None
 
 
 class ClientBudget:
@@ -120,7 +122,8 @@ class ClientBudget:
 
     A client is one ScoreStream, or the unary calls of one connection. ``requests`` counts requests read and
     not yet answered on the wire (streams) or running (unary); ``items``/``nbytes`` the items and bytes (the
-    received message plus its decoded frames) being decoded, queued or scored. Streams wait for room before reading on (:meth:`wait_for_room`).
+    received message plus its decoded frames) being decoded, queued or scored. Streams wait for room before
+    reading on (:meth:`wait_for_room`).
     """
 
     __slots__ = ("requests", "items", "nbytes", "_changed")
@@ -190,7 +193,7 @@ class _RewardServicer:
         out: asyncio.Queue = asyncio.Queue()  # (response, request_id to release once written) or None at the end
         handlers: set[asyncio.Task] = set()
         in_flight: set[str] = set()  # request ids read and not yet answered on the wire
-        fatal: list[str] = []
+        fatal: list[tuple[grpc.StatusCode, str]] = []  # why the stream ends non-OK (after answering what it read)
 
         async def handle(request, wire_bytes: int):
             out.put_nowait((await srv.score_or_error(request, budget, wire_bytes), request.request_id or None))
@@ -215,8 +218,8 @@ class _RewardServicer:
                         if request_id is None or request_id in in_flight:
                             budget.requests -= 1
                             srv.stats.invalid_requests += 1
-                            fatal.append(f"{e.message}; its request_id cannot be recovered, so the stream ends "
-                                         f"after answering the {len(in_flight)} requests in flight")
+                            fatal.append((INVALID, f"{e.message}; its request_id cannot be recovered, so the stream "
+                                                   f"ends after answering the {len(in_flight)} requests in flight"))
                             break
                         refuse(request_id, f"request {request_id!r}: {e.message}")
                         continue
@@ -231,9 +234,12 @@ class _RewardServicer:
                     handlers.add(t)
                     t.add_done_callback(handlers.discard)
                     await asyncio.sleep(0)  # let it count its items and bytes against the budget before reading on
+            except Exception as e:  # the call broke while reading (its status is grpc's then) or a bug
+                log.debug("ScoreStream read failed", exc_info=True)
+                fatal.append((grpc.StatusCode.INTERNAL, f"reading the stream failed: {type(e).__name__}: {e}"))
+            finally:
                 if handlers:
                     await asyncio.gather(*list(handlers), return_exceptions=True)
-            finally:
                 out.put_nowait(None)
 
         reader = asyncio.create_task(read_all())
@@ -246,8 +252,8 @@ class _RewardServicer:
                     in_flight.discard(request_id)
                 budget.changed()
             if fatal:
-                context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
-                context.set_details(fatal[0])
+                context.set_code(fatal[0][0])
+                context.set_details(fatal[0][1])
         finally:
             reader.cancel()
             for t in list(handlers):
