@@ -481,8 +481,8 @@ class AuditConfig:
     seed: int = 1_000_000
     """First held-out env seed (episode k uses seed + k). Refused when a dataset of ``lrm_train.dataset_dirs`` or
     ``negatives_dir`` used one of the audit's seeds."""
-    frame_stride: int = 2
-    """A frame every this many steps (and at the end) is scored."""
+    frame_stride: int = 4
+    """A frame every this many steps (and at the end) is scored (4: the frame stride of make demo's RL runs)."""
     workers: str = "inprocess"
     """``inprocess`` (build ``scorer`` here) or a source of reward workers as in ``label.workers``: ``pool``,
     ``attach``, ``local``, ``addresses`` (then ``addresses``)."""
@@ -505,4 +505,5 @@ class AuditConfig:
     negatives_per_behaviour: int = 2
     negatives_seed: int = 500_000
     """First training seed of ``--record-negatives`` (disjoint from ``seed``'s range and from record-demos')."""
-    negatives_frame_stride: int = 1
+    negatives_frame_stride: int = 2
+    """Frame stride of the recorded hard negatives (frames cost ~50-90 ms each here)."""

@@ -4,8 +4,12 @@ Stages, each the project's own command on the same config tree (so the demo exer
 points, not a copy of them):
 
 1. ``vlmrl record-demos``: scripted PushCube demos (plus a few noisy/random episodes for the LRM);
-2. ``vlmrl lrm-train``: the compact LRM (progress / completion / contrastive heads) on those episodes;
-3. ``vlmrl train`` with ``train.mode=lrm``: BC base policy from the demos, its ground-truth success, then
+2. ``vlmrl audit-reward --record-negatives`` (when ``lrm_train.dataset_dirs`` lists ``audit.negatives_dir``):
+   scripted non-progress behaviours on training seeds, with ground truth, as hard negatives for the LRM;
+3. ``vlmrl lrm-train``: the compact LRM (progress / completion / contrastive heads) on those episodes;
+4. ``vlmrl audit-reward``: the behaviour library on held-out seeds, scored by the LRM: does it pay for arm-only
+   motions, wrong pushes, idling...? (its table is printed; a failed gate is reported, the demo goes on);
+5. ``vlmrl train`` with ``train.mode=lrm``: BC base policy from the demos, its ground-truth success, then
    online PPO on the rewards of a pool of compact-LRM reward workers (Ray actors with gRPC servers),
    with ground-truth success after every iteration.
 
@@ -36,7 +40,7 @@ class DemoPipeline:
         self.run_dir = run_dir(self.cfg)
         self.timings: dict = {}
 
-    def _stage(self, name: str, argv: List[str]) -> None:
+    def _stage(self, name: str, argv: List[str], ok_codes: tuple = (0,)) -> int:
         from vlmrl.system.cli import main
 
         self.print(f"[demo] === {name}: vlmrl {' '.join(argv + [self.config] + self.overrides)}")
@@ -44,8 +48,22 @@ class DemoPipeline:
         rc = main(argv + [self.config] + self.overrides)
         self.timings[name] = time.monotonic() - t0
         self.print(f"[demo] === {name} done in {self.timings[name]:.0f}s")
-        if rc != 0:
+        if rc not in ok_codes:
             raise RuntimeError(f"stage {name!r} failed (exit code {rc}); see the messages above")
+        return rc
+
+    def _audit_line(self) -> str:
+        """One line of the audit's verdict (audit.json of the audit stage)."""
+        report = json.loads((Path(self.cfg.audit.out_dir) / "audit.json").read_text())
+        parts = []
+        for task, t in report["tasks"].items():
+            bad = [(b["exploit_margin"] or 0.0, n, b) for n, b in t["behaviours"].items()
+                   if b["category"] == "non_progress" and b["counted_episodes"]]
+            margin, name, worst = max(bad, key=lambda x: x[0]) if bad else (0.0, "-", {})
+            called = max((b["complete_share"] or 0.0 for _, _, b in bad), default=0.0)
+            parts.append(f"{task}: worst exploit margin {margin:.2f} ({name}), most called complete {called:.0%}, "
+                         f"{len(t['violations'])} threshold(s) exceeded")
+        return f"{'PASSED' if report['passed'] else 'FAILED'} -- " + "; ".join(parts)
 
     def run(self) -> int:
         t0 = time.monotonic()
@@ -60,13 +78,19 @@ class DemoPipeline:
             self.print(f"[demo] --quick: 16 scripted ToyReach demos in {demos}; no LRM (synthetic scorer)")
         else:
             self._stage("record demos", ["record-demos"])
+            if str(self.cfg.audit.negatives_dir) in [str(d) for d in self.cfg.lrm_train.dataset_dirs]:
+                self._stage("record hard negatives (behaviour library, training seeds)",
+                            ["audit-reward", "--record-negatives"])
             self._stage("train compact LRM", ["lrm-train"])
+            self._stage("audit the LRM (behaviour library, held-out seeds)", ["audit-reward"], ok_codes=(0, 1))
         self._stage("BC base policy + online PPO refinement on LRM rewards", ["train"])
         base = json.loads((self.run_dir / "base_eval.json").read_text())["success_base"]
         refined = self._final_success()
         total = time.monotonic() - t0
         self.print("[demo] stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in self.timings.items())
                    + f"; total {total:.0f}s")
+        if not self.quick:
+            self.print(f"[demo] reward audit: {self._audit_line()} (table above; {self.cfg.audit.out_dir})")
         self.print(f"[demo] ground-truth success (greedy, {self.cfg.lrm_refine.eval_episodes} episodes): base policy "
                    f"{base:.2f} -> after LRM refinement {refined:.2f}")
         self.print(f"[demo] TensorBoard logs: tensorboard --logdir {self.run_dir / 'tb'}")

@@ -136,3 +136,20 @@ def test_audit_end_to_end_with_a_frame_scorer(tmp_path):
     b = report["tasks"]["PushCube-v1"]["behaviours"]
     assert set(b) == {"solve", "arm_to_goal"} and b["solve"]["true_success"] == 1.0
     assert rc == (0 if report["passed"] else 1) and (tmp_path / "demo" / "audit" / "progress_over_time.png").exists()
+
+
+def test_scoring_through_reward_workers_builds_the_same_items(tmp_path):
+    """audit.workers=local: the episode goes through a gRPC reward worker (ClientScorer) instead of in-process."""
+    from vlmrl.learner.label_workers import open_label_workers
+    from vlmrl.learner.reward_audit import ClientScorer
+    from vlmrl.learner.reward_eval import scorer_predictor
+    from vlmrl.system.config import load_config
+
+    cfg = load_config(None, ["scorer.name=cnn", "label.workers=local", "pool.num_workers=1"])
+    ep = _episode([0.0] * 4, [False] * 4, meta={"behaviour": "idle", "category": "non_progress"})
+    ep.frames = np.random.default_rng(1).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    with open_label_workers(cfg) as workers:
+        remote = ClientScorer(workers.client, workers.item_kind)
+        assert remote.item_kind.value == "frame" and remote.frames_per_item == 1
+        rec = score_episode(ep, scorer_predictor(remote, batch_size=3))
+    assert rec.progress.shape == (4,) and np.isfinite(rec.progress).all() and rec.value_name == "progress"

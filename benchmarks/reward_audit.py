@@ -1,0 +1,143 @@
+"""Reward audit of compact-LRM recipes on PushCube (issue 23): which recipe stops paying for non-progress?
+
+One command records the demo data (``configs/demo.yaml``), two hard-negative datasets of scripted behaviours on
+TRAINING seeds (``--record-negatives``: kinds A, and kinds B that variants without them never see), trains one
+compact LRM per recipe (same epochs, no time cap), audits each with ``vlmrl audit-reward`` on held-out seeds and
+measures held-out progress accuracy with ``vlmrl eval-reward`` against the time-only targets and against the
+recipe's own (object-aware) targets. Prints a table and writes ``<out>/summary.json``.
+
+    python -m benchmarks.reward_audit --out runs/i23                       # everything (~40 min on 2 busy cores)
+    python -m benchmarks.reward_audit --out runs/i23 --skip-data --variants neg_all_obj   # reuse recorded data
+
+Recipes (``VARIANTS``): ``base`` = the demo's recipe before issue 23; ``neg_all`` = + hard negatives of all kinds
+with failed episodes labelled 0; ``neg_all_obj`` = + object-aware progress (``object_progress_weight=0.5``);
+``neg_a_obj`` = the same with only kinds A (kinds B are behaviours the LRM never saw); ``obj`` = object-aware
+targets without the hard negatives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Dict, List
+
+KINDS_A = ["arm_to_goal", "arm_over_object", "push_away", "overshoot", "idle", "near_miss_stop_short", "occlude_goal"]
+KINDS_B = ["arm_around_goal", "arm_around_object", "occlude_object", "push_sideways", "jitter",
+           "near_miss_wrong_goal", "near_miss_leave_undone"]
+
+VARIANTS: Dict[str, dict] = {
+    "base": {"data": ["demos"], "failed_progress_scale": 0.5, "object_progress_weight": 0.0},
+    "neg_all": {"data": ["demos", "neg_a", "neg_b"], "failed_progress_scale": 0.0, "object_progress_weight": 0.0},
+    "neg_all_obj": {"data": ["demos", "neg_a", "neg_b"], "failed_progress_scale": 0.0, "object_progress_weight": 0.5},
+    "neg_a_obj": {"data": ["demos", "neg_a"], "failed_progress_scale": 0.0, "object_progress_weight": 0.5},
+    "obj": {"data": ["demos"], "failed_progress_scale": 0.0, "object_progress_weight": 0.5},
+}
+
+
+def _vlmrl(argv: List[str]) -> int:
+    from vlmrl.system.cli import main
+
+    print("$ vlmrl " + " ".join(argv), flush=True)
+    return main(argv)
+
+
+def record(out: Path, base: List[str]) -> None:
+    assert _vlmrl(["record-demos", *base, f"record_demos.output_dir={out}/demos"]) == 0
+    for name, kinds, seed in (("neg_a", KINDS_A, 500_000), ("neg_b", KINDS_B, 510_000)):
+        assert _vlmrl(["audit-reward", "--record-negatives", *base, f"audit.negatives_dir={out}/{name}",
+                       f"audit.negatives_behaviours=[{','.join(kinds)}]", f"audit.negatives_seed={seed}"]) == 0
+
+
+def run_variant(out: Path, base: List[str], name: str, epochs: int, episodes: int, train: bool = True) -> None:
+    v = VARIANTS[name]
+    data = "[" + ",".join(f"{out}/{d}" for d in v["data"]) + "]"
+    lrm = f"{out}/lrm_{name}"
+    if train:
+        assert _vlmrl(["lrm-train", *base, f"lrm_train.dataset_dirs={data}", f"lrm_train.out_dir={lrm}",
+                       f"lrm_train.failed_progress_scale={v['failed_progress_scale']}",
+                       f"lrm_train.object_progress_weight={v['object_progress_weight']}",
+                       "lrm_train.max_minutes=0", f"lrm_train.epochs={epochs}"]) == 0
+    _vlmrl(["audit-reward", *base, f"lrm_train.dataset_dirs={data}", f"scorer.params.weights_dir={lrm}",
+            f"audit.out_dir={out}/audit_{name}", f"audit.episodes_per_behaviour={episodes}"])
+    for w in sorted({0.0, v["object_progress_weight"]}):
+        _vlmrl(["eval-reward", *base, f"eval_reward.dataset_dirs=[{out}/demos]", f"eval_reward.out_dir={out}/eval_{name}_w{w}",
+                f"eval_reward.object_progress_weight={w}", f"eval_reward.failed_progress_scale={v['failed_progress_scale']}",
+                f"eval_reward.scorers=[{{name: compact_lrm, params: {{weights_dir: {lrm}}}}}]"])
+
+
+def collect(out: Path, names: List[str]) -> dict:
+    """Per recipe: audit numbers per behaviour and the held-out accuracies (files the runs wrote)."""
+    res = {}
+    for name in names:
+        audit_file = out / f"audit_{name}" / "audit.json"
+        if not audit_file.exists():
+            continue
+        audit = json.loads(audit_file.read_text())
+        task = next(iter(audit["tasks"]))
+        t = audit["tasks"][task]
+        acc = {}
+        for w in sorted({0.0, VARIANTS[name]["object_progress_weight"]}):
+            m = out / f"eval_{name}_w{w}" / "metrics.json"
+            if m.exists():
+                r = json.loads(m.read_text())["compact_lrm"]
+                acc[f"w{w}"] = {"progress_acc@0.2": r["progress_acc"]["0.2"], "completion_f1": r["completion_f1"],
+                                "spearman_progress": r["spearman_progress"], "episodes": r["episodes"]}
+        res[name] = {"recipe": VARIANTS[name], "task": task, "passed": audit["passed"], "seconds": t["seconds"],
+                     "success_progress": t["success_progress"], "violations": t["violations"],
+                     "behaviours": {b: {k: v[k] for k in ("category", "counted_episodes", "true_success",
+                                                          "last_progress", "exploit_margin", "complete_share",
+                                                          "in_training_data")}
+                                    for b, v in t["behaviours"].items()},
+                     "heldout_accuracy": acc}
+    return res
+
+
+def table(res: dict) -> str:
+    names = list(res)
+    behaviours = list(next(iter(res.values()))["behaviours"]) if res else []
+    lines = ["| behaviour | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+    for b in behaviours:
+        cells = []
+        for n in names:
+            x = res[n]["behaviours"].get(b)
+            if not x or x["exploit_margin"] is None:
+                cells.append("n/a")
+                continue
+            mark = "" if x["category"] == "success" else ("*" if x["in_training_data"] else "")
+            share = "" if x["complete_share"] is None else f" / {x['complete_share']:.0%}"
+            cells.append(f"{x['exploit_margin']:.2f}{share}{mark}")
+        lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    lines.append("| audit passed | " + " | ".join(str(res[n]["passed"]) for n in names) + " |")
+    for key in ("w0.0", "w0.5"):
+        lines.append(f"| progress acc@0.2 ({key}) | " + " | ".join(
+            f"{res[n]['heldout_accuracy'][key]['progress_acc@0.2']:.3f}" if key in res[n]["heldout_accuracy"] else "n/a"
+            for n in names) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="runs/reward_audit_bench")
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--skip-data", action="store_true", help="reuse <out>/demos, neg_a, neg_b")
+    p.add_argument("--collect-only", action="store_true", help="only read what earlier runs wrote")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--episodes", type=int, default=3, help="audit episodes per behaviour")
+    args = p.parse_args()
+    out = Path(args.out)
+    names = args.variants.split(",")
+    base = ["demo", f"run_name={out.name}", f"output_dir={out.parent}"]
+    if not args.collect_only:
+        if not args.skip_data:
+            record(out, base)
+        for name in names:
+            run_variant(out, base, name, args.epochs, args.episodes)
+    res = collect(out, names)
+    (out / "summary.json").write_text(json.dumps(res, indent=2))
+    print("exploit margin / share called complete per behaviour (* = kind in the LRM's training data)")
+    print(table(res))
+
+
+if __name__ == "__main__":
+    main()
