@@ -87,7 +87,8 @@ class ServerConfig:
     """Bytes of requests (received message + decoded frames) the whole server holds in flight; a request that would
     pass it gets RESOURCE_EXHAUSTED."""
     max_connection_streams: int = 100
-    """Concurrent calls on one HTTP/2 connection (gRPC ``max_concurrent_streams``); more wait on the client."""
+    """Concurrent calls on one HTTP/2 connection (gRPC ``max_concurrent_streams``); more wait on the client (a burst
+    sent before the client has the server's HTTP/2 settings gets REFUSED_STREAM, i.e. UNAVAILABLE, and is retried)."""
 
 
 @dataclass

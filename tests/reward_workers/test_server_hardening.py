@@ -238,6 +238,20 @@ def test_unary_calls_over_the_connection_caps_get_resource_exhausted(serve, stub
     assert not st.server.connections  # budgets of finished connections are dropped
 
 
+def test_calls_beyond_max_connection_streams_wait_on_the_client(serve, stub_for):
+    scorer = GatedScorer()
+    st = serve(scorer, max_wait_ms=0.0, max_connection_streams=2)
+    stub = stub_for(st)
+    # (calls sent before the client has the server's HTTP/2 SETTINGS are refused UNAVAILABLE; the Info call
+    # sets the connection up first)
+    stub.Info(reward_pb2.InfoRequest(), timeout=10)
+    calls = [stub.Score.future(request(f"r{i}"), timeout=20) for i in range(4)]
+    time.sleep(0.5)
+    assert st.info().stats.in_flight_requests == 2  # HTTP/2 holds the other two back (no error)
+    scorer.gate.set()
+    assert [len(c.result().rewards) for c in calls] == [1, 1, 1, 1]
+
+
 # --------------------------------------------------------------------------- decode limits
 
 
