@@ -110,6 +110,29 @@ def _fast_tokenizer(model_max_length: int = 4096):
     )
 
 
+def _tiny_text(ids: dict, head_dim: int, rope: dict) -> dict:
+    """The text-model fields both tiny Qwen-VLs share (2 heads of ``head_dim``, 1 KV head, Qwen's special ids)."""
+    return dict(num_attention_heads=2, num_key_value_heads=1, head_dim=head_dim, max_position_embeddings=4096,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, **rope},
+                bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+                tie_word_embeddings=True)
+
+
+def _vision_token_ids(ids: dict) -> dict:
+    return dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+
+
+def _save_random(torch, model_cls, config, ids: dict, seed: int, out: Path) -> None:
+    """Initialise ``model_cls(config)`` from ``seed`` and save it with greedy, Qwen-terminated generation defaults."""
+    torch.manual_seed(seed)
+    model = model_cls(config).eval()
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    model.generation_config.eos_token_id = ids["<|im_end|>"]
+    model.generation_config.do_sample = False
+    model.save_pretrained(out)
+
+
 def build_tiny_qwen_vl(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     """Write a tiny random Qwen2.5-VL (+ tokenizer, image processor, chat template) to ``out_dir``.
 
@@ -137,16 +160,8 @@ def build_tiny_qwen_vl(out_dir: str | os.PathLike, seed: int = 0) -> Path:
             hidden_size=128,
             intermediate_size=256,
             num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            head_dim=head_dim,
-            max_position_embeddings=4096,
             max_window_layers=2,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [8, 12, 12]},
-            bos_token_id=ids["<|endoftext|>"],
-            eos_token_id=ids["<|im_end|>"],
-            pad_token_id=ids["<|endoftext|>"],
-            tie_word_embeddings=True,
+            **_tiny_text(ids, head_dim, {"mrope_section": [8, 12, 12]}),
         ),
         vision_config=dict(
             depth=2,
@@ -160,19 +175,11 @@ def build_tiny_qwen_vl(out_dir: str | os.PathLike, seed: int = 0) -> Path:
             window_size=56,
             fullatt_block_indexes=[1],
         ),
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        **_vision_token_ids(ids),
         tie_word_embeddings=True,
     )
     assert sum(config.text_config.rope_parameters["mrope_section"]) == head_dim // 2
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.do_sample = False
-    model.save_pretrained(out)
+    _save_random(torch, Qwen2_5_VLForConditionalGeneration, config, ids, seed, out)
     pixels = dict(min_pixels=56 * 56, max_pixels=28 * 28 * 64)
     processor = Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(**pixels),
@@ -232,16 +239,7 @@ def build_tiny_qwen3_vl(out_dir: str | os.PathLike, seed: int = 0) -> Path:
             hidden_size=128,
             intermediate_size=256,
             num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            head_dim=head_dim,
-            max_position_embeddings=4096,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [12, 10, 10],
-                             "mrope_interleaved": True},
-            bos_token_id=ids["<|endoftext|>"],
-            eos_token_id=ids["<|im_end|>"],
-            pad_token_id=ids["<|endoftext|>"],
-            tie_word_embeddings=True,
+            **_tiny_text(ids, head_dim, {"mrope_section": [12, 10, 10], "mrope_interleaved": True}),
         ),
         vision_config=dict(
             depth=2,
@@ -255,19 +253,11 @@ def build_tiny_qwen3_vl(out_dir: str | os.PathLike, seed: int = 0) -> Path:
             num_position_embeddings=64,
             deepstack_visual_indexes=[1],
         ),
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        **_vision_token_ids(ids),
         tie_word_embeddings=True,
     )
     assert sum(config.text_config.rope_parameters["mrope_section"]) == head_dim // 2
-    torch.manual_seed(seed)
-    model = Qwen3VLForConditionalGeneration(config).eval()
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.do_sample = False
-    model.save_pretrained(out)
+    _save_random(torch, Qwen3VLForConditionalGeneration, config, ids, seed, out)
     pixels = dict(size={"shortest_edge": 64 * 64, "longest_edge": 32 * 32 * 64}, patch_size=16, merge_size=2)
     processor = Qwen3VLProcessor(
         image_processor=Qwen2VLImageProcessor(**pixels),

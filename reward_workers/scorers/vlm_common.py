@@ -134,10 +134,14 @@ def _check_fit(p: VLMBackendParams, groups: Dict[str, List[HeadModel]], scorer: 
     from vlmrl.reward_workers.backends.memory import DTYPE_BYTES, MemoryNeed, folder_numel, free_bytes, gib
 
     if p.backend == "hf":
+        from vlmrl.reward_workers.backends.base import BackendError
         from vlmrl.reward_workers.backends.hf import resolve_device, resolve_dtype
 
-        device = resolve_device(p.device)
-        dtype_bytes = resolve_dtype(p.dtype, device).itemsize
+        try:
+            device = resolve_device(p.device)
+            dtype_bytes = resolve_dtype(p.dtype, device).itemsize
+        except BackendError as e:
+            raise ScorerError(f"scorer {scorer!r}: {e}; fix: scorer.params.device / scorer.params.dtype") from e
     else:
         device, dtype_bytes = "cuda", DTYPE_BYTES.get(p.dtype, 2)
     if budget_gb is not None:
