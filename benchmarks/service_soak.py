@@ -13,6 +13,8 @@ error is counted):
   answers are large and fast) and never reading an answer.
 
 The normal and flood requests carry a new task text each, so the reward cache never answers them.
+Optional (``--noisy ...,png``): a client streaming requests of 42 black 1024x1024 PNGs (about 130 KB
+on the wire, 126 MiB decoded each), as fast as it is read: the decode budgets' worst case.
 
 Phase 1 runs the normal client alone (its solo p50/p99), phase 2 runs all three together. Printed:
 each client's p50/p99 latency and RESOURCE_EXHAUSTED count, the normal client's soak p99 / solo p99
@@ -41,12 +43,12 @@ METHOD = "/vlmrl.reward.v1.RewardService/ScoreStream"
 RESOURCE_EXHAUSTED = 8
 
 
-def _items_bytes(n_items: int, size: int, value: int) -> bytes:
-    """The serialized ``items`` field of a ScoreRequest: n items of one raw frame."""
+def _items_bytes(n_items: int, size: int, value: int, encoding: str = "raw") -> bytes:
+    """The serialized ``items`` field of a ScoreRequest: n items of one frame."""
     from vlmrl.reward_workers.frames import make_item
     from vlmrl.reward_workers.proto import reward_pb2
 
-    item = make_item(np.full((size, size, 3), value, np.uint8), "frame")
+    item = make_item(np.full((size, size, 3), value, np.uint8), "frame", encoding=encoding)
     return reward_pb2.ScoreRequest(items=[item] * n_items).SerializeToString()
 
 
@@ -70,8 +72,9 @@ def _client(role: str, address: str, seconds: float, period_ms: float, conn) -> 
 
     from vlmrl.reward_workers.proto import reward_pb2
 
-    n_items, size = {"normal": (1, 64), "flood": (8, 64), "never_read": (1024, 16)}[role]
-    items = _items_bytes(n_items, size, 77 if role == "normal" else 10)
+    n_items, size, encoding = {"normal": (1, 64, "raw"), "flood": (8, 64, "raw"), "never_read": (1024, 16, "raw"),
+                               "png": (42, 1024, "png")}[role]
+    items = _items_bytes(n_items, size, 77 if role == "normal" else 10, encoding)
 
     def task_of(i: int) -> str:  # normal and flood: a new task text per request, so the reward cache never answers
         return TASK if role == "never_read" else f"{TASK} {os.getpid()} #{i}"
