@@ -184,12 +184,34 @@ def test_heads_on_one_model_share_a_copy_with_their_own_adapters(tiny_qwen3_vl_d
     assert shared.model_version != plain.model_version
 
 
-def test_released_template_generates_parses_and_counts_unparsed(tiny_qwen3_vl_dir):
-    s = build_scorer("lrm", {"model": tiny_qwen3_vl_dir, "template": "lrm_released"})
-    assert s.model_version.endswith("-lrm_released.r1")
+def released_copy(tmp_path, **replace) -> str:
+    """The lrm_released template file with shorter generations (the random model never stops on its own)."""
+    from vlmrl.reward_workers.scorers.prompt_templates import template_path
+
+    text = template_path("lrm_released").read_text()
+    text = text.replace("max_new_tokens: 512", "max_new_tokens: 12").replace("max_new_tokens: 128", "max_new_tokens: 12")
+    for old, new in replace.items():
+        assert old in text
+        text = text.replace(old, new)
+    (tmp_path / "released.yaml").write_text(text)
+    return str(tmp_path / "released.yaml")
+
+
+def test_released_template_generates_parses_and_counts_unparsed(tiny_qwen3_vl_dir, tmp_path):
+    assert build_scorer("lrm", {"model": tiny_qwen3_vl_dir, "template": "lrm_released"}).model_version.endswith(
+        "-lrm_released.r1")
+    s = build_scorer("lrm", {"model": tiny_qwen3_vl_dir, "template": released_copy(tmp_path)})
     r = s.score_batch([TASK], [frames(5)])[0]
     # the random model writes no JSON answer: every head takes its declared fallback and is counted
     assert r.components == {"progress": 0.0, "completion": 0.0, "contrastive": 0.5, "unparsed": 3.0}
+
+
+def test_unparsed_answer_without_fallback_fails_the_batch_loudly(tiny_qwen3_vl_dir, tmp_path):
+    strict = released_copy(tmp_path, **{"on_unparsed: 0.0\n  completion:": "on_unparsed: null\n  completion:"})
+    s = build_scorer("lrm", {"model": tiny_qwen3_vl_dir, "template": strict})
+    with pytest.raises(ScorerError, match=r"head 'progress': answer .* does not parse \(template lrm_released.r1 has "
+                                          r"no on_unparsed value\)"):
+        s.score_batch([TASK], [frames(6)])
 
 
 def test_bad_heads_are_one_line_errors_at_worker_start(tiny_qwen3_vl_dir, tiny_clip_dir, percent_template, tmp_path):
