@@ -153,3 +153,18 @@ def test_scoring_through_reward_workers_builds_the_same_items(tmp_path):
         assert remote.item_kind.value == "frame" and remote.frames_per_item == 1
         rec = score_episode(ep, scorer_predictor(remote, batch_size=3))
     assert rec.progress.shape == (4,) and np.isfinite(rec.progress).all() and rec.value_name == "progress"
+
+
+def test_demo_prints_the_audit_verdict_in_one_line(tmp_path):
+    from vlmrl.system.demo_pipeline import DemoPipeline
+
+    pipe = DemoPipeline("demo", [f"output_dir={tmp_path}"], print_fn=lambda m: None)
+    s = summarise([_rec("solve", "success", True, 0.8), _rec("arm_to_goal", "non_progress", False, 0.4, 0.6),
+                   _rec("idle", "non_progress", False, 0.08, 0.1)])
+    s["violations"] = gate(s, 0.3, 0.0)
+    out = tmp_path / "demo" / "audit"
+    out.mkdir(parents=True)
+    (out / "audit.json").write_text(json.dumps({"passed": False, "tasks": {"PushCube-v1": s}}))
+    line = pipe._audit_line()
+    assert line.startswith("FAILED") and "worst exploit margin 0.50 (arm_to_goal)" in line
+    assert "most called complete 100%" in line and "2 threshold(s) exceeded" in line
