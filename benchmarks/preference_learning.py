@@ -201,14 +201,14 @@ def frames_of_checkpoint(ckpt_dir: Path):
             zip(ckpt.unpack_frames(fr["frame"]), fr["task"], fr["env_reward"], fr["episode_id"], fr["step"], ok)]
 
 
-def frames_of_episodes(dirs: List[str], val_fraction: float = 0.2):
+def frames_of_episodes(dirs: List[str], val_fraction: float = 0.2, split: str = "val"):
     """FrameRecords of the held-out split (lrm-train's val split) of recorded episodes: frame, task, the env's
     normalised dense reward at the frame's step and success (frames after the reset frame)."""
     from vlmrl.learner.lrm_data import iter_split_episodes
     from vlmrl.learner.preference.frame_buffer import FrameRecord
 
     out = []
-    for i, ep in enumerate(iter_split_episodes(dirs, "val", val_fraction)):
+    for i, ep in enumerate(iter_split_episodes(dirs, split, val_fraction)):
         for f, st in zip(ep.frames, ep.frame_steps):
             if int(st) >= 1:
                 out.append(FrameRecord(f, ep.task, float(ep.rewards[int(st) - 1]), f"ep{i}", int(st),
@@ -249,6 +249,46 @@ def labeller_agreement(records, lrm_dir: str, pairs: int, tie: float, margin: fl
     return stats
 
 
+def bt_offline(dirs: List[str], variants: List[dict], train_pairs: int, heldout_pairs: int, steps: int,
+               batch: int, tie: float, seed: int = 0) -> List[dict]:
+    """Can the BT reward model learn the oracle's ordering from these frames? Oracle-labelled uniform pairs of the
+    recorded episodes' train split, held-out pairs of their val split (other episodes); per ``scorer.params``
+    variant: held-out BT accuracy and Pearson(r, dense) every 100 steps."""
+    import numpy as np
+
+    from vlmrl.learner.preference.frame_buffer import FrameBuffer
+    from vlmrl.learner.preference.oracle import GroundTruthLabeller
+    from vlmrl.learner.preference.reward_model_trainer import RewardModelTrainer
+
+    def rows(split: str, n: int):
+        recs = frames_of_episodes(dirs, split=split)
+        buf = FrameBuffer(len(recs))
+        buf.extend(recs)
+        batch_ = GroundTruthLabeller(tie).label(buf.sample_pairs(n, np.random.default_rng(seed)))
+        return [(p.first.frame, p.second.frame, p.first.task, p.y, p.first.env_reward, p.second.env_reward)
+                for p in batch_.pairs]
+
+    tr, ho = rows("train", train_pairs), rows("val", heldout_pairs)
+    out = []
+    for params in variants:
+        t = RewardModelTrainer(params, 3e-4, len(tr), seed=seed)
+        t.add_pairs(tr, False)
+        t.heldout_pairs = type(t.heldout_pairs)(maxlen=len(ho))
+        t.add_pairs(ho, True)
+        curve = []
+        t0 = time.monotonic()
+        for _ in range(max(1, steps // 100)):
+            m = t.train(100, batch)
+            curve.append({"steps": 100 * m["updates"], "bt_train_acc": m["bt_train_acc"],
+                          "bt_heldout_acc": m.get("bt_heldout_acc"),
+                          "pearson": m.get("heldout_pearson_reward_vs_dense")})
+        row = {"params": params, "train_pairs": len(tr), "heldout_pairs": len(ho), "curve": curve,
+               "seconds": time.monotonic() - t0}
+        out.append(row)
+        print(json.dumps(row), flush=True)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--conditions", default="oracle,oracle_eps0.1,ai,env_dense")
@@ -264,7 +304,18 @@ def main(argv=None) -> int:
                    help="only measure the AI labeller (--lrm-dir) against the oracle on frames of SRC: checkpoint dirs "
                         "of preference runs (their frame buffers) or recorded episode folders (held-out split)")
     p.add_argument("--agreement-pairs", type=int, default=2000)
+    p.add_argument("--bt-offline", nargs="+", default=None, metavar="EPISODES_DIR",
+                   help="only train BT reward models offline on oracle-labelled pairs of recorded episodes "
+                        "(--bt-variants JSON list of scorer.params) and report held-out accuracy / correlation")
+    p.add_argument("--bt-variants", default='[{"image_size": 64, "channels": [16, 32, 64]}]')
+    p.add_argument("--bt-steps", type=int, default=600)
     args = p.parse_args(argv)
+    if args.bt_offline:
+        from vlmrl.system.config import load_config
+
+        tie = float(load_config(CONFIG, []).preference.oracle_tie_threshold)
+        bt_offline(args.bt_offline, json.loads(args.bt_variants), 3000, 1000, args.bt_steps, 64, tie)
+        return 0
     if args.agreement:
         from vlmrl.system.config import load_config
 
