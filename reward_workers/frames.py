@@ -119,6 +119,9 @@ def _natural_pixels(img, name: str, data: bytes) -> np.ndarray:
     if mode in _MODES_16:
         if not (name == "PNG" and len(data) > 25 and data[24] == 16 and data[25] == 0):
             raise InvalidInput(f"{name} mode {mode} is not accepted; send 8-bit grey, RGB or RGBA")
+        if "transparency" in img.info:
+            raise InvalidInput("16-bit grey PNG with a transparent colour key (tRNS) is not accepted; send 8-bit "
+                               "grey+alpha or RGBA")
         wide = np.asarray(img).astype(np.uint32)
         return ((wide * 255 + 32767) // 65535).astype(np.uint8)[:, :, None]
     if mode == "1":  # 1-bit: 0 -> 0, 1 -> 255

@@ -156,6 +156,8 @@ def test_16_bit_grey_png_is_scaled_not_truncated():
     assert out.dtype == np.uint8 and out.shape == (8, 8, 1)
     assert (out == 156).all()  # round(40000 * 255 / 65535) = 156; mean / 255 = 0.6118 vs the exact 0.6104
     assert abs(out.mean() / 255 - 40000 / 65535) <= 0.5 / 255
+    with pytest.raises(InvalidInput, match="16-bit grey PNG with a transparent colour key"):
+        decode_frame(png_frame(Image.fromarray(np.full((8, 8), 40000, np.uint16)), [8, 8, 4], transparency=40000))
     extremes = png_frame(Image.fromarray(np.array([[0, 65535], [257, 32896]], np.uint16)), [2, 2, 3])
     np.testing.assert_array_equal(decode_frame(extremes)[:, :, 0], [[0, 255], [1, 128]])
 
