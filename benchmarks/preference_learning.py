@@ -120,10 +120,14 @@ def run_one(name: str, seed: int, iterations: int, out: Path, lrm_dir: Optional[
 # --run-on-success --env-steps 100000 --runs env_dense), benchmarks/RESULTS.md "Online learning outcomes", session 15
 # (commit 2fcbfd0): reused as the baseline for the same seeds instead of rerunning it (see the results md).
 SESSION15_ENV_DENSE = {
-    3: {"greedy_success": 0.05, "train_success_last2": 0.138, "last_block": 0.115, "wall_s": 476},
-    4: {"greedy_success": 0.15, "train_success_last2": 0.125, "last_block": 0.128, "wall_s": 518},
-    5: {"greedy_success": 0.35, "train_success_last2": 0.063, "last_block": 0.160, "wall_s": 391},
-    6: {"greedy_success": 0.20, "train_success_last2": 0.175, "last_block": 0.143, "wall_s": 472},
+    3: {"greedy_success": 0.05, "train_success_last2": 0.138, "last_block": 0.115, "wall_s": 476,
+        "train_success_by_20k_block": [0.048, 0.088, 0.103, 0.128, 0.115]},
+    4: {"greedy_success": 0.15, "train_success_last2": 0.125, "last_block": 0.128, "wall_s": 518,
+        "train_success_by_20k_block": [0.078, 0.100, 0.103, 0.133, 0.128]},
+    5: {"greedy_success": 0.35, "train_success_last2": 0.063, "last_block": 0.160, "wall_s": 391,
+        "train_success_by_20k_block": [0.065, 0.130, 0.100, 0.135, 0.160]},
+    6: {"greedy_success": 0.20, "train_success_last2": 0.175, "last_block": 0.143, "wall_s": 472,
+        "train_success_by_20k_block": [0.050, 0.068, 0.100, 0.130, 0.143]},
 }
 GOALS = {"oracle": 0.9, "oracle_eps0.1": 0.8, "ai": 0.8}
 """Goal of each condition: success >= goal x PPO on env dense, same env steps (ai: with <= 4000 labels)."""
@@ -157,7 +161,36 @@ def ratios(by_cond: Dict[str, List[dict]]) -> Dict[str, dict]:
     return out
 
 
+def unfinished(out: Path) -> List[dict]:
+    """Runs under ``out`` that have TensorBoard scalars but no result yet (still running, or stopped): what they
+    reached, and their training success per COMPLETED 20k-step block vs session 15's env dense at the same steps."""
+    from vlmrl.learner.train_metrics import read_scalars
+
+    rows = []
+    for tb in sorted(out.glob("*_s*/tb")):
+        run_dir = tb.parent
+        if (run_dir / RESULT).exists():
+            continue
+        cond, _, seed = run_dir.name.rpartition("_s")
+        steps = [s for s, _ in read_scalars(run_dir).get("charts/gt_success_rate", [])]
+        if not steps:
+            continue
+        m = run_metrics(run_dir)
+        done = max(steps) // BLOCK_STEPS
+        m["train_success_by_20k_block"] = m["train_success_by_20k_block"][:done]
+        base = SESSION15_ENV_DENSE.get(int(seed), {}).get("train_success_by_20k_block", [])[:done]
+        rows.append({"condition": cond, "seed": int(seed), "finished": False, "env_steps_reached": max(steps),
+                     "env_dense_by_20k_block": base, **m})
+    return rows
+
+
 def summarize(out: Path) -> Dict:
+    partial = unfinished(out)
+    for r in partial:
+        print(f"[bench] UNFINISHED {r['condition']} seed {r['seed']} at {r['env_steps_reached']} env steps: training "
+              f"success by 20k block {[round(x, 3) for x in r['train_success_by_20k_block']]} vs env dense (session 15) "
+              f"{r['env_dense_by_20k_block']}; labels asked {r.get('labels_asked')}, BT held-out acc "
+              f"{r.get('bt_heldout_acc')}, corr(r, dense) mean {r.get('pearson_reward_vs_dense_mean')}")
     rows = [json.loads(f.read_text()) for f in sorted(out.glob(f"*/{RESULT}"))]
     by_cond: Dict[str, List[dict]] = {}
     for r in rows:
@@ -173,7 +206,7 @@ def summarize(out: Path) -> Dict:
                 m[k] = statistics.mean(vals)
         m["last_block"] = statistics.mean(r["train_success_by_20k_block"][-1] for r in rs)
         summary[cond] = m
-    result = {"runs": rows, "mean": summary, "vs_env_dense": ratios(by_cond)}
+    result = {"runs": rows, "unfinished": partial, "mean": summary, "vs_env_dense": ratios(by_cond)}
     (out / "results.json").write_text(json.dumps(result, indent=1))
     print("| condition | seeds | greedy | training, last 2 it. | last 20k block | labels asked | BT held-out acc | "
           "agreement w/ oracle | corr(r, dense) | wall s |")
@@ -355,6 +388,14 @@ def export(result: Dict, path: Path) -> None:
                 numbers.append({"name": f"{cond}/env_dense {k} ratio", "value": v["ratio"], "numerator": v["value"],
                                 "env_dense": v["env_dense"], "goal": f">= {r['goal_ratio']}" if "goal_ratio" in r else None,
                                 "seeds": r["seeds"], "baseline": r["baseline"]})
+    for run in result["unfinished"]:
+        numbers.append({"name": f"UNFINISHED {run['condition']} seed {run['seed']}", "seeds": [run["seed"]],
+                        **{k: run.get(k) for k in ("env_steps_reached", "train_success_by_20k_block",
+                                                   "env_dense_by_20k_block", "labels_asked", "labels_kept",
+                                                   "bt_heldout_acc", "bt_heldout_acc_by_update", "label_agreement_oracle",
+                                                   "pearson_reward_vs_dense_by_iteration",
+                                                   "heldout_pearson_reward_vs_dense")},
+                        "goal": "full 100k-step run; see the md for why it is unfinished"})
     for run in result["runs"]:
         numbers.append({"name": f"{run['condition']} seed {run['seed']}", "seeds": [run["seed"]],
                         **{k: run.get(k) for k in ("greedy_success", "train_success_last2", "train_success_by_20k_block",
