@@ -322,6 +322,40 @@ def bt_offline(dirs: List[str], variants: List[dict], train_pairs: int, heldout_
     return out
 
 
+def plot(out: Path, png: Path) -> None:
+    """Per run under ``out``: training success per iteration (session 15's env-dense 20k-step block means dashed),
+    corr(r, dense) of the training frames, BT held-out accuracy -- the curves a missed goal is read from."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vlmrl.learner.train_metrics import read_scalars
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for tb in sorted(out.glob("*_s*/tb")):
+        cond, _, seed = tb.parent.name.rpartition("_s")
+        sc = read_scalars(tb.parent)
+        for ax, tag in zip(axes, ("charts/gt_success_rate", "reward/pearson_frame_score_vs_dense",
+                                  "preference/bt_heldout_acc")):
+            pts = sc.get(tag, [])
+            if len(pts) > 2:
+                ax.plot([s_ for s_, _ in pts], [v for _, v in pts], label=f"{cond} s{seed}")
+        base = SESSION15_ENV_DENSE.get(int(seed), {}).get("train_success_by_20k_block")
+        if base and cond == "oracle":
+            xs = [x for k in range(len(base)) for x in (k * BLOCK_STEPS, (k + 1) * BLOCK_STEPS)]
+            axes[0].plot(xs, [v for v in base for _ in (0, 1)], "--", label=f"env dense s{seed} (session 15, block mean)")
+    for ax, title in zip(axes, ("training-episode success", "corr(learned reward, env dense), training frames",
+                                "BT held-out accuracy")):
+        ax.set_title(title)
+        ax.set_xlabel("env steps")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=80)
+    print(f"[bench] wrote {png}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--conditions", default="oracle,oracle_eps0.1,ai,env_dense")
@@ -342,6 +376,7 @@ def main(argv=None) -> int:
                         "(--bt-variants JSON list of scorer.params) and report held-out accuracy / correlation")
     p.add_argument("--bt-variants", default='[{"image_size": 64, "channels": [16, 32, 64]}]')
     p.add_argument("--bt-steps", type=int, default=600)
+    p.add_argument("--plot", default=None, metavar="PNG", help="also plot the runs' curves (with --summarize-only)")
     args = p.parse_args(argv)
     if args.bt_offline:
         from vlmrl.system.config import load_config
@@ -368,6 +403,8 @@ def main(argv=None) -> int:
             for cond in [c.strip() for c in args.conditions.split(",") if c.strip()]:
                 run_one(cond, seed, iterations, out, args.lrm_dir, args.set)
     result = summarize(out)
+    if args.plot:
+        plot(out, Path(args.plot))
     if args.export:
         export(result, Path(args.export))
     return 0
