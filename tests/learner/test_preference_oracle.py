@@ -159,3 +159,23 @@ def test_all_none_round_is_reported_and_sends_nothing_to_the_trainer(tmp_path, c
     assert s["preference/all_none_batches"] == 1.0 and s["preference/labels_none"] == 4.0
     assert "preference/label_second_fraction" not in s and "none of 4 pairs" in caplog.text
     assert "ALL none" in mode.console_line(batch, s)
+
+
+def test_frame_collector_carries_the_state_values_with_each_frame():
+    """The env runner's collector keeps success and the normalised dense reward next to the frame (what the
+    oracle labels from), for any env whose info has them; an env that gives no success leaves it None."""
+    from types import SimpleNamespace
+
+    from vlmrl.envs import info_keys as K
+    from vlmrl.learner.preference.frame_collector import PreferenceFrameCollector
+
+    infos = [{K.HAS_FRAME: True, K.FRAME: FRAME, K.TASK_TEXT: "push", K.ENV_REWARD: 0.25, K.SUCCESS: False},
+             {K.HAS_FRAME: False},
+             {K.HAS_FRAME: True, K.FRAME: FRAME, K.TASK_TEXT: "push", K.ENV_REWARD: 0.9, K.SUCCESS: True},
+             {K.HAS_FRAME: True, K.FRAME: FRAME, K.TASK_TEXT: "push", K.ENV_REWARD: 0.4}]
+    c = PreferenceFrameCollector(10)
+    for t, info in enumerate(infos):
+        c.on_episode_step(episode=SimpleNamespace(get_infos=lambda i, info=info: info, id_="ep", t=t))
+    got = c.pop_frames()
+    assert [(r.env_reward, r.success, r.step) for r in got] == [(0.25, False, 0), (0.9, True, 2), (0.4, None, 3)]
+    assert oracle_label(got[0], got[1], 0.01) == "second" and c.pop_frames() == []
