@@ -483,6 +483,10 @@ class AuditConfig:
     ``negatives_dir`` used one of the audit's seeds."""
     frame_stride: int = 4
     """A frame every this many steps (and at the end) is scored (4: the frame stride of make demo's RL runs)."""
+    episodes_dirs: List[str] = field(default_factory=list)
+    """Audit these recorded behaviour datasets (``--record-negatives`` on held-out seeds, any behaviours) instead of
+    rolling out: several scorers then see identical episodes and rendering is paid once. Their seeds are checked
+    like ``seed``'s."""
     workers: str = "inprocess"
     """``inprocess`` (build ``scorer`` here) or a source of reward workers as in ``label.workers``: ``pool``,
     ``attach``, ``local``, ``addresses`` (then ``addresses``)."""

@@ -194,3 +194,17 @@ def audit_task(env_cfg: Any, task: str, predict: Predictor, names: Sequence[str]
         if len(records) % 10 == 0:
             log(f"audit {task}: {len(records)} episodes scored")
     return records
+
+
+def recorded_episodes(dirs: Sequence[str], names: Sequence[str] = ()) -> Dict[str, List[Episode]]:
+    """Behaviour episodes (``source`` = ``behaviour``) of recorded datasets per task (env id), optionally only the
+    behaviours ``names``."""
+    from vlmrl.envs.dataset import iter_episodes
+
+    out: Dict[str, List[Episode]] = {}
+    for d in dirs:
+        for ep in iter_episodes(d, where=lambda e: e.get("source") == "behaviour" and
+                                (not names or e.get("meta", {}).get("behaviour") in names)):
+            out.setdefault(ep.env_id, []).append(ep)
+    return out
+

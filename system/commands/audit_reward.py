@@ -8,7 +8,9 @@ writes ``audit.json`` + ``progress_over_time.png`` into ``audit.out_dir``. Exit 
 exceeds ``audit.max_margin`` / ``audit.max_complete_share`` (a gate for RL runs), 2 on bad input.
 
 ``--record-negatives``: record the non-progress behaviours on TRAINING seeds (``audit.negatives_seed``) into
-``audit.negatives_dir`` instead, with ground truth, as hard negatives for ``lrm_train.dataset_dirs``.
+``audit.negatives_dir`` instead, with ground truth, as hard negatives for ``lrm_train.dataset_dirs`` (any
+behaviours with ``audit.negatives_behaviours``; recorded on held-out seeds they serve as ``audit.episodes_dirs``:
+identical episodes for every scorer, rendering paid once).
 """
 
 from __future__ import annotations
@@ -67,15 +69,14 @@ def _dataset_seeds(items: Sequence[Any]) -> set:
     return seeds
 
 
-def _check_held_out(cfg, n_behaviours: int) -> None:
-    from vlmrl.envs.behaviours import behaviour_seeds
-
+def _check_held_out(cfg, seeds: set) -> None:
     a = cfg.audit
     used = _dataset_seeds(list(cfg.lrm_train.dataset_dirs) + [a.negatives_dir])
-    clash = sorted(used & set(behaviour_seeds(n_behaviours, int(a.episodes_per_behaviour), int(a.seed))))
+    clash = sorted(used & seeds)
     if clash:
-        raise AuditInputError(f"audit seeds {clash[0]}.. were used by the reward model's training data; "
-                              f"set audit.seed to a range no dataset used")
+        fix = ("record audit.episodes_dirs on other seeds" if a.episodes_dirs else
+               "set audit.seed to a range no dataset used")
+        raise AuditInputError(f"audit seeds {clash[0]}.. were used by the reward model's training data; {fix}")
 
 
 def _item_kind_problem(cfg, scorer_kind: str) -> str:
@@ -166,15 +167,30 @@ def _record_negatives(cfg, tasks: List[str]) -> int:
 
 
 def _audit(cfg, tasks: List[str]) -> int:
-    from vlmrl.envs.behaviours import behaviours_for
+    from vlmrl.envs.behaviours import behaviour_seeds, behaviours_for
     from vlmrl.envs.dataset import read_index
     from vlmrl.envs.tasks import get_task
-    from vlmrl.learner.reward_audit import audit_task, format_summary, gate, plot_progress, summarise
+    from vlmrl.learner.reward_audit import (audit_task, format_summary, gate, plot_progress, recorded_episodes,
+                                            score_episode, summarise)
     from vlmrl.learner.reward_eval import scorer_predictor
 
     a = cfg.audit
-    n_beh = max(len(behaviours_for(get_task(t).env_id, list(a.behaviours))) for t in tasks)
-    _check_held_out(cfg, n_beh)
+    recorded = None
+    if a.episodes_dirs:
+        missing = [d for d in a.episodes_dirs if not (Path(d) / "index.jsonl").exists()]
+        if missing:
+            raise AuditInputError(f"audit.episodes_dirs {missing} hold no dataset; record one with "
+                                  f"`vlmrl audit-reward --record-negatives` (audit.negatives_dir, held-out seeds)")
+        recorded = recorded_episodes(list(a.episodes_dirs), list(a.behaviours))
+        by_id = {get_task(t).env_id: t for t in tasks}
+        recorded = {by_id.get(k, k): v for k, v in recorded.items()}
+        tasks = list(recorded)
+        if not tasks:
+            raise AuditInputError(f"audit.episodes_dirs {list(a.episodes_dirs)} hold no behaviour episodes")
+        _check_held_out(cfg, {ep.seed for eps in recorded.values() for ep in eps})
+    else:
+        n_beh = max(len(behaviours_for(get_task(t).env_id, list(a.behaviours))) for t in tasks)
+        _check_held_out(cfg, set(behaviour_seeds(n_beh, int(a.episodes_per_behaviour), int(a.seed))))
     trained_on = set()
     for item in list(cfg.lrm_train.dataset_dirs):
         path = item if isinstance(item, str) else item.get("path")
@@ -182,6 +198,7 @@ def _audit(cfg, tasks: List[str]) -> int:
             trained_on |= {e.get("meta", {}).get("behaviour") for e in read_index(path)}
     out = Path(a.out_dir)
     report = {"scorer": {"name": cfg.scorer.name, "workers": a.workers}, "seed": int(a.seed),
+              "episodes_dirs": list(a.episodes_dirs),
               "thresholds": {"max_margin": float(a.max_margin), "max_complete_share": float(a.max_complete_share),
                              "complete_threshold": float(a.complete_threshold)}, "tasks": {}}
     records_by_task, failures = {}, []
@@ -189,8 +206,11 @@ def _audit(cfg, tasks: List[str]) -> int:
         predict = scorer_predictor(_LabelWatch(scorer, cfg.scorer.name), int(a.batch_size), int(cfg.reward.window_size))
         for task in tasks:
             t0 = time.monotonic()
-            records = audit_task(cfg.env, task, predict, list(a.behaviours), int(a.episodes_per_behaviour),
-                                 int(a.seed), int(a.frame_stride), log=lambda m: print(m, flush=True))
+            if recorded is not None:
+                records = [score_episode(ep, predict) for ep in recorded[task]]
+            else:
+                records = audit_task(cfg.env, task, predict, list(a.behaviours), int(a.episodes_per_behaviour),
+                                     int(a.seed), int(a.frame_stride), log=lambda m: print(m, flush=True))
             summary = summarise(records, float(a.complete_threshold), sorted(n for n in trained_on if n))
             summary["seconds"] = round(time.monotonic() - t0, 1)
             bad = gate(summary, float(a.max_margin), float(a.max_complete_share))

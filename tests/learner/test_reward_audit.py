@@ -168,3 +168,24 @@ def test_demo_prints_the_audit_verdict_in_one_line(tmp_path):
     line = pipe._audit_line()
     assert line.startswith("FAILED") and "worst exploit margin 0.50 (arm_to_goal)" in line
     assert "most called complete 100%" in line and "2 threshold(s) exceeded" in line
+
+
+def test_audit_of_recorded_behaviour_episodes(tmp_path, capsys):
+    """audit.episodes_dirs: recorded held-out rollouts are scored as they are (no simulator), gate and report."""
+    from vlmrl.envs.dataset import EpisodeWriter
+
+    w = EpisodeWriter(tmp_path / "heldout")
+    for k, (name, cat, succ) in enumerate([("solve", "success", True), ("idle", "non_progress", False)]):
+        ep = _episode([0.0, 0.1, 0.3] if succ else [0.0] * 3, [False, False, succ],
+                      meta={"behaviour": name, "category": cat})
+        ep.frames = np.random.default_rng(k).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+        ep.source, ep.seed, ep.task = "behaviour", 2_000_000 + k, "push the cube to the red and white target"
+        w.write(ep)
+    rc = _cli(tmp_path, "scorer.name=cnn", "scorer.params={}", "reward.item_kind=auto",
+              f"audit.episodes_dirs=[{tmp_path}/heldout]", "audit.max_margin=1000", "audit.max_complete_share=1")
+    report = json.loads((tmp_path / "demo" / "audit" / "audit.json").read_text())
+    b = report["tasks"]["PushCube-v1"]["behaviours"]
+    assert set(b) == {"solve", "idle"} and b["solve"]["true_success"] == 1.0 and b["idle"]["counted_episodes"] == 1
+    assert rc == (0 if report["passed"] else 1) and "audit PushCube-v1" in capsys.readouterr().out
+    assert _cli(tmp_path, "scorer.name=cnn", "scorer.params={}", f"audit.episodes_dirs=[{tmp_path}/nothing]") == 2
+    assert "hold no dataset" in capsys.readouterr().err
