@@ -37,6 +37,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 
+from benchmarks.record import add_record_args, record_from_args, val
+
 _CTX = mp.get_context("spawn")
 TASK = "push the cube"
 METHOD = "/vlmrl.reward.v1.RewardService/ScoreStream"
@@ -212,8 +214,7 @@ def _print(res: Dict[str, Any], rss_bound_mb: float) -> None:
     print(f"synthetic scorer {c['fixed_ms']:g} ms + {c['per_item_ms']:g} ms/item per batch, {c['seconds']:g} s per phase, "
           f"normal client 1 frame every {c['period_ms']:g} ms")
     print(f"{'client':<22}{'n':>8}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'RES_EXH':>9}{'sent':>9}{'answered':>10}")
-    rows = [("normal, solo", res["solo"])] + [(f"{r}, soak", res["soak"][r]) for r in ("normal", "flood", "never_read")
-                                              if r in res["soak"]]
+    rows = [("normal, solo", res["solo"])] + [(f"{r}, soak", s) for r, s in res["soak"].items()]
     for name, s in rows:
         print(f"{name:<22}{s['n']:>8}{s['p50_ms']:>10.1f}{s['p99_ms']:>10.1f}{s['max_ms']:>10.1f}"
               f"{s['resource_exhausted']:>9}{s['sent']:>9}{s['answered']:>10}")
@@ -235,6 +236,7 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--rss-bound-mb", type=float, default=2048.0, help="server RSS bound to check")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--noisy", default="flood,never_read", help="clients beside the normal one in phase 2")
+    add_record_args(parser)
     args = parser.parse_args(argv)
     seconds = 5.0 if args.quick else args.seconds
     res = run(seconds, args.fixed_ms, args.per_item_ms, args.period_ms, args.rss_bound_mb,
@@ -243,6 +245,22 @@ def main(argv: List[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)
+    solo, soak = res["solo"], res["soak"]["normal"]
+    values = {
+        "normal_p99_ratio": val(res["normal_p99_ratio"]["value"], goal="<= 2", unit="ratio",
+                                note="normal client's p99 beside the noisy clients / its solo p99"),
+        "normal_resource_exhausted": val(res["normal_resource_exhausted"]["value"], goal="0", unit="requests"),
+        "server_peak_rss_mb": val(res["server_peak_rss_mb"]["value"], goal=f"< {args.rss_bound_mb:g}", unit="MB",
+                                  note="VmHWM of the server process"),
+        "normal_solo_p50_ms": val(solo["p50_ms"], unit="ms"), "normal_solo_p99_ms": val(solo["p99_ms"], unit="ms"),
+        "normal_soak_p50_ms": val(soak["p50_ms"], unit="ms"), "normal_soak_p99_ms": val(soak["p99_ms"], unit="ms"),
+    }
+    for role in res["soak"]:
+        if role != "normal":
+            values[f"{role}_sent"] = val(res["soak"][role]["sent"], unit="requests")
+            values[f"{role}_resource_exhausted"] = val(res["soak"][role]["resource_exhausted"], unit="requests")
+    record_from_args(args, "service_soak", values, argv=argv,
+                     notes=f"one run; load average {os.getloadavg()[0]:.1f} at the end")
     return 0
 
 
