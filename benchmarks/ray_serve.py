@@ -136,6 +136,8 @@ def run_serve(n: int, in_flight: int, frames: np.ndarray) -> Dict[str, Any]:
             self.server = RewardServer(cfg.server, build_scorer("synthetic", dict(SYNTH)), "serve")
 
         async def Score(self, request):  # noqa: N802 - the gRPC method name
+            if self.server.batcher._task is None:  # the batcher's loop task, on the replica's event loop
+                self.server.batcher.start()
             return await self.server.score_or_error(request)
 
         def pid(self) -> int:
@@ -143,7 +145,7 @@ def run_serve(n: int, in_flight: int, frames: np.ndarray) -> Dict[str, Any]:
 
     serve.start(grpc_options=gRPCOptions(port=SERVE_GRPC_PORT, grpc_servicer_functions=[
         "vlmrl.reward_workers.proto.reward_pb2_grpc.add_RewardServiceServicer_to_server"]))
-    handle = serve.run(RewardDeployment.bind(), name="reward", route_prefix=None)
+    handle = serve.run(RewardDeployment.bind(), name="reward", route_prefix="/reward")
     channel = grpc.insecure_channel(f"127.0.0.1:{SERVE_GRPC_PORT}", options=[
         ("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)])
     stub = reward_pb2_grpc.RewardServiceStub(channel)
@@ -158,6 +160,15 @@ def run_serve(n: int, in_flight: int, frames: np.ndarray) -> Dict[str, Any]:
         return resp
 
     try:
+        deadline = time.monotonic() + 120
+        while True:  # the proxy learns the new application's route a moment after serve.run returns
+            try:
+                call(0)
+                break
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         out = _throughput(call, n, in_flight)
         pid = handle.pid.remote().result()
         out.update(_recovery(lambda i: call(i, 1), lambda: os.kill(int(pid), signal.SIGKILL)))
@@ -178,6 +189,15 @@ def main(argv: List[str] | None = None) -> int:
     add_record_args(p)
     args = p.parse_args(argv)
     frames = np.random.default_rng(0).integers(0, 256, (BATCH, FRAME, FRAME, 3), dtype=np.uint8)
+    # Serve's gRPC proxy pickles each request to hand it to a replica, by class reference; the generated messages
+    # call their module ``reward_pb2`` (protoc's name), which no Serve process can import: a one-line alias module
+    # on every Ray process's path makes the classes resolvable (a friction of adopting Serve, noted in the results).
+    import tempfile
+    from pathlib import Path
+
+    shim = Path(tempfile.mkdtemp(prefix="serve_pb2_")) / "reward_pb2.py"
+    shim.write_text("from vlmrl.reward_workers.proto.reward_pb2 import *  # noqa: F401,F403\n")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(shim.parent), os.environ.get("PYTHONPATH")) if p)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="bench-serve")
     try:
         direct = run_direct(args.requests, args.in_flight, frames)
