@@ -110,12 +110,27 @@ def _fast_tokenizer(model_max_length: int = 4096):
     )
 
 
-def _tiny_text(ids: dict, head_dim: int, rope: dict) -> dict:
-    """The text-model fields both tiny Qwen-VLs share (2 heads of ``head_dim``, 1 KV head, Qwen's special ids)."""
-    return dict(num_attention_heads=2, num_key_value_heads=1, head_dim=head_dim, max_position_embeddings=4096,
+def _tiny_start(out_dir):
+    """(output folder, created; the tiny tokenizer; its Qwen special-token ids) of a tiny Qwen-VL build."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = _fast_tokenizer()
+    return out, tokenizer, {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
+
+
+def _tiny_text(vocab_size: int, ids: dict, head_dim: int, rope: dict) -> dict:
+    """The text-model fields both tiny Qwen-VLs share (hidden 128, 2 layers, 2 heads of ``head_dim``, 1 KV head)."""
+    return dict(vocab_size=vocab_size, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                num_attention_heads=2, num_key_value_heads=1, head_dim=head_dim, max_position_embeddings=4096,
                 rope_parameters={"rope_type": "default", "rope_theta": 10000.0, **rope},
                 bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
                 tie_word_embeddings=True)
+
+
+def _tiny_vision(patch_size: int, **extra) -> dict:
+    """The vision-tower fields both tiny Qwen-VLs share (depth 2, hidden 64, 2 heads, merge 2) plus ``extra``."""
+    return dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=2, out_hidden_size=128,
+                patch_size=patch_size, spatial_merge_size=2, temporal_patch_size=2, **extra)
 
 
 def _vision_token_ids(ids: dict) -> dict:
@@ -123,14 +138,22 @@ def _vision_token_ids(ids: dict) -> dict:
                 vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
 
 
-def _save_random(torch, model_cls, config, ids: dict, seed: int, out: Path) -> None:
-    """Initialise ``model_cls(config)`` from ``seed`` and save it with greedy, Qwen-terminated generation defaults."""
+def _save_tiny(out: Path, seed: int, model_cls, config, ids: dict, processor_cls, video_cls, pixels: dict,
+               tokenizer, chat_template: str) -> Path:
+    """Initialise ``model_cls(config)`` from ``seed``, save it with greedy, Qwen-terminated generation defaults,
+    and save its processor (Qwen2-VL image processor with ``pixels``, ``video_cls``, tokenizer, chat template)."""
+    import torch
+    from transformers import Qwen2VLImageProcessor
+
     torch.manual_seed(seed)
     model = model_cls(config).eval()
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.do_sample = False
     model.save_pretrained(out)
+    processor_cls(image_processor=Qwen2VLImageProcessor(**pixels), video_processor=video_cls(**pixels),
+                  tokenizer=tokenizer, chat_template=chat_template).save_pretrained(out)
+    return out
 
 
 def build_tiny_qwen_vl(out_dir: str | os.PathLike, seed: int = 0) -> Path:
@@ -140,75 +163,27 @@ def build_tiny_qwen_vl(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     to head_dim/2. Vision: depth 2, hidden 64, patch 14, merge 2. Images are capped at 28*28*64 pixels
     (at most 64 visual tokens per image). Loadable with ``AutoModelForImageTextToText`` / ``AutoProcessor``.
     """
-    import torch
-    from transformers import (
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLVideoProcessor
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer = _fast_tokenizer()
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
+    out, tokenizer, ids = _tiny_start(out_dir)
     head_dim = 64
     config = Qwen2_5_VLConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=128,
-            intermediate_size=256,
-            num_hidden_layers=2,
-            max_window_layers=2,
-            **_tiny_text(ids, head_dim, {"mrope_section": [8, 12, 12]}),
-        ),
-        vision_config=dict(
-            depth=2,
-            hidden_size=64,
-            intermediate_size=128,
-            num_heads=2,
-            out_hidden_size=128,
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            window_size=56,
-            fullatt_block_indexes=[1],
-        ),
+        text_config=dict(max_window_layers=2, **_tiny_text(len(tokenizer), ids, head_dim, {"mrope_section": [8, 12, 12]})),
+        vision_config=_tiny_vision(14, window_size=56, fullatt_block_indexes=[1]),
         **_vision_token_ids(ids),
         tie_word_embeddings=True,
     )
     assert sum(config.text_config.rope_parameters["mrope_section"]) == head_dim // 2
-    _save_random(torch, Qwen2_5_VLForConditionalGeneration, config, ids, seed, out)
-    pixels = dict(min_pixels=56 * 56, max_pixels=28 * 28 * 64)
-    processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**pixels),
-        video_processor=Qwen2VLVideoProcessor(**pixels),
-        tokenizer=tokenizer,
-        chat_template=QWEN_VL_CHAT_TEMPLATE,
-    )
-    processor.save_pretrained(out)
-    return out
+    return _save_tiny(out, seed, Qwen2_5_VLForConditionalGeneration, config, ids, Qwen2_5_VLProcessor,
+                      Qwen2VLVideoProcessor, dict(min_pixels=56 * 56, max_pixels=28 * 28 * 64), tokenizer,
+                      QWEN_VL_CHAT_TEMPLATE)
 
 
-# Qwen3-VL's chat format: like Qwen2-VL's, but no default system turn is added when the messages bring none.
-QWEN3_VL_CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
-    "{% for message in messages %}"
-    "<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}"
-    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'video' or 'video' in content %}"
-    "{% set video_count.value = video_count.value + 1 %}"
-    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}"
-    "{% endfor %}<|im_end|>\n{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+_QWEN2_DEFAULT_SYSTEM = ("{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful "
+                         "assistant.<|im_end|>\n{% endif %}")
+assert _QWEN2_DEFAULT_SYSTEM in QWEN_VL_CHAT_TEMPLATE
+QWEN3_VL_CHAT_TEMPLATE = QWEN_VL_CHAT_TEMPLATE.replace(_QWEN2_DEFAULT_SYSTEM, "")
+"""Qwen3-VL's chat format: Qwen2-VL's, but no default system turn is added when the messages bring none."""
 
 
 def build_tiny_qwen3_vl(out_dir: str | os.PathLike, seed: int = 0) -> Path:
@@ -219,54 +194,21 @@ def build_tiny_qwen3_vl(out_dir: str | os.PathLike, seed: int = 0) -> Path:
     of dim 64, interleaved mrope sections summing to head_dim/2; vision: depth 2, hidden 64, patch 16, merge 2,
     one deepstack layer. Images are capped at 32*32*64 pixels (at most 64 visual tokens per image).
     """
-    import torch
-    from transformers import (
-        Qwen2VLImageProcessor,
-        Qwen3VLConfig,
-        Qwen3VLForConditionalGeneration,
-        Qwen3VLProcessor,
-        Qwen3VLVideoProcessor,
-    )
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer = _fast_tokenizer()
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
+    out, tokenizer, ids = _tiny_start(out_dir)
     head_dim = 64
     config = Qwen3VLConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=128,
-            intermediate_size=256,
-            num_hidden_layers=2,
-            **_tiny_text(ids, head_dim, {"mrope_section": [12, 10, 10], "mrope_interleaved": True}),
-        ),
-        vision_config=dict(
-            depth=2,
-            hidden_size=64,
-            intermediate_size=128,
-            num_heads=2,
-            out_hidden_size=128,
-            patch_size=16,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            num_position_embeddings=64,
-            deepstack_visual_indexes=[1],
-        ),
+        text_config=_tiny_text(len(tokenizer), ids, head_dim, {"mrope_section": [12, 10, 10],
+                                                                "mrope_interleaved": True}),
+        vision_config=_tiny_vision(16, num_position_embeddings=64, deepstack_visual_indexes=[1]),
         **_vision_token_ids(ids),
         tie_word_embeddings=True,
     )
     assert sum(config.text_config.rope_parameters["mrope_section"]) == head_dim // 2
-    _save_random(torch, Qwen3VLForConditionalGeneration, config, ids, seed, out)
     pixels = dict(size={"shortest_edge": 64 * 64, "longest_edge": 32 * 32 * 64}, patch_size=16, merge_size=2)
-    processor = Qwen3VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**pixels),
-        video_processor=Qwen3VLVideoProcessor(**pixels),
-        tokenizer=tokenizer,
-        chat_template=QWEN3_VL_CHAT_TEMPLATE,
-    )
-    processor.save_pretrained(out)
-    return out
+    return _save_tiny(out, seed, Qwen3VLForConditionalGeneration, config, ids, Qwen3VLProcessor,
+                      Qwen3VLVideoProcessor, pixels, tokenizer, QWEN3_VL_CHAT_TEMPLATE)
 
 
 TINY_VLM_BUILDERS = {"qwen2_5_vl": build_tiny_qwen_vl, "qwen3_vl": build_tiny_qwen3_vl}

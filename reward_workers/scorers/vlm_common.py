@@ -83,7 +83,7 @@ def load_head_models(p: VLMBackendParams, heads: Sequence[HeadModel], scorer: st
     added up per device against ``memory_budget_gb`` (None: the device's free memory). Each problem is a
     one-line :class:`ScorerError` naming the head and the fix.
     """
-    from vlmrl.reward_workers.backends.base import AdapterView, BackendError, build_backend
+    from vlmrl.reward_workers.backends.base import AdapterView, BackendError
     from vlmrl.reward_workers.backends.memory import check_model_folder
 
     if p.backend not in ("hf", "vllm"):
