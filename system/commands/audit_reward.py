@@ -79,6 +79,16 @@ def _check_held_out(cfg, seeds: set) -> None:
         raise AuditInputError(f"audit seeds {clash[0]}.. were used by the reward model's training data; {fix}")
 
 
+def _behaviour_of(entry: dict) -> str:
+    """The library behaviour an index entry of a training dataset is an instance of ('' if none)."""
+    meta = entry.get("meta", {})
+    if meta.get("behaviour"):
+        return meta["behaviour"]
+    if entry.get("source") == "near_miss" and meta.get("near_miss"):  # vlmrl record-demos' near misses
+        return f"near_miss_{meta['near_miss']}"
+    return {"retreat": "solve_retreat", "demo": "solve"}.get(entry.get("source", ""), "")
+
+
 def _item_kind_problem(cfg, scorer_kind: str) -> str:
     want = str(cfg.reward.item_kind)
     if want not in ("auto", scorer_kind):
@@ -195,7 +205,7 @@ def _audit(cfg, tasks: List[str]) -> int:
     for item in list(cfg.lrm_train.dataset_dirs):
         path = item if isinstance(item, str) else item.get("path")
         if path and (Path(path) / "index.jsonl").exists():
-            trained_on |= {e.get("meta", {}).get("behaviour") for e in read_index(path)}
+            trained_on |= {_behaviour_of(e) for e in read_index(path)}
     out = Path(a.out_dir)
     report = {"scorer": {"name": cfg.scorer.name, "workers": a.workers}, "seed": int(a.seed),
               "episodes_dirs": list(a.episodes_dirs),
