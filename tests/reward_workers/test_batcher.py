@@ -215,21 +215,27 @@ class OrderScorer(RecordingScorer):
         return out
 
 
+async def busy_batcher(scorer: RecordingScorer, client: str, **limits):
+    """A started batcher (no wait) whose scorer is held on ``scorer.gate`` by one item of ``client``;
+    returns (batcher, that request)."""
+    b = DynamicBatcher(scorer, max_wait_ms=0, **limits)
+    b.start()
+    blocker = asyncio.ensure_future(b.submit("t", items(0), client=client))
+    await asyncio.sleep(0.05)
+    return b, blocker
+
+
 def test_batches_serve_clients_round_robin():
     """A client with a long backlog does not hold back another client's items: batches alternate between them."""
     async def main():
-        gate = threading.Event()
-        scorer = OrderScorer(gate=gate)
-        b = DynamicBatcher(scorer, max_batch=4, max_wait_ms=0, max_queue_items=100)
-        b.start()
-        blocker = asyncio.ensure_future(b.submit("t", items(0), client="x"))
-        await asyncio.sleep(0.05)  # the scorer is busy with the blocker
+        scorer = OrderScorer(gate=threading.Event())
+        b, blocker = await busy_batcher(scorer, "x", max_batch=4, max_queue_items=100)
         flood = asyncio.ensure_future(b.submit("t", items(*range(100, 112)), client="flood"))
         await asyncio.sleep(0.01)
         small = asyncio.ensure_future(b.submit("t", items(7, 8), client="small"))
         await asyncio.sleep(0.01)
         assert b.queue_depth == 14 and b.waiting_of("flood") == 12 and b.waiting_of("small") == 2
-        gate.set()
+        scorer.gate.set()
         await asyncio.gather(blocker, flood, small)
         await b.close()
         return scorer.order, rewards(flood.result()), rewards(small.result())
@@ -242,11 +248,8 @@ def test_batches_serve_clients_round_robin():
 
 def test_full_queue_still_admits_a_client_with_nothing_waiting():
     async def main():
-        gate = threading.Event()
-        b = DynamicBatcher(RecordingScorer(gate=gate), max_batch=1, max_wait_ms=0, max_queue_items=3)
-        b.start()
-        running = asyncio.ensure_future(b.submit("t", items(1), client="flood"))
-        await asyncio.sleep(0.05)
+        scorer = RecordingScorer(gate=threading.Event())
+        b, running = await busy_batcher(scorer, "flood", max_batch=1, max_queue_items=3)
         queued = asyncio.ensure_future(b.submit("t", items(2, 3, 4), client="flood"))
         await asyncio.sleep(0.01)
         with pytest.raises(QueueFull, match="3 of them this client's"):
@@ -254,7 +257,7 @@ def test_full_queue_still_admits_a_client_with_nothing_waiting():
         other = asyncio.ensure_future(b.submit("t", items(9), client="other"))  # over the limit, but its first
         await asyncio.sleep(0.01)
         assert b.queue_depth == 4
-        gate.set()
+        scorer.gate.set()
         await asyncio.gather(running, queued, other)
         await b.close()
         return rewards(other.result())
