@@ -1,6 +1,6 @@
 """What one-model-per-head costs the ``lrm`` scorer, on tiny random Qwen3-VL models (CPU; plumbing, not quality).
 
-    .venv/bin/python -m benchmarks.lrm_heads [--pairs 16] [--reps 3] [--out benchmarks/results/lrm_heads.json]
+    .venv/bin/python -m benchmarks.lrm_heads [--pairs 16] [--reps 5] [--no-record | --results-dir DIR]
 
 Three layouts of the same three heads (default template, prompt-logit answers):
 * ``one model``: today's single shared model;
@@ -8,21 +8,21 @@ Three layouts of the same three heads (default template, prompt-logit answers):
 * ``3 models``: three separate model copies.
 Reported per layout: parameters held in memory (unique tensors of the loaded backends) and pairs/s; the printed
 ratios are memory(3 models) / memory(shared base + adapters) and speed(shared) / speed(one model). The tiny
-model's forward is cheap, so the speed ratio shows the per-head call overhead, not a GPU's.
+model's forward is cheap, so the speed ratio shows the per-head call overhead, not a GPU's. Results go to
+``benchmarks/results/lrm_heads.json`` (benchmarks/record.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.record import add_record_args, record_from_args, val
 
 TASK = "push the cube to the goal"
 
@@ -40,8 +40,8 @@ def held_params(scorer) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=16)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--out", default=None, help="write the numbers as JSON here")
+    ap.add_argument("--reps", type=int, default=5)
+    add_record_args(ap)
     args = ap.parse_args(argv)
 
     import torch
@@ -92,16 +92,15 @@ def main(argv=None) -> int:
     speed_ratio = rows["shared base + 3 adapters"]["pairs_per_s"] / rows["one model"]["pairs_per_s"]
     print(f"memory: 3 models / shared base + adapters = {mem_ratio:.2f}x; "
           f"speed: shared base + adapters / one model = {speed_ratio:.2f}x")
-    if args.out:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        Path(args.out).write_text(json.dumps({
-            "what": "lrm scorer, three heads: one model vs shared base + 3 LoRA adapters vs 3 model copies (tiny Qwen3-VL)",
-            "machine": "2-core CPU, no GPU", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "commit": commit, "command": "python -m benchmarks.lrm_heads " + " ".join(sys.argv[1:] if argv is None else argv), "seeds": [0], "reps": args.reps,
-            "layouts": rows,
-            "memory_ratio_3models_over_shared": {"value": mem_ratio, "goal": "> 1 (sharing saves copies)"},
-            "speed_ratio_shared_over_one_model": {"value": speed_ratio, "goal": "informational (per-head call overhead)"},
-        }, indent=2) + "\n")
+    values = {f"{name.replace(' ', '_').replace('+', 'plus')}_{k}": val(v, unit=u)
+              for name, row in rows.items() for k, u in (("pairs_per_s", "pairs/s"), ("params_held", "params"))
+              for v in [row[k]]}
+    values["memory_ratio_3models_over_shared"] = val(mem_ratio, goal="> 1 (sharing saves copies)", unit="ratio")
+    values["speed_ratio_shared_over_one_model"] = val(
+        speed_ratio, unit="ratio", note="informational: per-head call overhead on a tiny model, not a GPU's")
+    record_from_args(args, "lrm_heads", values, seeds=[0], argv=argv,
+                     notes=f"tiny random Qwen3-VL, {args.pairs} pairs 64x64, median of {args.reps} interleaved reps; "
+                           "walls per rep: " + json.dumps({n: r["walls_s"] for n, r in rows.items()}))
     return 0
 
 
