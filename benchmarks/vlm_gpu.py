@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.record import add_record_args, record_from_args, val
+
 TASK = "push the red cube onto the green goal"
 FRAME = 224
 GOAL_MFU = 0.40
@@ -217,6 +219,7 @@ def main(argv=None) -> int:
     ap.add_argument("--peak-tflops", type=float, default=None, help="override the GPU's bf16 dense peak")
     ap.add_argument("--workdir", default=None, help="where the random checkpoint is written (default: a temp dir)")
     ap.add_argument("--tiny-cpu", action="store_true", help="smoke-test this script on the tiny model on the CPU")
+    add_record_args(ap)
     args = ap.parse_args(argv)
 
     import torch
@@ -263,7 +266,7 @@ def main(argv=None) -> int:
         batches = {b: requests(b, rng) for b in args.batches}
         print(f"{'backend':<8}{'batch':>6}{'frames/s':>10}{'ms/batch':>10}{'preproc ms':>12}{'forward ms':>12}"
               f"{'tok/req':>9}{'patch/req':>10}{'TFLOP/batch':>12}{'TFLOP/s':>9}{'MFU':>7}")
-        results = {}
+        results, recorded = {}, {}
         for b, reqs in batches.items():
             tokens, patches = count_batch(hf.processor, reqs)
             flops = prefill_flops(counts, tokens, patches, b)
@@ -271,6 +274,9 @@ def main(argv=None) -> int:
             tflops = flops.total / r["forward_s"] / 1e12
             mfu = tflops / peak if peak else None
             results[b] = mfu
+            recorded[f"hf_b{b}_frames_per_s"] = val(b / r["wall_s"], unit="frames/s")
+            if mfu is not None:
+                recorded[f"hf_b{b}_mfu"] = val(mfu, goal=f">= {GOAL_MFU} at the largest batch", unit="fraction")
             print(f"{'hf':<8}{b:>6}{b / r['wall_s']:>10.1f}{1e3 * r['wall_s']:>10.1f}{1e3 * r['preprocess_s']:>12.1f}"
                   f"{1e3 * r['forward_s']:>12.1f}{tokens / b:>9.0f}{patches / b:>10.0f}{flops.total / 1e12:>12.3f}"
                   f"{tflops:>9.1f}{(f'{100 * mfu:.1f}%' if mfu is not None else 'n/a'):>7}", flush=True)
@@ -279,8 +285,13 @@ def main(argv=None) -> int:
                 secs = bench_decode(hf, reqs, args.decode_tokens, sync)
                 print(f"decode: batch {b}, {args.decode_tokens} tokens/request: {secs:.2f} s, "
                       f"{b * args.decode_tokens / secs:.0f} tokens/s, {b / secs:.2f} requests/s", flush=True)
+                recorded[f"hf_decode_b{b}_tokens_per_s"] = val(b * args.decode_tokens / secs, unit="tokens/s",
+                                                               note=f"{args.decode_tokens} tokens per request")
             if device == "cuda":
                 print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2 ** 30:.1f} GiB", flush=True)
+        if device == "cuda" and recorded:  # GPU numbers only: the --tiny-cpu smoke test backs nothing
+            record_from_args(args, f"vlm_gpu_{args.arch}", recorded, argv=argv,
+                             notes=f"random-weight {ARCHS[args.arch][0]}-shaped model, {torch.cuda.get_device_name()}")
         hf.close()
         del hf
         gc.collect()
