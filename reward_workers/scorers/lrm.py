@@ -160,6 +160,12 @@ class LrmScorer(Scorer):
                               f"{a.allowed_chars!r}; {fix}")
 
     @property
+    def backend(self):
+        """The one loaded backend when every head runs on the same model folder (its ``timings`` cover all heads),
+        else None."""
+        return self._backends[0] if len(self._backends) == 1 else None
+
+    @property
     def model_id(self) -> str:
         ids = {h.name: h.view.model_id for h in self.heads}
         return ids["progress"] if len(set(ids.values())) == 1 else ";".join(f"{k}={v}" for k, v in ids.items())
