@@ -282,10 +282,10 @@ class RewardServer:
         self.limits = RequestLimits.from_config(server_cfg)
         self.stream_caps = (int(server_cfg.max_stream_requests), int(server_cfg.max_client_items),
                             int(server_cfg.max_client_decoded_bytes))
-        """(requests, items, decoded bytes) one client may have in flight."""
+        """(requests, items, bytes received + decoded) one client may have in flight."""
         self.max_decoded_bytes = int(server_cfg.max_decoded_bytes)
         self.decoded_bytes = 0
-        """Decoded frame bytes of all requests being decoded, queued or scored now."""
+        """Bytes (received messages + decoded frames) of all requests being decoded, queued or scored now."""
         self.connections: dict[str, ClientBudget] = {}
         """Budgets of the unary callers, by peer (one per connection), while they have calls running."""
         self.stats = WorkerStats()
