@@ -143,8 +143,9 @@ class PoolSupervisor:
         return ""
 
     async def update_weights(self, version: str, state: bytes, timeout_s: float = 120.0) -> Dict[str, Any]:
-        """Hot-swap ``state`` into every live worker and keep it for workers started later (replacements).
-        Returns ``{"served": {worker: version}, "failed": {worker: error}}``."""
+        """Hot-swap ``state`` into every live worker and spare and keep it for workers started later (replacements).
+        Returns ``{"served": {worker: version}, "failed": {worker: error}}`` of the live workers; a spare that
+        refuses the weights is dropped (the loop starts another, with these weights)."""
         self._ensure_loop()
         ref = ray.put(bytes(state))
         self.weights = (str(version), ref)
@@ -153,10 +154,16 @@ class PoolSupervisor:
         served, failed = {}, {}
         for w, r in zip(workers, refs):
             try:
-                served[w.worker_id] = await asyncio.wait_for(r, timeout_s)
+                done = await asyncio.wait_for(r, timeout_s)
+                if not w.spare:
+                    served[w.worker_id] = done
             except Exception as e:  # noqa: BLE001 - reported per worker
-                failed[w.worker_id] = f"{type(e).__name__}: {e}"
-        if not workers:
+                if not w.spare:
+                    failed[w.worker_id] = f"{type(e).__name__}: {e}"
+                elif self.spares.pop(w.worker_id, None) is not None:
+                    ray.kill(w.handle, no_restart=True)
+                    self._event("spare_failed", w.worker_id, f"refused weights {version}: {e}")
+        if not self.live:
             failed["(pool)"] = "no live reward workers to update"
         return {"served": served, "failed": failed}
 

@@ -167,16 +167,18 @@ def test_a_warm_spare_takes_a_lost_workers_place_at_once(ray_local):
 
 
 def test_a_replacement_serves_the_hot_swapped_weights(ray_local):
+    """The hot-swapped weights reach the warm spare too; the spare promoted after a SIGKILL serves them."""
     from vlmrl.reward_workers.scorers.bt_reward import BtModelParams, BtRewardModel, state_to_bytes
 
     params = {"image_size": 16, "channels": [4], "embed_dim": 4, "hidden": 8, "ensemble_size": 1, "seed": 0}
     cfg = load_config(None, [
         "scorer.name=bt_reward", f"scorer.params={params}".replace("'", ""), "server.grace_s=1",
-        "pool.num_cpus_per_worker=0.5", "pool.registry_name=reg-weights", "pool.namespace=vlmrl-test",
+        "pool.num_cpus_per_worker=0.5", "pool.registry_name=reg-weights", "pool.namespace=vlmrl-test", "pool.spares=1",
         "client.discovery_interval_s=0.2", "client.retry_backoff_s=0.05"])
     pool = RewardWorkerPool(cfg)
     try:
         pool.start(1)
+        wait_until(lambda: pool.health()["spares"] == 1, timeout=60)  # w1 waits, unregistered
         new = BtRewardModel(BtModelParams(**{**params, "seed": 7}))
         assert pool.update_weights("v7", state_to_bytes(new)) == {"w0": "v7"}
         os.kill(pool.workers()["w0"]["pid"], signal.SIGKILL)
@@ -187,6 +189,11 @@ def test_a_replacement_serves_the_hot_swapped_weights(ray_local):
             res = client.score(TASK, data, timeout=60)
         assert {r.model_version for r in res} == {"v7"} and {r.worker_id for r in res} == {"w1"}
         assert pool.health()["weights_version"] == "v7"
+        # w2, the spare started after the swap, got the weights at construction: promoted, it serves v7 too
+        wait_until(lambda: pool.health()["spares"] == 1, timeout=60)
+        os.kill(pool.workers()["w1"]["pid"], signal.SIGKILL)
+        wait_until(lambda: list(pool.workers()) == ["w2"], timeout=60)
+        assert pool.workers()["w2"]["model_version"] == "v7"
     finally:
         pool.shutdown()
 
