@@ -1,15 +1,17 @@
 """Reward audit of compact-LRM recipes on PushCube (issue 23): which recipe stops paying for non-progress?
 
 One command records the demo data (``configs/demo.yaml``), two hard-negative datasets of scripted behaviours on
-TRAINING seeds (``--record-negatives``: kinds A, and kinds B that variants without them never see), trains one
-compact LRM per recipe (same epochs, no time cap), audits each with ``vlmrl audit-reward`` on held-out seeds and
+TRAINING seeds (``--record-negatives``: kinds A, and kinds B that variants without them never see), the audit's
+rollouts once on held-out seeds (``audit.episodes_dirs``: every recipe is scored on identical episodes), trains
+one compact LRM per recipe (same epochs, no time cap), audits each with ``vlmrl audit-reward`` and
 measures held-out progress accuracy with ``vlmrl eval-reward`` against the time-only targets and against the
 recipe's own (object-aware) targets. Prints a table and writes ``<out>/summary.json``.
 
     python -m benchmarks.reward_audit --out runs/i23                       # everything (~40 min on 2 busy cores)
     python -m benchmarks.reward_audit --out runs/i23 --skip-data --variants neg_all_obj   # reuse recorded data
 
-Recipes (``VARIANTS``): ``base`` = the demo's recipe before issue 23; ``neg_all`` = + hard negatives of all kinds
+Recipes (``VARIANTS``): ``demo2ep`` = the demo's recipe before issue 23 with its 2.5-minute training cap (2 of 12
+epochs on a busy machine); ``base`` = the same recipe trained the full epochs; ``neg_all`` = + hard negatives of all kinds
 with failed episodes labelled 0; ``neg_all_obj`` = + object-aware progress (``object_progress_weight=0.5``);
 ``neg_a_obj`` = the same with only kinds A (kinds B are behaviours the LRM never saw); ``obj`` = object-aware
 targets without the hard negatives.
@@ -27,9 +29,12 @@ KINDS_B = ["arm_around_goal", "arm_around_object", "occlude_object", "push_sidew
            "near_miss_wrong_goal", "near_miss_leave_undone"]
 
 VARIANTS: Dict[str, dict] = {
+    "demo2ep": {"data": ["demos"], "failed_progress_scale": 0.5, "object_progress_weight": 0.0, "demo_time_cap": True},
     "base": {"data": ["demos"], "failed_progress_scale": 0.5, "object_progress_weight": 0.0},
     "neg_all": {"data": ["demos", "neg_a", "neg_b"], "failed_progress_scale": 0.0, "object_progress_weight": 0.0},
     "neg_all_obj": {"data": ["demos", "neg_a", "neg_b"], "failed_progress_scale": 0.0, "object_progress_weight": 0.5},
+    "neg_all_obj25": {"data": ["demos", "neg_a", "neg_b"], "failed_progress_scale": 0.0,
+                      "object_progress_weight": 0.25},
     "neg_a_obj": {"data": ["demos", "neg_a"], "failed_progress_scale": 0.0, "object_progress_weight": 0.5},
     "obj": {"data": ["demos"], "failed_progress_scale": 0.0, "object_progress_weight": 0.5},
 }
@@ -42,24 +47,37 @@ def _vlmrl(argv: List[str]) -> int:
     return main(argv)
 
 
+HELDOUT = (("heldout_1", ["solve", "solve_retreat", "arm_to_goal", "arm_around_goal", "arm_over_object",
+                          "arm_around_object", "occlude_object", "occlude_goal"], 1_000_000),
+           ("heldout_2", ["push_away", "push_sideways", "overshoot", "idle", "jitter", "near_miss_stop_short",
+                          "near_miss_wrong_goal", "near_miss_leave_undone"], 1_000_100))
+"""The audit's held-out rollouts (2 episodes per behaviour, frame stride 4), recorded once in two halves."""
+
+
 def record(out: Path, base: List[str]) -> None:
     assert _vlmrl(["record-demos", *base, f"record_demos.output_dir={out}/demos"]) == 0
     for name, kinds, seed in (("neg_a", KINDS_A, 500_000), ("neg_b", KINDS_B, 510_000)):
         assert _vlmrl(["audit-reward", "--record-negatives", *base, f"audit.negatives_dir={out}/{name}",
                        f"audit.negatives_behaviours=[{','.join(kinds)}]", f"audit.negatives_seed={seed}"]) == 0
+    for name, kinds, seed in HELDOUT:
+        assert _vlmrl(["audit-reward", "--record-negatives", *base, f"audit.negatives_dir={out}/{name}",
+                       f"audit.negatives_behaviours=[{','.join(kinds)}]", f"audit.negatives_seed={seed}",
+                       "audit.negatives_frame_stride=4", "audit.negatives_per_behaviour=2"]) == 0
 
 
-def run_variant(out: Path, base: List[str], name: str, epochs: int, episodes: int, train: bool = True) -> None:
+def run_variant(out: Path, base: List[str], name: str, epochs: int, train: bool = True) -> None:
     v = VARIANTS[name]
     data = "[" + ",".join(f"{out}/{d}" for d in v["data"]) + "]"
     lrm = f"{out}/lrm_{name}"
     if train:
+        budget = (["lrm_train.max_minutes=2.5", "lrm_train.epochs=12"] if v.get("demo_time_cap") else
+                  ["lrm_train.max_minutes=0", f"lrm_train.epochs={epochs}"])
         assert _vlmrl(["lrm-train", *base, f"lrm_train.dataset_dirs={data}", f"lrm_train.out_dir={lrm}",
                        f"lrm_train.failed_progress_scale={v['failed_progress_scale']}",
-                       f"lrm_train.object_progress_weight={v['object_progress_weight']}",
-                       "lrm_train.max_minutes=0", f"lrm_train.epochs={epochs}"]) == 0
+                       f"lrm_train.object_progress_weight={v['object_progress_weight']}", *budget]) == 0
+    heldout = "[" + ",".join(f"{out}/{h}" for h, _, _ in HELDOUT) + "]"
     _vlmrl(["audit-reward", *base, f"lrm_train.dataset_dirs={data}", f"scorer.params.weights_dir={lrm}",
-            f"audit.out_dir={out}/audit_{name}", f"audit.episodes_per_behaviour={episodes}"])
+            f"audit.out_dir={out}/audit_{name}", f"audit.episodes_dirs={heldout}"])
     for w in sorted({0.0, v["object_progress_weight"]}):
         _vlmrl(["eval-reward", *base, f"eval_reward.dataset_dirs=[{out}/demos]", f"eval_reward.out_dir={out}/eval_{name}_w{w}",
                 f"eval_reward.object_progress_weight={w}", f"eval_reward.failed_progress_scale={v['failed_progress_scale']}",
@@ -122,8 +140,7 @@ def main() -> None:
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--skip-data", action="store_true", help="reuse <out>/demos, neg_a, neg_b")
     p.add_argument("--collect-only", action="store_true", help="only read what earlier runs wrote")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--episodes", type=int, default=3, help="audit episodes per behaviour")
+    p.add_argument("--epochs", type=int, default=8)
     args = p.parse_args()
     out = Path(args.out)
     names = args.variants.split(",")
@@ -132,7 +149,7 @@ def main() -> None:
         if not args.skip_data:
             record(out, base)
         for name in names:
-            run_variant(out, base, name, args.epochs, args.episodes)
+            run_variant(out, base, name, args.epochs)
     res = collect(out, names)
     (out / "summary.json").write_text(json.dumps(res, indent=2))
     print("exploit margin / share called complete per behaviour (* = kind in the LRM's training data)")
