@@ -11,6 +11,7 @@ Clients find the workers through :meth:`RewardWorkerPool.registry_view`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any, Dict, List, Optional
 
@@ -22,6 +23,10 @@ from vlmrl.reward_workers.registry import RegistryNotFound, RegistryView, get_or
 from vlmrl.reward_workers.supervisor import get_or_create_supervisor, get_supervisor, supervisor_name
 
 log = logging.getLogger(__name__)
+
+WATCHDOG_INTERVAL_S = 2.0
+"""How often the pool's owner checks that its supervisor is alive (0 = never)."""
+
 
 class PoolError(RuntimeError):
     """A pool operation failed (a worker did not start, bad size, no pool to attach to)."""
@@ -55,6 +60,11 @@ class RewardWorkerPool:
         self.detached = detached
         self._registry = None
         self._supervisor = None
+        self._target: Optional[int] = None  # the size this object asked for (the watchdog restores it)
+        self._last_weights: Optional[tuple] = None  # (version, state) of the last hot swap, for a revived supervisor
+        self._watchdog: Optional[threading.Thread] = None
+        self._closing = threading.Event()
+        self.revivals = 0
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -121,7 +131,47 @@ class RewardWorkerPool:
         out = ray.get(self.supervisor.scale.remote(n, grace_s))
         if not out["ok"]:
             raise PoolError(out["error"])
+        self._target = n
+        self._start_watchdog()
         return self.addresses()
+
+    def _start_watchdog(self) -> None:
+        """The pool's owner watches its supervisor: the supervisor (a 0-CPU actor near the owner) can still die,
+        e.g. when its node is lost, and its workers die with it (Ray fate-sharing). The watchdog then starts a new
+        supervisor with the same target and the last hot-swapped weights; clients wait meanwhile
+        (``client.no_worker_wait_s``)."""
+        if self._watchdog is not None or WATCHDOG_INTERVAL_S <= 0:
+            return
+        self._watchdog = threading.Thread(target=self._watch, name="reward-pool-watchdog", daemon=True)
+        self._watchdog.start()
+
+    def _watch(self) -> None:
+        while not self._closing.wait(WATCHDOG_INTERVAL_S):
+            sup = self._supervisor
+            if sup is None or not ray.is_initialized():
+                continue
+            try:
+                ray.get(sup.ping.remote(), timeout=30)
+                continue
+            except ray.exceptions.GetTimeoutError:
+                continue  # busy, not dead
+            except Exception as e:  # noqa: BLE001 - RayActorError & co.: the supervisor is gone
+                if self._closing.is_set():
+                    return
+                log.error("reward pool supervisor died (%s); starting a new one with target %s", e, self._target)
+            try:
+                self._supervisor = None
+                try:
+                    ray.get(self.registry.ping.remote(), timeout=30)
+                except ray.exceptions.RayActorError:
+                    self._registry = None  # lost with the same node: re-created by name
+                sup = self.supervisor
+                if self._last_weights is not None:
+                    ray.get(sup.update_weights.remote(*self._last_weights, 120.0), timeout=180)
+                ray.get(sup.set_target.remote(int(self._target or 0)), timeout=60)
+                self.revivals += 1
+            except Exception as e:  # noqa: BLE001 - tried again next round
+                log.error("reviving the reward pool supervisor failed: %s", e)
 
     def health(self, timeout_s: float = 10.0) -> Dict[str, Any]:
         """The supervisor's view: target, live/starting counts, lost/replaced/scale-event counters, last error,
@@ -135,6 +185,7 @@ class RewardWorkerPool:
         Returns ``{worker_id: version now served}``; raises :class:`PoolError` naming the workers
         that did not take the update (a worker whose scorer has no ``update_weights`` says so).
         """
+        self._last_weights = (str(version), bytes(state))
         out = ray.get(self.supervisor.update_weights.remote(version, bytes(state), timeout_s))
         if out["failed"]:
             raise PoolError(f"weight update to version {version!r} failed on worker(s) {out['failed']}")
@@ -168,6 +219,7 @@ class RewardWorkerPool:
 
     def shutdown(self) -> None:
         """Stop every worker, the supervisor and the registry."""
+        self._closing.set()
         if self._registry is None and not ray.is_initialized():
             return
         try:

@@ -140,5 +140,9 @@ class RegistryView:
             raise RegistryNotFound(f"registry {self._name!r} belongs to an earlier Ray session of this process")
         if self._handle is None:
             self._handle, self._job = get_registry(self._name, self._namespace), job
-        listed = ray.get(self._handle.list_workers.remote(), timeout=self._timeout)
+        try:
+            listed = ray.get(self._handle.list_workers.remote(), timeout=self._timeout)
+        except ray.exceptions.RayActorError:
+            self._handle = None  # the registry died (its node was lost): look it up by name again next time
+            raise
         return {wid: w["address"] for wid, w in listed.items()}
