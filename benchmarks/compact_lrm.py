@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from vlmrl.learner.compact_lrm import CompactLRM, CompactLRMConfig
+    from vlmrl.reward_workers.models.compact_lrm import CompactLRM, CompactLRMConfig
     from vlmrl.reward_workers.scorers.base import build_scorer
 
     tmp = None

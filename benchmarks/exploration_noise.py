@@ -36,7 +36,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 def noisy_episode(module, env, seed: int, std: float, rng: np.random.Generator):
     """(success at the end, steps in success, dense return) of one episode with the mean action + std noise."""
     from vlmrl.envs import info_keys as K
-    from vlmrl.learner.lrm_refine import greedy_episode
+    from vlmrl.learner.online.lrm_refine import greedy_episode
 
     _, *steps = greedy_episode(module, env, seed, noise_std=std, rng=rng)
     return (bool(steps[-1][K.SUCCESS]), sum(int(bool(i[K.SUCCESS])) for i in steps),
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     from omegaconf import OmegaConf
     from ray.rllib.core.rl_module.rl_module import RLModule
 
-    from vlmrl.learner.lrm_refine import BC_COMPONENT, make_eval_env
+    from vlmrl.learner.online.lrm_refine import BC_COMPONENT, make_eval_env
     from vlmrl.learner.run_files import latest_checkpoint
 
     run_dir = Path(args.run_dir)

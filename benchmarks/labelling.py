@@ -33,7 +33,7 @@ from benchmarks.record import add_record_args, record_from_args, val
 
 from vlmrl.envs.offline_readers import open_reader
 from vlmrl.envs.synthetic_episodes import write_synthetic_dataset
-from vlmrl.learner.labelling import LabelSettings, label_dataset
+from vlmrl.learner.labels.labelling import LabelSettings, label_dataset
 from vlmrl.reward_workers.client import RewardClient
 from vlmrl.system.config import ClientConfig
 

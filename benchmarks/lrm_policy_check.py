@@ -27,7 +27,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 def rollout(module, env, seed: int):
     """(frames, dense env reward at each frame's state, task text, success at the end) of one greedy episode."""
     from vlmrl.envs import info_keys as K
-    from vlmrl.learner.lrm_refine import greedy_episode
+    from vlmrl.learner.online.lrm_refine import greedy_episode
 
     infos = list(greedy_episode(module, env, seed))
     framed = [i for i in infos if i.get(K.HAS_FRAME)]
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
 
     from vlmrl.actors.ground_truth_metrics import pearson
     from vlmrl.envs.maniskill_env import make_env
-    from vlmrl.learner.lrm_refine import BC_COMPONENT
+    from vlmrl.learner.online.lrm_refine import BC_COMPONENT
     from vlmrl.learner.run_files import latest_checkpoint
     from vlmrl.reward_workers.scorers.base import build_scorer
 

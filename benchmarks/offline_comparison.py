@@ -2,10 +2,10 @@
 
 One command runs the whole offline pipeline of the project for every reward variant on one dataset:
 
-* labelling = :mod:`vlmrl.learner.labelling` (what ``vlmrl label`` runs), workers from
-  :func:`vlmrl.learner.label_workers.open_label_workers` (``label.workers=local``: in-process reward servers),
+* labelling = :mod:`vlmrl.learner.labels.labelling` (what ``vlmrl label`` runs), workers from
+  :func:`vlmrl.learner.labels.label_workers.open_label_workers` (``label.workers=local``: in-process reward servers),
   scorers ``window`` / ``clip`` / ``compact_lrm`` configured through the ``scorer`` section;
-* IQL = :class:`vlmrl.learner.offline_trainer.OfflineTrainer` (what ``vlmrl offline`` runs) with its
+* IQL = :class:`vlmrl.learner.offline.offline_trainer.OfflineTrainer` (what ``vlmrl offline`` runs) with its
   seen/unseen task-text evaluation (``eval.json``).
 
 Rows: ``sparse`` (env success reward only, ``offline.reward=env_sparse``); ``vlm_w4/8/16`` (window reward,
@@ -92,7 +92,7 @@ def write_toy_frames_dataset(root: Path, num_episodes: int, frame_size: int = 64
 def random_compact_lrm(out: Path) -> Path:
     import torch
 
-    from vlmrl.learner.compact_lrm import CompactLRM, CompactLRMConfig
+    from vlmrl.reward_workers.models.compact_lrm import CompactLRM, CompactLRMConfig
 
     torch.manual_seed(0)
     return CompactLRM(CompactLRMConfig(image_size=64, widths=[8, 16, 32], embed_dim=32, text_encoder="hashed",
@@ -123,7 +123,7 @@ def scorer_overrides(row: str, a: argparse.Namespace, quick: bool) -> List[str]:
 def calibrate_clip(dataset: str, a: argparse.Namespace) -> List[float]:
     """Raw CLIP cosines live in a narrow band: map their 5th..95th percentiles on the first shard to [0, 1]."""
     from vlmrl.envs.offline_readers import open_reader
-    from vlmrl.learner.labelling import calibrate_score_range
+    from vlmrl.learner.labels.labelling import calibrate_score_range
     from vlmrl.reward_workers.scorers import build_scorer
 
     scorer = build_scorer("clip", {"model": a.clip, "device": a.device})
@@ -140,8 +140,8 @@ def calibrate_clip(dataset: str, a: argparse.Namespace) -> List[float]:
 def label(row: str, dataset: str, out: Path, a: argparse.Namespace, quick: bool) -> Dict[str, Any]:
     """What ``vlmrl label label.workers=local ...`` does (system/commands/label.py), in this process."""
     from vlmrl.envs.offline_readers import open_reader
-    from vlmrl.learner.label_workers import open_label_workers
-    from vlmrl.learner.labelling import label_dataset, settings_from_config
+    from vlmrl.learner.labels.label_workers import open_label_workers
+    from vlmrl.learner.labels.labelling import label_dataset, settings_from_config
     from vlmrl.system.config import load_config, save_resolved
 
     cfg = load_config(None, [f"label.input.path={dataset}", f"label.output_dir={out}", "label.workers=local",
@@ -166,7 +166,7 @@ def label(row: str, dataset: str, out: Path, a: argparse.Namespace, quick: bool)
 def train_eval(row: str, dataset: str, reward: str, seed: int, out: Path, a: argparse.Namespace,
                quick: bool) -> Dict[str, Any]:
     """What ``vlmrl offline <config> offline.dataset=... offline.reward=...`` does, in this process."""
-    from vlmrl.learner.offline_trainer import EVAL_FILE, OfflineTrainer
+    from vlmrl.learner.offline.offline_trainer import EVAL_FILE, OfflineTrainer
     from vlmrl.system.config import load_config
 
     q = dict(iterations=3, updates=40, batch=128, hidden="[64,64]", eval_episodes=10) if quick else \

@@ -1,6 +1,6 @@
 """Offline IQL (``vlmrl offline``) on CPU: where the set-up time goes, and learner updates/s.
 
-Runs :class:`~vlmrl.learner.offline_trainer.OfflineTrainer` on a ToyReach episode dataset (TEST env,
+Runs :class:`~vlmrl.learner.offline.offline_trainer.OfflineTrainer` on a ToyReach episode dataset (TEST env,
 generated here; ``--dataset`` uses another) and reports its phases:
 
 * set-up: dataset conversion, MiniLM task-text embeddings, ``ray.init``, ``build_algo`` (learner, RLModule,
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
 
     from vlmrl.envs.toy_reach_dataset import write_toy_dataset
-    from vlmrl.learner.offline_trainer import OfflineTrainer
+    from vlmrl.learner.offline.offline_trainer import OfflineTrainer
     from vlmrl.system.config import load_config
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_offline_iql_"))

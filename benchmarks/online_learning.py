@@ -22,7 +22,7 @@ Stages, each the project's own entry point on ``configs/demo.yaml`` plus overrid
    ``failed_progress_scale=0``);
 3. per seed: ``vlmrl train`` once per run of ``--runs`` (env / vlm-score / lrm / lrm with env reward), each ``iterations x train_batch_size`` env steps
    (OnlineTrainer; the reward pool is started by the job), final checkpoint saved;
-4. evaluation: ``learner/lrm_refine.py``'s greedy evaluation (``greedy_success_rate`` on ``make_eval_env``,
+4. evaluation: ``learner/online/lrm_refine.py``'s greedy evaluation (``greedy_success_rate`` on ``make_eval_env``,
    episode i uses ``eval_seed + i``, the same seeds for every policy) of each run's final RLModule; the BC base
    policy's number is the lrm run's ``base_eval.json`` (same function, same seeds, same episode count).
 
@@ -150,7 +150,7 @@ def evaluate_checkpoint(cfg_overrides: List[str], run_dir: Path, episodes: int, 
     the run's config is ``config`` (a configs/ name) + ``cfg_overrides``."""
     from ray.rllib.core.rl_module.rl_module import RLModule
 
-    from vlmrl.learner.lrm_refine import BC_COMPONENT, greedy_success_rate, make_eval_env
+    from vlmrl.learner.online.lrm_refine import BC_COMPONENT, greedy_success_rate, make_eval_env
     from vlmrl.learner.run_files import latest_checkpoint
     from vlmrl.system.config import load_config
 
@@ -168,7 +168,7 @@ def evaluate_checkpoint(cfg_overrides: List[str], run_dir: Path, episodes: int, 
 
 def train_success(run_dir: Path, last: int = 2) -> float:
     """Mean ground-truth success of the (stochastic) training episodes over the run's last ``last`` iterations."""
-    from vlmrl.learner.train_metrics import read_scalars
+    from vlmrl.learner.online.train_metrics import read_scalars
 
     values = read_scalars(run_dir).get("charts/gt_success_rate", [])
     return statistics.mean(v for _, v in values[-last:]) if values else float("nan")

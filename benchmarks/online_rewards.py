@@ -52,7 +52,7 @@ def _cfg(env: str, mode: str, args) -> "object":
 
 def measure(cfg, steps: int, repeats: int) -> Dict[str, float]:
     """Median env steps/s of ``repeats`` sample calls of ``steps`` env steps (after one warm-up call)."""
-    from vlmrl.learner.ppo_builder import build_ppo_config
+    from vlmrl.learner.online.ppo_builder import build_ppo_config
 
     algo = build_ppo_config(cfg, item_kind="pair" if cfg.train.mode != "env" else None).build_algo()
     try:

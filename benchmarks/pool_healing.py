@@ -48,8 +48,8 @@ def main(argv: List[str] | None = None) -> int:
     add_record_args(p)
     args = p.parse_args(argv)
 
-    from vlmrl.learner.online_trainer import OnlineTrainer
-    from vlmrl.learner.train_metrics import read_scalars
+    from vlmrl.learner.online.online_trainer import OnlineTrainer
+    from vlmrl.learner.online.train_metrics import read_scalars
     from vlmrl.system.config import load_config, run_dir
 
     cfg = load_config("train_toy", [

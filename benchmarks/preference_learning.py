@@ -64,7 +64,7 @@ def series(scalars: Dict[str, list], tag: str) -> List[float]:
 
 def run_metrics(run_dir: Path) -> Dict[str, object]:
     """What a finished run's TensorBoard scalars say (training success, labels, BT accuracy, correlations)."""
-    from vlmrl.learner.train_metrics import read_scalars
+    from vlmrl.learner.online.train_metrics import read_scalars
 
     sc = read_scalars(run_dir)
     succ = sc.get("charts/gt_success_rate", [])
@@ -164,7 +164,7 @@ def ratios(by_cond: Dict[str, List[dict]]) -> Dict[str, dict]:
 def unfinished(out: Path) -> List[dict]:
     """Runs under ``out`` that have TensorBoard scalars but no result yet (still running, or stopped): what they
     reached, and their training success per COMPLETED 20k-step block vs session 15's env dense at the same steps."""
-    from vlmrl.learner.train_metrics import read_scalars
+    from vlmrl.learner.online.train_metrics import read_scalars
 
     rows = []
     for tb in sorted(out.glob("*_s*/tb")):
@@ -237,7 +237,7 @@ def frames_of_checkpoint(ckpt_dir: Path):
 def frames_of_episodes(dirs: List[str], val_fraction: float = 0.2, split: str = "val"):
     """FrameRecords of the held-out split (lrm-train's val split) of recorded episodes: frame, task, the env's
     normalised dense reward at the frame's step and success (frames after the reset frame)."""
-    from vlmrl.learner.lrm_data import iter_split_episodes
+    from vlmrl.learner.reward_training.lrm_data import iter_split_episodes
     from vlmrl.learner.preference.frame_buffer import FrameRecord
 
     out = []
@@ -330,7 +330,7 @@ def plot(out: Path, png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from vlmrl.learner.train_metrics import read_scalars
+    from vlmrl.learner.online.train_metrics import read_scalars
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for tb in sorted(out.glob("*_s*/tb")):

@@ -161,7 +161,7 @@ def build_checkpoint(arch: str, out: Path, device: str) -> Path:
 def requests(batch: int, rng: np.random.Generator):
     """``batch`` completion-question requests, one random 224x224 frame each (single-token candidates)."""
     from vlmrl.reward_workers.backends.base import VLMRequest
-    from vlmrl.reward_workers.scorers import prompts as P
+    from vlmrl.reward_workers.models import prompts as P
 
     return [VLMRequest(P.chat(P.user_turn(1, P.LRM_COMPLETION.format(task=TASK))),
                        [rng.integers(0, 256, (FRAME, FRAME, 3), dtype=np.uint8)], P.LRM_COMPLETION_ANSWERS)
@@ -224,7 +224,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from vlmrl.reward_workers.backends.base import build_backend
+    from vlmrl.reward_workers.backends.factory import build_backend
     from vlmrl.reward_workers.backends.flops import bf16_peak_tflops, param_counts, prefill_flops
 
     if args.memory_only:

@@ -22,7 +22,7 @@ ground-truth-labelled hard negatives on training seeds.
 
 Task geometry in recorded states (:data:`STATE_LAYOUT`, :func:`object_goal_distance`): where the tcp, the goal
 and the object sit in the flat state vector of each task, so targets can be computed from any recorded episode
-without a simulator (``vlmrl.learner.lrm_data``'s object-aware progress).
+without a simulator (``vlmrl.learner.reward_training.lrm_data``'s object-aware progress).
 """
 
 from __future__ import annotations

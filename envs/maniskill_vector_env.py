@@ -2,7 +2,7 @@
 
 ManiSkill's GPU simulation (``sim_backend=physx_cuda``) steps ``num_envs`` envs in lock-step and renders all
 their cameras in one call, with batched torch tensors on the GPU. RLlib's env runners take such an env
-through ``gym_env_vectorize_mode=vector_entry_point`` (:func:`vlmrl.learner.ppo_builder.build_ppo_config` sets it
+through ``gym_env_vectorize_mode=vector_entry_point`` (:func:`vlmrl.learner.online.ppo_builder.build_ppo_config` sets it
 when :func:`~vlmrl.envs.maniskill_env.uses_vector_env`): the registered creator then returns one
 :class:`ManiSkillTaskVectorEnv` per env runner instead of single envs that RLlib vectorizes.
 

@@ -204,7 +204,7 @@ def run_scripted(rec: RecordingWrapper, env_id: str, seed: int, near_miss: str =
     ``NEAR_MISS_KINDS``) makes it a hard negative, ``retreat`` a demo whose arm leaves after success; both draw
     their random targets from ``rng``. The buffer's meta says where the controller began the task's motion
     (``motion_start_step``: the step whose action starts the push / lift, None if it never did) and, when the arm
-    left, ``left_at_step`` (LRM progress targets of near misses, ``vlmrl.learner.lrm_data``)."""
+    left, ``left_at_step`` (LRM progress targets of near misses, ``vlmrl.learner.reward_training.lrm_data``)."""
     from vlmrl.envs.scripted import RetreatAfterSuccess, near_miss_controller, scripted_controller
 
     rec.reset(seed=seed)

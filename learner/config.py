@@ -6,7 +6,7 @@ assembles it). Every field is documented where it is declared.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, List, Optional
 
 from vlmrl.envs.config import DatasetInputConfig
 from vlmrl.reward_workers.config import ScorerConfig
@@ -24,7 +24,7 @@ class LrmLossWeights:
 @dataclass
 class LrmLoraConfig:
     """``lrm_train.vlm``: LoRA fine-tuning of a Qwen-VL-class VLM into the ``lrm`` scorer's reward model
-    (learner/lrm_lora.py). Targets, held-out split, shuffle buffer, seed and time limit come from the
+    (learner/reward_training/lrm_lora.py). Targets, held-out split, shuffle buffer, seed and time limit come from the
     enclosing ``lrm_train`` section; the compact model's fields there (epochs, batch_size, lr, widths...) are not used."""
 
     base_model: str = ""
@@ -73,12 +73,12 @@ class LrmTrainConfig:
     """``vlmrl lrm-train``: train a reward model (compact CNN LRM, or a LoRA-tuned VLM) on episode datasets."""
 
     model: str = "compact"
-    """``compact`` (learner/compact_lrm.py, CPU-sized CNN) or ``vlm`` (learner/lrm_lora.py's ``train_lora_lrm``)."""
+    """``compact`` (reward_workers/models/compact_lrm.py, CPU-sized CNN) or ``vlm`` (learner/reward_training/lrm_lora.py's ``train_lora_lrm``)."""
     dataset_dirs: List[Any] = field(default_factory=list)
     """Datasets; several = multi-source training. Per entry a folder in the project's format (envs/dataset.py), or a
     mapping with DatasetInputConfig's fields, e.g. ``{path: d.hdf5, format: minari_hdf5, task_text: ..., hdf5:
     {state_key: observations/state, image_key: observations/pixels}}`` (formats: ``episodes``, ``minari_hdf5``,
-    ``d4rl_hdf5``; read through envs/offline_readers.py; see learner/lrm_data.py)."""
+    ``d4rl_hdf5``; read through envs/offline_readers.py; see learner/reward_training/lrm_data.py)."""
     out_dir: str = "runs/lrm/compact"
     """Where the trained model folder (config.json + model.safetensors), resolved config and TensorBoard logs go."""
     epochs: int = 10
@@ -100,7 +100,7 @@ class LrmTrainConfig:
     max_val_episodes: int = 200
     """Validate each epoch on at most this many held-out episodes (0 = all)."""
     failed_progress_scale: float = 0.5
-    """Progress target in failed episodes = this * t/T (see learner/lrm_data.py)."""
+    """Progress target in failed episodes = this * t/T (see learner/reward_training/lrm_data.py)."""
     near_miss_progress: Optional[float] = None
     """Progress target, in failed scripted episodes (near misses), at the step where the push / lift began: the
     approach rises linearly to it, the rest stays there, 0 after the arm leaves (null: the time rule above for
@@ -126,7 +126,7 @@ class LrmTrainConfig:
 
 @dataclass
 class EvalRewardConfig:
-    """``vlmrl eval-reward``: reward quality of scorers on held-out episodes (see learner/reward_eval.py)."""
+    """``vlmrl eval-reward``: reward quality of scorers on held-out episodes (see learner/reward_training/reward_eval.py)."""
 
     dataset_dirs: List[Any] = field(default_factory=list)
     """Datasets, as ``lrm_train.dataset_dirs`` (paths and/or {path, format, task_text, hdf5, ...} mappings)."""
@@ -298,7 +298,7 @@ class TrainConfig:
 @dataclass
 class LabelConfig:
     """``vlmrl label``: give every step of an offline dataset the RG-VLM window reward through the reward workers
-    and write the labelled steps as Parquet shards (learner/labelling.py documents the output schema)."""
+    and write the labelled steps as Parquet shards (learner/labels/labelling.py documents the output schema)."""
 
     input: DatasetInputConfig = field(default_factory=DatasetInputConfig)
     """The dataset to label (``episodes``, ``minari_hdf5`` or ``d4rl_hdf5``)."""
@@ -344,8 +344,8 @@ class LabelConfig:
 @dataclass
 class LrmRefineConfig:
     """``vlmrl train`` with ``train.mode=lrm`` (the LRM paper's recipe): behaviour-clone a base policy from demos
-    into PPO's RLModule (learner/bc_pretrain.py), then refine it online with PPO on the pool's (compact LRM)
-    rewards (learner/lrm_refine.py). Ground-truth success of greedy evaluation episodes is reported for the base
+    into PPO's RLModule (learner/online/bc_pretrain.py), then refine it online with PPO on the pool's (compact LRM)
+    rewards (learner/online/lrm_refine.py). Ground-truth success of greedy evaluation episodes is reported for the base
     policy (``charts/success_base``) and after each refinement iteration (``charts/success``)."""
 
     demos: str = ""
@@ -369,7 +369,7 @@ class LrmRefineConfig:
     reward then lost a 0.75 base (benchmarks/exploration_noise.py; RESULTS.md, session 9)."""
     critic_warmup_iters: int = 0
     """PPO iterations at the start of refinement that train only the value function (the policy, its std and
-    PPO's KL coefficient stay as BC left them; learner/critic_warmup.py): BC fits no value head, and PPO steps
+    PPO's KL coefficient stay as BC left them; learner/online/critic_warmup.py): BC fits no value head, and PPO steps
     on a random critic's advantages can undo the base policy. They count in ``train.iterations``. (No measurable
     effect on make demo's refinement, RESULTS.md.)"""
     eval_episodes: int = 10
@@ -384,7 +384,7 @@ class LrmRefineConfig:
 class OfflineConfig:
     """``vlmrl offline``: language-conditioned IQL with AWR policy extraction (RLlib ``IQLConfig``) on a labelled
     (``vlmrl label``) or plain episode dataset, then evaluation in the simulator on held-out seeds with seen
-    and unseen task texts (learner/offline_trainer.py). The ``env`` section says which env evaluates."""
+    and unseen task texts (learner/offline/offline_trainer.py). The ``env`` section says which env evaluates."""
 
     dataset: str = ""
     """Labelled dataset folder (``vlmrl label`` output, has shards/) or episode dataset folder (index.jsonl); required."""
@@ -399,7 +399,7 @@ class OfflineConfig:
     """What the learner trains on: ``env_sparse`` (success at t+1), ``env_dense`` (the dataset's own dense reward),
     ``vlm`` (normalised scorer reward r_vlm), ``vlm+sparse`` (vlm_weight * r_vlm + sparse_weight * sparse),
     ``vlm_progress+sparse`` (r_vlm as a potential: vlm_weight * (r_vlm[t] - r_vlm[t-1]) + sparse_weight * sparse;
-    learner/offline_conversion.py says why) or ``labelled`` (the ``reward`` column as ``vlmrl label`` combined it).
+    learner/offline/offline_conversion.py says why) or ``labelled`` (the ``reward`` column as ``vlmrl label`` combined it).
     VLM choices need a labelled dataset."""
     vlm_weight: float = 1.0
     """Weight of the r_vlm term in ``reward=vlm+sparse`` / ``vlm_progress+sparse``."""
@@ -470,7 +470,7 @@ class OfflineConfig:
 class AuditConfig:
     """``vlmrl audit-reward``: scripted behaviours (envs/behaviours.py) on held-out seeds, scored by ``scorer``;
     per behaviour the exploit margin (its last-frame progress / the successes') and the share called complete;
-    a non-zero exit when a threshold is exceeded (learner/reward_audit.py). ``--record-negatives`` writes the
+    a non-zero exit when a threshold is exceeded (learner/reward_training/reward_audit.py). ``--record-negatives`` writes the
     behaviours on training seeds into ``negatives_dir`` instead (hard negatives for ``lrm_train.dataset_dirs``)."""
 
     tasks: List[str] = field(default_factory=list)

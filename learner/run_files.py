@@ -1,4 +1,4 @@
-"""The layout of a training run's folder, shared by ``vlmrl train`` (:mod:`vlmrl.learner.online_trainer`), its modes
+"""The layout of a training run's folder, shared by ``vlmrl train`` (:mod:`vlmrl.learner.online.online_trainer`), its modes
 and ``vlmrl offline``: TensorBoard under ``tb/``, checkpoints under ``checkpoints/iter_NNNNNN/`` with
 ``checkpoints/latest.json`` naming the newest."""
 

@@ -97,7 +97,7 @@ class DemoPipeline:
         return 0
 
     def _final_success(self) -> float:
-        from vlmrl.learner.train_metrics import read_scalars
+        from vlmrl.learner.online.train_metrics import read_scalars
 
         values = read_scalars(self.run_dir).get("charts/success")
         if not values:

@@ -1,6 +1,6 @@
 """The preference mode's part of a ``vlmrl train`` checkpoint: one file next to PPO's state.
 
-:class:`~vlmrl.learner.online_trainer.OnlineTrainer` writes PPO to ``checkpoints/iter_NNNNNN``; the
+:class:`~vlmrl.learner.online.online_trainer.OnlineTrainer` writes PPO to ``checkpoints/iter_NNNNNN``; the
 preference mode adds :data:`STATE_FILE` there (:meth:`PreferenceMode.on_checkpoint_saved`) and reads it
 back on ``train.resume=true`` (:meth:`PreferenceMode.on_restored`). The file is a ``torch.save`` dict
 loaded with ``weights_only=True`` (tensors, numbers, strings, bytes, lists and dicts only; frames are

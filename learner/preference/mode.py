@@ -1,6 +1,6 @@
 """The preference mode (RL-VLM-F) of ``vlmrl train``: labels -> Bradley-Terry reward model -> PPO on it.
 
-:class:`PreferenceMode` is the hook :class:`~vlmrl.learner.online_trainer.OnlineTrainer` calls when
+:class:`PreferenceMode` is the hook :class:`~vlmrl.learner.online.online_trainer.OnlineTrainer` calls when
 ``train.mode=preference``. The reward pool runs the ``bt_reward`` scorer and the usual reward
 callback turns its r(s) into PPO rewards (``reward.components``). Around every training iteration:
 
@@ -66,7 +66,7 @@ from vlmrl.learner.preference.frame_collector import drain_frames, frame_collect
 from vlmrl.learner.preference.labeller import LabelBatch, PairLabeller
 from vlmrl.learner.preference.oracle import GroundTruthLabeller, oracle_label
 from vlmrl.learner.preference.reward_model_trainer import remote_trainer_class
-from vlmrl.learner.training_mode import TrainingMode
+from vlmrl.learner.online.training_mode import TrainingMode
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from vlmrl.actors.ground_truth_metrics import pearson
 from vlmrl.learner.preference.checkpoint import pack_frames, unpack_frames
-from vlmrl.reward_workers.scorers.bt_reward import BtModelParams, BtRewardModel, load_state_bytes, state_to_bytes
+from vlmrl.reward_workers.models.bt_reward_model import BtModelParams, BtRewardModel, load_state_bytes, state_to_bytes
 
 
 def bt_loss(r_first: torch.Tensor, r_second: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

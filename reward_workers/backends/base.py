@@ -197,16 +197,3 @@ def to_pil(image: Any):
     if arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
     return Image.fromarray(arr[..., :3])
-
-
-def build_backend(kind: str, **params: Any) -> VLMBackend:
-    """Instantiate a backend by name: ``hf`` (transformers) or ``vllm``; heavy imports happen here."""
-    if kind == "hf":
-        from vlmrl.reward_workers.backends.hf import HFBackend
-
-        return HFBackend(**params)
-    if kind == "vllm":
-        from vlmrl.reward_workers.backends.vllm_backend import VLLMBackend
-
-        return VLLMBackend(**params)
-    raise BackendError(f"unknown VLM backend {kind!r}; choose 'hf' or 'vllm'")

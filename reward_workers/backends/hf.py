@@ -67,7 +67,7 @@ def encode_prompts(processor, requests: Sequence[VLMRequest]):
     """The model inputs of a batch of requests: each request's chat messages through the processor's chat
     template (with the assistant generation prompt, so the next token is the answer), its images, and the
     processor's tokenizer + image processor, LEFT-padded (the tokenizer's padding side). The one place that
-    turns :class:`VLMRequest` s into tensors: scoring here and LoRA training (learner/lrm_lora.py) share it."""
+    turns :class:`VLMRequest` s into tensors: scoring here and LoRA training (learner/reward_training/lrm_lora.py) share it."""
     texts, images = [], []
     for r in requests:
         n_slots = sum(1 for m in r.messages if not isinstance(m.get("content"), str)

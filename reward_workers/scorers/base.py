@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from vlmrl.reward_workers.config import clear_tables_given_whole
+from vlmrl.reward_workers.models.errors import ScorerError  # noqa: F401  (re-exported: scorers raise it)
 
 
 class ItemKind(str, enum.Enum):
@@ -39,10 +40,6 @@ class ScoreResult:
     reward: float
     components: Dict[str, float] = field(default_factory=dict)
     label: str = ""
-
-
-class ScorerError(ValueError):
-    """A scorer cannot be built or cannot take an input; the message says why."""
 
 
 class Scorer(ABC):

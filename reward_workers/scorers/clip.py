@@ -11,7 +11,7 @@ Scale: the reward is the raw score (the cosine in [-1, 1]; the VLM-RM reward, at
 also stay in the components: ``cosine`` always, ``vlm_rm`` with ``baseline_prompt``. Real CLIP cosines of a
 frame and a task text sit in a narrow, model-dependent band (about 0.15-0.35), so a fixed map of [-1, 1] to
 [0, 1] would be wrong; offline labelling maps them with ``label.vlm_reward_min/max`` calibrated on the data
-(:func:`vlmrl.learner.labelling.calibrate_score_range`).
+(:func:`vlmrl.learner.labels.labelling.calibrate_score_range`).
 """
 
 from __future__ import annotations

@@ -11,8 +11,6 @@ short hash of the weights file.
 from __future__ import annotations
 
 import hashlib
-import re
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -22,15 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vlmrl.reward_workers.models.text_embedding import hash_tokens
 from vlmrl.reward_workers.scorers.base import ItemKind, Scorer, ScorerError, ScoreResult, register_scorer
-
-_TOKEN = re.compile(r"[a-z0-9]+")
-
-
-def hash_tokens(text: str, buckets: int) -> list[int]:
-    """Stable bucket ids of the lower-case word tokens of ``text`` (crc32, not Python's salted hash)."""
-    toks = _TOKEN.findall(text.lower()) or ["<empty>"]
-    return [zlib.crc32(t.encode()) % buckets for t in toks]
 
 
 class CnnRewardNet(nn.Module):

@@ -1,4 +1,4 @@
-"""The ``compact_lrm`` scorer: a trained compact Large Reward Model (learner/compact_lrm.py) as a reward worker.
+"""The ``compact_lrm`` scorer: a trained compact Large Reward Model (reward_workers/models/compact_lrm.py) as a reward worker.
 
 Items are PAIRs (previous frame, current frame). Each result carries the three LRM components,
 ``progress`` and ``completion`` (of the current frame) and ``contrastive`` (probability that the
@@ -58,7 +58,7 @@ class CompactLrmScorer(Scorer):
 
     def __init__(self, params: "CompactLrmScorer.Params") -> None:
         super().__init__(params)
-        from vlmrl.learner.compact_lrm import CompactLRM
+        from vlmrl.reward_workers.models.compact_lrm import CompactLRM
 
         if not params.weights_dir:
             raise ScorerError("compact_lrm needs params.weights_dir (a folder written by `vlmrl lrm-train`)")

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from vlmrl.reward_workers.scorers.base import ItemKind, Scorer, ScoreResult, ScorerError, register_scorer
-from vlmrl.reward_workers.scorers.prompt_templates import (
+from vlmrl.reward_workers.models.prompt_templates import (
     HEADS,
     GenerateAnswer,
     LogitAnswer,
@@ -74,7 +74,7 @@ class LrmHeads:
 
 def lrm_requests(task: str, prev, cur, progress_scale: int = 10, template: str = "default"):
     """The three LRM prompts about (previous, current) frames, in order progress, completion, contrastive.
-    The scorer asks them; LoRA training (learner/lrm_lora.py) teaches their answers with the same requests."""
+    The scorer asks them; LoRA training (learner/reward_training/lrm_lora.py) teaches their answers with the same requests."""
     t = load_template(template)
     return [t.request(h, task, prev, cur, progress_scale) for h in HEADS]
 

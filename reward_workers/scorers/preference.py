@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from vlmrl.reward_workers.scorers import prompts as P
+from vlmrl.reward_workers.models import prompts as P
 from vlmrl.reward_workers.scorers.base import ItemKind, Scorer, ScoreResult, register_scorer
 from vlmrl.reward_workers.scorers.vlm_common import VLMBackendParams, check_items, make_backend, probs
 

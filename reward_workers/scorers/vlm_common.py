@@ -43,7 +43,8 @@ class VLMBackendParams:
 def make_backend(p: VLMBackendParams, scorer: str, adapters: Optional[Dict[str, str]] = None):
     """Build the configured backend (``adapters``: named LoRA adapters on the one base model), turning load
     errors into a ScorerError naming the scorer."""
-    from vlmrl.reward_workers.backends.base import BackendError, build_backend
+    from vlmrl.reward_workers.backends.base import BackendError
+    from vlmrl.reward_workers.backends.factory import build_backend
 
     if not p.model:
         raise ScorerError(f"scorer {scorer!r} needs params.model (path of a VLM checkpoint)")

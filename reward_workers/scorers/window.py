@@ -18,7 +18,7 @@ from typing import List, Sequence
 
 import numpy as np
 
-from vlmrl.reward_workers.scorers import prompts as P
+from vlmrl.reward_workers.models import prompts as P
 from vlmrl.reward_workers.scorers.base import ItemKind, Scorer, ScoreResult, ScorerError, register_scorer
 from vlmrl.reward_workers.scorers.vlm_common import VLMBackendParams, check_items, expected_scale, make_backend
 

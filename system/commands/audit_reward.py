@@ -119,8 +119,8 @@ def _scorer(cfg) -> Iterator[Any]:
         finally:
             scorer.close()
         return
-    from vlmrl.learner.label_workers import WORKER_SOURCES, open_label_workers
-    from vlmrl.learner.reward_audit import ClientScorer
+    from vlmrl.learner.labels.label_workers import WORKER_SOURCES, open_label_workers
+    from vlmrl.learner.reward_training.reward_audit import ClientScorer
 
     if cfg.audit.workers not in WORKER_SOURCES:
         raise AuditInputError(f"audit.workers must be inprocess or one of {list(WORKER_SOURCES)}, "
@@ -180,9 +180,9 @@ def _audit(cfg, tasks: List[str]) -> int:
     from vlmrl.envs.behaviours import behaviour_seeds, behaviours_for
     from vlmrl.envs.dataset import read_index
     from vlmrl.envs.tasks import get_task
-    from vlmrl.learner.reward_audit import (audit_task, format_summary, gate, plot_progress, recorded_episodes,
+    from vlmrl.learner.reward_training.reward_audit import (audit_task, format_summary, gate, plot_progress, recorded_episodes,
                                             score_episode, summarise)
-    from vlmrl.learner.reward_eval import scorer_predictor
+    from vlmrl.learner.reward_training.reward_eval import scorer_predictor
 
     a = cfg.audit
     recorded = None

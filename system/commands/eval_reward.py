@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if not sec.scorers:
         print("vlmrl eval-reward: no scorers: set eval_reward.scorers=[{name: ..., params: {...}}]", file=sys.stderr)
         return 2
-    from vlmrl.learner.lrm_data import dataset_config_problem
+    from vlmrl.learner.reward_training.lrm_data import dataset_config_problem
 
     problem = dataset_config_problem(sec.dataset_dirs, "eval_reward.dataset_dirs")
     if problem:
@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
     from torch.utils.tensorboard import SummaryWriter
 
-    from vlmrl.learner.lrm_data import TargetRule, iter_split_episodes
-    from vlmrl.learner.reward_eval import (evaluate_predictors, format_table, plot_accuracy_curves, scalar_items,
+    from vlmrl.learner.reward_training.lrm_data import TargetRule, iter_split_episodes
+    from vlmrl.learner.reward_training.reward_eval import (evaluate_predictors, format_table, plot_accuracy_curves, scalar_items,
                                            scorer_predictor)
     from vlmrl.reward_workers.scorers.base import ScorerError, build_scorer
 

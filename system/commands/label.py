@@ -3,7 +3,7 @@ reward (or any configured scorer) through the reward workers; Parquet shards, re
 
 Settings: the ``label`` section (input dataset, window size, reward weights, shards, where the workers come
 from) plus ``scorer``/``server``/``pool``/``client`` for the workers. Output schema and resume rules:
-``vlmrl.learner.labelling``. Example (two in-process workers running the synthetic scorer in window mode)::
+``vlmrl.learner.labels.labelling``. Example (two in-process workers running the synthetic scorer in window mode)::
 
     vlmrl label label.input.path=runs/datasets/offline_mix label.output_dir=runs/labelled/mix \\
         label.workers=local pool.num_workers=2 scorer.name=synthetic scorer.params.item_kind=window
@@ -25,8 +25,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     from vlmrl.envs.dataset import DatasetFormatError
     from vlmrl.envs.offline_readers import open_reader
-    from vlmrl.learner.label_workers import open_label_workers
-    from vlmrl.learner.labelling import LabellingError, label_dataset, settings_from_config
+    from vlmrl.learner.labels.label_workers import open_label_workers
+    from vlmrl.learner.labels.labelling import LabellingError, label_dataset, settings_from_config
     from vlmrl.reward_workers.client import RewardServiceError
     from vlmrl.system.config import save_resolved
 

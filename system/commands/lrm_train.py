@@ -1,10 +1,10 @@
 """``vlmrl lrm-train [CONFIG] [key=value ...]``: train a reward model on episode datasets (section ``lrm_train``).
 
 ``lrm_train.dataset_dirs`` lists the datasets: folders in the project's format and/or mappings
-``{path, format: episodes|minari_hdf5|d4rl_hdf5, task_text, hdf5: {...}}`` (learner/lrm_data.py).
+``{path, format: episodes|minari_hdf5|d4rl_hdf5, task_text, hdf5: {...}}`` (learner/reward_training/lrm_data.py).
 
-``lrm_train.model=compact`` trains the compact CNN LRM (learner/lrm_train.py); ``model=vlm``
-hands the section to ``vlmrl.learner.lrm_lora.train_lora_lrm`` (LoRA on a VLM). Writes the model folder, the resolved config and TensorBoard scalars (``lrm/...``,
+``lrm_train.model=compact`` trains the compact CNN LRM (learner/reward_training/lrm_train.py); ``model=vlm``
+hands the section to ``vlmrl.learner.reward_training.lrm_lora.train_lora_lrm`` (LoRA on a VLM). Writes the model folder, the resolved config and TensorBoard scalars (``lrm/...``,
 under ``<out_dir>/tb``) into ``lrm_train.out_dir``.
 """
 
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     if sec.model not in MODELS:
         print(f"vlmrl lrm-train: lrm_train.model must be one of {MODELS}, got {sec.model!r}", file=sys.stderr)
         return 2
-    from vlmrl.learner.lrm_data import dataset_config_problem
+    from vlmrl.learner.reward_training.lrm_data import dataset_config_problem
 
     problem = dataset_config_problem(sec.dataset_dirs, "lrm_train.dataset_dirs")
     if problem:
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, out)
     if sec.model == "vlm":
-        from vlmrl.learner.lrm_lora import train_lora_lrm
+        from vlmrl.learner.reward_training.lrm_lora import train_lora_lrm
 
         try:
             train_lora_lrm(sec, log=lambda m: print(m, flush=True))
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from torch.utils.tensorboard import SummaryWriter
 
-    from vlmrl.learner.lrm_train import train_compact_lrm
+    from vlmrl.learner.reward_training.lrm_train import train_compact_lrm
 
     writer = SummaryWriter(str(out / "tb"))
     try:

@@ -4,7 +4,7 @@ Trains RLlib's IQL on a labelled (``vlmrl label``) or episode dataset with the r
 ``offline.reward`` (env_sparse, env_dense, vlm, vlm+sparse, labelled), then evaluates the policy in the
 simulator (``env`` section) on held-out seeds with seen and unseen task texts. Writes the resolved config,
 converted data (``data/``), TensorBoard logs (``tb/``), checkpoints (``checkpoints/``) and ``eval.json``
-under the run dir. See :mod:`vlmrl.learner.offline_trainer`.
+under the run dir. See :mod:`vlmrl.learner.offline.offline_trainer`.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def write_toy_dataset_if_asked(cfg) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vlmrl.learner.offline_conversion import ConversionError
-    from vlmrl.learner.offline_trainer import OfflineTrainer
+    from vlmrl.learner.offline.offline_conversion import ConversionError
+    from vlmrl.learner.offline.offline_trainer import OfflineTrainer
 
     return run_trainer_command("offline", OfflineTrainer, args, user_errors=(ConversionError,),
                                prepare=write_toy_dataset_if_asked)

@@ -14,7 +14,7 @@ from ray.rllib.connectors.connector_v2 import ConnectorV2
 from vlmrl.actors.ground_truth_metrics import GroundTruthMetricsCallback
 from vlmrl.actors.reward_callback import VlmRewardCallback, close_reward_clients
 from vlmrl.envs import info_keys as K
-from vlmrl.learner.ppo_builder import build_ppo_config, reward_settings
+from vlmrl.learner.online.ppo_builder import build_ppo_config, reward_settings
 from vlmrl.reward_workers.pool import RewardWorkerPool
 from vlmrl.reward_workers.scorers import build_scorer
 from vlmrl.reward_workers.scorers.synthetic import SyntheticScorer

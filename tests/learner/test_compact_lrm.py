@@ -7,9 +7,9 @@ from omegaconf import OmegaConf
 
 from vlmrl.envs.dataset import Episode, read_index
 from vlmrl.envs.synthetic_episodes import write_synthetic_dataset
-from vlmrl.learner.compact_lrm import CompactLRM, CompactLRMConfig
-from vlmrl.learner.lrm_data import (ShuffleBufferBatches, TargetRule, pair_labels, progress_targets, split_entries)
-from vlmrl.learner.lrm_train import build_model, train_compact_lrm, validate
+from vlmrl.reward_workers.models.compact_lrm import CompactLRM, CompactLRMConfig
+from vlmrl.learner.reward_training.lrm_data import (ShuffleBufferBatches, TargetRule, pair_labels, progress_targets, split_entries)
+from vlmrl.learner.reward_training.lrm_train import build_model, train_compact_lrm, validate
 from vlmrl.system.config import LrmTrainConfig, load_config
 
 torch.set_num_threads(1)

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from vlmrl.envs.dataset import EpisodeWriter
 from vlmrl.envs.offline_readers import open_reader
 from vlmrl.envs.synthetic_episodes import make_synthetic_episode
-from vlmrl.learner.labelling import (SCHEMA, LabellingError, LabelSettings, calibrate_score_range, label_dataset,
+from vlmrl.learner.labels.labelling import (SCHEMA, LabellingError, LabelSettings, calibrate_score_range, label_dataset,
                                      read_labelled, state_frame_index, step_items)
 from vlmrl.reward_workers.client import RewardClient
 from vlmrl.reward_workers.scorers import build_scorer

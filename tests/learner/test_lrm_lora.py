@@ -1,4 +1,4 @@
-"""LoRA fine-tuning of the VLM reward model (learner/lrm_lora.py) on a tiny random Qwen2.5-VL.
+"""LoRA fine-tuning of the VLM reward model (learner/reward_training/lrm_lora.py) on a tiny random Qwen2.5-VL.
 
 The tiny model's outputs carry no meaning: these tests check the training plumbing (answer-token
 labels, loss going down, adapter round trip through the ``lrm`` scorer, merge, CLI), not reward quality.
@@ -18,11 +18,11 @@ import torch
 from omegaconf import OmegaConf
 
 from vlmrl.envs.synthetic_episodes import write_synthetic_dataset
-from vlmrl.learner.lrm_data import ShuffleBufferBatches, TargetRule, split_entries
-from vlmrl.learner.lrm_lora import (batch_examples, encode_examples, load_base, lora_model, progress_answer,
+from vlmrl.learner.reward_training.lrm_data import ShuffleBufferBatches, TargetRule, split_entries
+from vlmrl.learner.reward_training.lrm_lora import (batch_examples, encode_examples, load_base, lora_model, progress_answer,
                                     step_losses, train_lora_lrm)
 from vlmrl.reward_workers.scorers import build_scorer
-from vlmrl.reward_workers.scorers import prompts as P
+from vlmrl.reward_workers.models import prompts as P
 from vlmrl.system.config import LrmTrainConfig
 
 torch.set_num_threads(1)

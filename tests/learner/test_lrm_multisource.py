@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 from vlmrl.envs.dataset import read_index
 from vlmrl.envs.offline_readers import write_minari_hdf5
 from vlmrl.envs.synthetic_episodes import SOURCES, make_synthetic_episode
-from vlmrl.learner.lrm_data import (ShuffleBufferBatches, TargetRule, check_datasets, dataset_sources,
+from vlmrl.learner.reward_training.lrm_data import (ShuffleBufferBatches, TargetRule, check_datasets, dataset_sources,
                                     is_val_episode, iter_split_episodes, split_entries)
 from vlmrl.system.config import LrmTrainConfig
 
@@ -63,7 +63,7 @@ def test_shuffle_buffer_batches_draw_from_both_sources(synthetic_dataset, minari
 
 
 def test_train_compact_lrm_on_a_mix_then_eval_reward_on_hdf5(synthetic_dataset, minari_file, tmp_path):
-    from vlmrl.learner.lrm_train import train_compact_lrm
+    from vlmrl.learner.reward_training.lrm_train import train_compact_lrm
     from vlmrl.system.cli import main
 
     mix = _mix(synthetic_dataset, minari_file)

@@ -12,9 +12,9 @@ import torch
 
 from vlmrl.envs.toy_reach_dataset import write_toy_dataset
 from vlmrl.envs.toy_reach_env import ToyReachEnv
-from vlmrl.learner.bc_pretrain import BcDataError, demos_to_episodes, train_bc
-from vlmrl.learner.lrm_refine import greedy_actions, greedy_success_rate, load_module_into
-from vlmrl.learner.train_metrics import read_scalars
+from vlmrl.learner.online.bc_pretrain import BcDataError, demos_to_episodes, train_bc
+from vlmrl.learner.online.lrm_refine import greedy_actions, greedy_success_rate, load_module_into
+from vlmrl.learner.online.train_metrics import read_scalars
 
 NAMESPACE = "vlmrl-test-lrm"
 EVAL_EPISODES = 30
@@ -70,7 +70,7 @@ def test_bc_policy_beats_random(bc_module_path):
 def test_bc_weights_are_loaded_into_ppo(ray_local, bc_module_path, tmp_path):
     from ray.rllib.core.rl_module.rl_module import RLModule
 
-    from vlmrl.learner.ppo_builder import build_ppo_config
+    from vlmrl.learner.online.ppo_builder import build_ppo_config
     from vlmrl.system.config import load_config
 
     cfg = load_config("train_toy", ["train.mode=env", "env.reward_mode=dense", "train.train_batch_size=100",
@@ -89,8 +89,8 @@ def test_bc_weights_are_loaded_into_ppo(ray_local, bc_module_path, tmp_path):
 
 
 def test_critic_warmup_trains_the_value_function_and_leaves_the_policy(ray_local, bc_module_path):
-    from vlmrl.learner.critic_warmup import set_policy_frozen
-    from vlmrl.learner.ppo_builder import build_ppo_config
+    from vlmrl.learner.online.critic_warmup import set_policy_frozen
+    from vlmrl.learner.online.ppo_builder import build_ppo_config
     from vlmrl.system.config import load_config
 
     cfg = load_config("train_toy", ["train.mode=env", "env.reward_mode=dense", "train.train_batch_size=100",
@@ -199,7 +199,7 @@ def test_log_std_reset_accepts_a_relative_module_path(bc_module_path, monkeypatc
     """`make demo` passes run-relative paths (runs/demo/bc_module); RLlib reads checkpoint paths as URIs."""
     import os
 
-    from vlmrl.learner.lrm_refine import with_log_std
+    from vlmrl.learner.online.lrm_refine import with_log_std
 
     monkeypatch.chdir(bc_module_path.parent)
     try:
@@ -217,7 +217,7 @@ def test_exploration_noise_per_episode_matches_the_greedy_evaluation(bc_module_p
     from ray.rllib.core.rl_module.rl_module import RLModule
 
     from benchmarks.exploration_noise import main as exploration_noise
-    from vlmrl.learner.lrm_refine import make_eval_env
+    from vlmrl.learner.online.lrm_refine import make_eval_env
     from vlmrl.system.config import load_config, save_resolved
 
     cfg = load_config("train_toy", ["env.max_episode_steps=30", "lrm_refine.eval_seed=700"])

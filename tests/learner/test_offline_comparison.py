@@ -12,7 +12,7 @@ import numpy as np
 from benchmarks import offline_comparison as oc
 from vlmrl.envs.offline_readers import open_reader
 from vlmrl.envs.toy_reach_dataset import record_toy_episode
-from vlmrl.learner.labelling import read_labelled
+from vlmrl.learner.labels.labelling import read_labelled
 
 
 def test_toy_frames_dataset_matches_recording(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 
 from vlmrl.envs.dataset import iter_episodes
 from vlmrl.envs.toy_reach_dataset import TOY_TEXTS, write_toy_dataset
-from vlmrl.learner.offline_conversion import DATA_FILE, ConversionError, RewardSpec, convert_offline_dataset
+from vlmrl.learner.offline.offline_conversion import DATA_FILE, ConversionError, RewardSpec, convert_offline_dataset
 
 
 NAMESPACE = "vlmrl-test-offline"  # Ray namespace of this module's ray_local
@@ -87,7 +87,7 @@ def test_vlm_rewards_on_an_unlabelled_dataset_are_refused(toy_dataset, tmp_path)
 
 @pytest.mark.parametrize("reward", ["env_sparse", "vlm", "vlm+sparse", "vlm_progress+sparse", "labelled"])
 def test_labelled_dataset_reward_column_is_chosen_by_config(labelled_dataset, tmp_path, reward):
-    from vlmrl.learner.labelling import read_labelled
+    from vlmrl.learner.labels.labelling import read_labelled
 
     src = read_labelled(labelled_dataset).to_pylist()
     s = convert_offline_dataset(labelled_dataset, tmp_path, RewardSpec(reward=reward, vlm_weight=3.0, sparse_weight=0.5))
@@ -122,7 +122,7 @@ def test_task_embedding_connector_appends_the_minilm_embedding_per_task_text():
     from ray.rllib.core.columns import Columns
     from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 
-    from vlmrl.learner.task_embedding_connector import AppendTaskEmbedding, append_embedding, build_embedding_table
+    from vlmrl.learner.offline.task_embedding_connector import AppendTaskEmbedding, append_embedding, build_embedding_table
 
     texts = [TOY_TEXTS["seen"][0], TOY_TEXTS["unseen"][0]]
     table = build_embedding_table(texts)
@@ -152,7 +152,7 @@ def test_task_embedding_connector_appends_the_minilm_embedding_per_task_text():
 def test_tiny_iql_run_trains_checkpoints_logs_and_evaluates_seen_and_unseen(toy_dataset, tmp_path, ray_local):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from vlmrl.learner.offline_trainer import OfflineTrainer
+    from vlmrl.learner.offline.offline_trainer import OfflineTrainer
     from vlmrl.system.config import load_config
 
     cfg = load_config("offline_toy", [
@@ -218,7 +218,7 @@ def _adam_steps(optimizer_state):
 
 
 def test_offline_resume_without_a_checkpoint_is_a_clear_error(toy_dataset, tmp_path, capsys):
-    from vlmrl.learner.offline_trainer import OfflineTrainer
+    from vlmrl.learner.offline.offline_trainer import OfflineTrainer
     from vlmrl.system.cli import main
 
     cfg = _resume_cfg(tmp_path, toy_dataset, "offline.resume=true")
@@ -239,7 +239,7 @@ def test_offline_resume_restores_weights_optimizer_and_counters_and_continues(to
     checkpointed one (weights and Adam state), iterations / learner updates / TensorBoard steps continue."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from vlmrl.learner.offline_trainer import OfflineTrainer
+    from vlmrl.learner.offline.offline_trainer import OfflineTrainer
 
     run, n, upi = tmp_path / "offline_toy", 2, 2
     seen = {}
@@ -307,8 +307,8 @@ def test_iql_values_learn_the_sparse_terminal_reward(toy_dataset, tmp_path, ray_
     import torch
     from ray.rllib.core.columns import Columns
 
-    from vlmrl.learner.offline_conversion import DATA_FILE
-    from vlmrl.learner.offline_trainer import OfflineTrainer
+    from vlmrl.learner.offline.offline_conversion import DATA_FILE
+    from vlmrl.learner.offline.offline_trainer import OfflineTrainer
     from vlmrl.system.config import load_config
 
     updates = 150

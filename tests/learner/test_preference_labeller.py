@@ -87,7 +87,7 @@ def test_label_failures_are_counted_and_reported(caplog):
 def test_compact_lrm_pair_answer_is_an_ai_labeller(tmp_path):
     """The compact LRM served by a reward worker labels pairs (its contrastive output -> first/second/none) through
     the same PairLabeller as the VLM; a random tiny LRM, so plumbing only: the labels follow its own contrastive."""
-    from vlmrl.learner.compact_lrm import CompactLRM, CompactLRMConfig
+    from vlmrl.reward_workers.models.compact_lrm import CompactLRM, CompactLRMConfig
     from vlmrl.reward_workers.scorers.compact_lrm import pair_label
 
     lrm = CompactLRM(CompactLRMConfig(image_size=32, widths=[8, 16], embed_dim=16, text_encoder="hashed"))

@@ -20,7 +20,7 @@ import ray
 
 from vlmrl.learner.preference.checkpoint import STATE_FILE, PreferenceStateMissingError, load_state, save_state
 from vlmrl.learner.preference.mode import PreferenceMode
-from vlmrl.learner.train_metrics import read_scalars
+from vlmrl.learner.online.train_metrics import read_scalars
 from vlmrl.system.cli import main
 from vlmrl.system.config import load_config
 
@@ -123,7 +123,7 @@ def test_preference_mode_resume_serves_the_same_reward_model_and_continues(pref_
     trainer's label buffers, the mode's frame buffer and totals are back; iteration, update counter and
     env steps continue."""
     from vlmrl.learner.preference.reward_model_trainer import model_params
-    from vlmrl.reward_workers.scorers.bt_reward import BtRewardModel
+    from vlmrl.reward_workers.models.bt_reward_model import BtRewardModel
 
     before = pref_run.seen["before_stop"]
     seen = {}
@@ -231,7 +231,7 @@ def test_preference_mode_hot_swaps_into_running_pool_and_serves_the_trained_weig
         after = client.score("t", list(frames), timeout=60)
         assert {r.model_version for r in after} == {version}
         local = RewardModelTrainer(dict(cfg.scorer.params))
-        from vlmrl.reward_workers.scorers.bt_reward import load_state_bytes
+        from vlmrl.reward_workers.models.bt_reward_model import load_state_bytes
 
         load_state_bytes(local.model, state)
         expected = local.model(*local.model.preprocess(list(frames), ["t"] * 8)).mean(0).detach().numpy()

@@ -1,4 +1,4 @@
-"""Reward audit (learner/reward_audit.py, vlmrl audit-reward) and the object-aware LRM progress targets."""
+"""Reward audit (learner/reward_training/reward_audit.py, vlmrl audit-reward) and the object-aware LRM progress targets."""
 
 import json
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from vlmrl.envs.dataset import Episode
-from vlmrl.learner.lrm_data import TargetRule, progress_targets
-from vlmrl.learner.reward_audit import ScoredEpisode, format_summary, gate, plot_progress, score_episode, summarise
+from vlmrl.learner.reward_training.lrm_data import TargetRule, progress_targets
+from vlmrl.learner.reward_training.reward_audit import ScoredEpisode, format_summary, gate, plot_progress, score_episode, summarise
 
 
 def _rec(behaviour, category, success, last_p, last_c=None, seed=0):
@@ -83,7 +83,7 @@ def test_object_aware_targets_pay_only_for_object_progress():
 
 
 def test_score_episode_uses_the_scorers_item_kind():
-    from vlmrl.learner.reward_eval import scorer_predictor
+    from vlmrl.learner.reward_training.reward_eval import scorer_predictor
     from vlmrl.reward_workers.scorers import build_scorer
 
     ep = _episode([0.0] * 5, [False] * 5, meta={"behaviour": "idle", "category": "non_progress"})
@@ -140,9 +140,9 @@ def test_audit_end_to_end_with_a_frame_scorer(tmp_path):
 
 def test_scoring_through_reward_workers_builds_the_same_items(tmp_path):
     """audit.workers=local: the episode goes through a gRPC reward worker (ClientScorer) instead of in-process."""
-    from vlmrl.learner.label_workers import open_label_workers
-    from vlmrl.learner.reward_audit import ClientScorer
-    from vlmrl.learner.reward_eval import scorer_predictor
+    from vlmrl.learner.labels.label_workers import open_label_workers
+    from vlmrl.learner.reward_training.reward_audit import ClientScorer
+    from vlmrl.learner.reward_training.reward_eval import scorer_predictor
     from vlmrl.system.config import load_config
 
     cfg = load_config(None, ["scorer.name=cnn", "label.workers=local", "pool.num_workers=1"])

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from vlmrl.envs.dataset import iter_episodes
-from vlmrl.learner.lrm_data import completion_targets, progress_targets
-from vlmrl.learner.reward_eval import (EpisodePredictions, evaluate_predictors, format_table, plot_accuracy_curves,
+from vlmrl.learner.reward_training.lrm_data import completion_targets, progress_targets
+from vlmrl.learner.reward_training.reward_eval import (EpisodePredictions, evaluate_predictors, format_table, plot_accuracy_curves,
                                        precision_recall_f1, progress_accuracy, rank_correlation, scalar_items,
                                        scorer_predictor)
 from vlmrl.reward_workers.scorers.base import ItemKind, Scorer, ScoreResult

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vlmrl.learner.online_trainer import OnlineTrainer
+from vlmrl.learner.online.online_trainer import OnlineTrainer
 from vlmrl.system.config import load_config
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from vlmrl.actors.timeline import RewardTimeline, render_timeline
-from vlmrl.learner.train_metrics import console_line, scalars_from_result, scalars_from_worker_status
+from vlmrl.learner.online.train_metrics import console_line, scalars_from_result, scalars_from_worker_status
 from vlmrl.reward_workers.client import RewardResult
 
 

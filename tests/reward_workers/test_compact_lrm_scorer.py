@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vlmrl.learner.compact_lrm import CompactLRM, CompactLRMConfig
+from vlmrl.reward_workers.models.compact_lrm import CompactLRM, CompactLRMConfig
 from vlmrl.reward_workers.scorers.base import ItemKind, ScorerError, available_scorers, build_scorer
 
 torch.set_num_threads(1)

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from vlmrl.reward_workers.client import RewardClient
 from vlmrl.reward_workers.scorers import build_scorer
 from vlmrl.reward_workers.scorers.base import ScorerError
-from vlmrl.reward_workers.scorers.bt_reward import BtModelParams, BtRewardModel, state_to_bytes
+from vlmrl.reward_workers.models.bt_reward_model import BtModelParams, BtRewardModel, state_to_bytes
 from vlmrl.system.config import ClientConfig
 
 torch.set_num_threads(1)

@@ -16,7 +16,7 @@ import torch
 
 from vlmrl.reward_workers.scorers import build_scorer
 from vlmrl.reward_workers.scorers.base import ScorerError
-from vlmrl.reward_workers.scorers.prompt_templates import TemplateError, load_template
+from vlmrl.reward_workers.models.prompt_templates import TemplateError, load_template
 
 torch.set_num_threads(1)
 TASK = "pick up the red cube"
@@ -69,7 +69,7 @@ def second_qwen3(tmp_path_factory) -> str:
 
 
 def test_template_files_load_and_default_asks_the_trainers_questions():
-    from vlmrl.reward_workers.scorers import prompts as P
+    from vlmrl.reward_workers.models import prompts as P
     from vlmrl.reward_workers.scorers.lrm import lrm_requests
 
     d = load_template("default")
@@ -186,7 +186,7 @@ def test_heads_on_one_model_share_a_copy_with_their_own_adapters(tiny_qwen3_vl_d
 
 def released_copy(tmp_path, **replace) -> str:
     """The lrm_released template file with shorter generations (the random model never stops on its own)."""
-    from vlmrl.reward_workers.scorers.prompt_templates import template_path
+    from vlmrl.reward_workers.models.prompt_templates import template_path
 
     text = template_path("lrm_released").read_text()
     text = text.replace("max_new_tokens: 512", "max_new_tokens: 12").replace("max_new_tokens: 128", "max_new_tokens: 12")

@@ -168,7 +168,7 @@ def test_a_warm_spare_takes_a_lost_workers_place_at_once(ray_local):
 
 def test_a_replacement_serves_the_hot_swapped_weights(ray_local):
     """The hot-swapped weights reach the warm spare too; the spare promoted after a SIGKILL serves them."""
-    from vlmrl.reward_workers.scorers.bt_reward import BtModelParams, BtRewardModel, state_to_bytes
+    from vlmrl.reward_workers.models.bt_reward_model import BtModelParams, BtRewardModel, state_to_bytes
 
     params = {"image_size": 16, "channels": [4], "embed_dim": 4, "hidden": 8, "ensemble_size": 1, "seed": 0}
     cfg = load_config(None, [

@@ -142,8 +142,8 @@ def test_training_run_continues_when_a_reward_node_is_removed(cluster, tmp_path)
     iteration 2: the run completes every iteration, no reward is lost, and both workers end up on the other node."""
     import threading
 
-    from vlmrl.learner.online_trainer import OnlineTrainer
-    from vlmrl.learner.train_metrics import read_scalars
+    from vlmrl.learner.online.online_trainer import OnlineTrainer
+    from vlmrl.learner.online.train_metrics import read_scalars
 
     node_c = cluster.add_node(num_cpus=1, resources={"reward_train": 2})
     node_d = cluster.add_node(num_cpus=1, resources={"reward_train": 2})

@@ -10,7 +10,8 @@ import torch
 
 from vlmrl.reward_workers.scorers import available_scorers, build_scorer
 from vlmrl.reward_workers.scorers.base import ItemKind, ScorerError
-from vlmrl.reward_workers.scorers.cnn import CnnRewardNet, hash_tokens
+from vlmrl.reward_workers.models.text_embedding import hash_tokens
+from vlmrl.reward_workers.scorers.cnn import CnnRewardNet
 
 torch.set_num_threads(1)
 RNG = np.random.default_rng(0)

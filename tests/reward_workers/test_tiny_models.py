@@ -26,7 +26,7 @@ def fixture_image() -> np.ndarray:
 
 
 def fixture_encoding(processor) -> dict:
-    from vlmrl.reward_workers.scorers import prompts as P
+    from vlmrl.reward_workers.models import prompts as P
 
     text = processor.apply_chat_template(P.chat(P.user_turn(1, FIXTURE_PROMPT)), add_generation_prompt=True,
                                          tokenize=False)

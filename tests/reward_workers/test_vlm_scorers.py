@@ -168,7 +168,7 @@ def test_clip_cosine_and_vlm_rm_projection(tiny_clip_dir):
 def test_clip_reward_range_calibrated_on_the_first_shard(tiny_clip_dir, tmp_path):
     from vlmrl.envs.offline_readers import open_reader
     from vlmrl.envs.synthetic_episodes import write_synthetic_dataset
-    from vlmrl.learner.labelling import LabellingError, calibrate_score_range
+    from vlmrl.learner.labels.labelling import LabellingError, calibrate_score_range
 
     reader = open_reader(write_synthetic_dataset(tmp_path / "ds", 3, num_steps=6, image_size=16))
     raw_scorer = build_scorer("clip", {"model": tiny_clip_dir})

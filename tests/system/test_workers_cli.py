@@ -101,7 +101,7 @@ def test_format_health_line():
 
 
 def test_pool_scalars_and_console_part():
-    from vlmrl.learner.train_metrics import console_line, pool_scalars
+    from vlmrl.learner.online.train_metrics import console_line, pool_scalars
 
     s = pool_scalars({"target": 2, "live": 1, "starting": 1, "counters": {"lost": 3, "replaced": 2, "scale_ups": 1}})
     assert s["workers/pool_target"] == 2 and s["workers/pool_lost"] == 3 and s["workers/pool_scale_downs"] == 0

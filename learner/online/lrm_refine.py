@@ -2,10 +2,10 @@
 
 The LRM paper's recipe (initialise with an imitation-learned policy, then correct its failures with RL on
 VLM rewards) on our online path. :class:`LrmRefineMode` is the mode hook of
-:class:`vlmrl.learner.online_trainer.OnlineTrainer`:
+:class:`vlmrl.learner.online.online_trainer.OnlineTrainer`:
 
 1. once PPO is built (``on_algo_built``), it behaviour-clones the ``lrm_refine.demos`` episodes into PPO's
-   own RLModule architecture (:mod:`vlmrl.learner.bc_pretrain`, MARWIL at beta=0), loads the cloned module
+   own RLModule architecture (:mod:`vlmrl.learner.online.bc_pretrain`, MARWIL at beta=0), loads the cloned module
    into the PPO algorithm with RLlib's component restore (``algo.restore_from_path(path,
    component="learner_group/learner/rl_module/default_policy")``, which also syncs the env runners), and
    evaluates it: ground-truth success of greedy episodes = ``charts/success_base``;
@@ -27,7 +27,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from vlmrl.learner.training_mode import TrainingMode
+from vlmrl.learner.online.training_mode import TrainingMode
 
 BASE_EVAL_FILE = "base_eval.json"
 BC_COMPONENT = "learner_group/learner/rl_module/default_policy"
@@ -158,7 +158,7 @@ class LrmRefineMode(TrainingMode):
 
     def set_phase(self, algo, done_iterations: int) -> None:
         """Critic warm-up (policy frozen) for the first ``lrm_refine.critic_warmup_iters`` iterations, then PPO."""
-        from vlmrl.learner.critic_warmup import set_policy_frozen
+        from vlmrl.learner.online.critic_warmup import set_policy_frozen
 
         warmup = int(self.cfg.lrm_refine.critic_warmup_iters)
         frozen = done_iterations < warmup
@@ -192,7 +192,7 @@ class LrmRefineMode(TrainingMode):
     # --------------------------------------------------------------- steps
     def pretrain(self, algo) -> Path:
         """Behaviour-clone the demos with the PPO module's spaces and hidden sizes; the saved module's path."""
-        from vlmrl.learner.bc_pretrain import demos_to_episodes, train_bc
+        from vlmrl.learner.online.bc_pretrain import demos_to_episodes, train_bc
 
         c = self.cfg.lrm_refine
         module = algo.get_module()

@@ -1,4 +1,4 @@
-"""The interface between :class:`~vlmrl.learner.online_trainer.OnlineTrainer` and a ``train.mode``: what a mode adds
+"""The interface between :class:`~vlmrl.learner.online.online_trainer.OnlineTrainer` and a ``train.mode``: what a mode adds
 around RLlib's PPO iterations (LRM refinement clones a base policy and evaluates it; RL-VLM-F preference labels
 pairs and trains the reward model the workers serve). The trainer calls every hook, in this order:
 ``start`` -> ``extra_callbacks`` -> (PPO built) ``on_algo_built`` -> [``on_restored`` when resuming |

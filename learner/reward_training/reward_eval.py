@@ -1,6 +1,6 @@
 """Reward-quality evaluation: how well a reward model's outputs match ground truth on held-out episodes.
 
-Metrics (ground truth from :mod:`vlmrl.learner.lrm_data`'s target rule):
+Metrics (ground truth from :mod:`vlmrl.learner.reward_training.lrm_data`'s target rule):
 
 * progress accuracy at tolerance ±Δ: fraction of frames of *successful* episodes with
   ``|predicted progress - true progress| <= Δ`` (the LRM paper's Figure 2 curve);
@@ -26,7 +26,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from vlmrl.envs.dataset import Episode
-from vlmrl.learner.lrm_data import TargetRule, completion_targets, first_success_step, pair_labels, progress_targets
+from vlmrl.learner.reward_training.lrm_data import TargetRule, completion_targets, first_success_step, pair_labels, progress_targets
 
 DEFAULT_TOLERANCES = tuple(round(0.05 * k, 2) for k in range(1, 11))
 CONTRASTIVE_KEYS = ("contrastive", "preference")

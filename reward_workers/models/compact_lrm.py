@@ -2,7 +2,7 @@
 
 A small CNN (about 1 M parameters at the default widths, built from scratch, no pretrained
 weights) encodes 64–128 px frames; a task-text embedding (frozen all-MiniLM-L6-v2 + a trainable
-projection, or a trainable hashed bag of words; see :mod:`vlmrl.learner.text_embedding`)
+projection, or a trainable hashed bag of words; see :mod:`vlmrl.reward_workers.models.text_embedding`)
 conditions it (FiLM on the last feature map, then concatenation). Three heads give the LRM's
 reward modalities:
 
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from vlmrl.learner.text_embedding import MINILM_DIM, MiniLMTextEmbedder, hashed_token_ids
+from vlmrl.reward_workers.models.text_embedding import MINILM_DIM, MiniLMTextEmbedder, hashed_token_ids
 
 FORMAT_NAME = "vlmrl-compact-lrm"
 FORMAT_VERSION = 1

@@ -2,9 +2,9 @@
 
 :class:`OnlineTrainer` connects to Ray (a local instance, or a cluster with ``pool.ray_address=auto``),
 starts the reward worker pool as part of the job (``train.start_pool``; or uses a running pool /
-``reward.addresses``), builds the PPO algorithm of :mod:`vlmrl.learner.ppo_builder`, and trains for
+``reward.addresses``), builds the PPO algorithm of :mod:`vlmrl.learner.online.ppo_builder`, and trains for
 ``train.iterations`` iterations. Each iteration prints one progress line and writes TensorBoard
-scalars (``charts/ losses/ reward/ workers/``, see :mod:`vlmrl.learner.train_metrics`) under
+scalars (``charts/ losses/ reward/ workers/``, see :mod:`vlmrl.learner.online.train_metrics`) under
 ``<run dir>/tb``; every ``train.image_every`` iterations an episode's frames with its reward curve.
 Checkpoints (``algo.save_to_path``) go to ``<run dir>/checkpoints/iter_NNNNNN`` with
 ``latest.json`` naming the newest; ``train.resume=true`` restores it (weights, optimizer, RLlib's
@@ -17,12 +17,12 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Dict, Optional
 
 from omegaconf import DictConfig
 
 from vlmrl.learner.run_files import CHECKPOINT_DIR, LATEST, TB_DIR, latest_checkpoint, prune_checkpoints
-from vlmrl.learner.training_mode import TrainingMode
+from vlmrl.learner.online.training_mode import TrainingMode
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class OnlineTrainer:
     """One ``vlmrl train`` job (see module doc). ``print_fn`` receives the progress lines."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, print_fn=print) -> None:
-        from vlmrl.learner.ppo_builder import check_train_config
+        from vlmrl.learner.online.ppo_builder import check_train_config
 
         check_train_config(cfg)
         self.cfg = cfg
@@ -52,7 +52,7 @@ class OnlineTrainer:
 
             return PreferenceMode(self.cfg, self.run_dir, self.print)
         if self.cfg.train.mode == "lrm":
-            from vlmrl.learner.lrm_refine import LrmRefineMode
+            from vlmrl.learner.online.lrm_refine import LrmRefineMode
 
             return LrmRefineMode(self.cfg, self.run_dir, self.print)
         return TrainingMode()
@@ -86,7 +86,7 @@ class OnlineTrainer:
         return kind
 
     def _worker_scalars(self) -> Dict[str, float]:
-        from vlmrl.learner.train_metrics import pool_scalars, scalars_from_worker_status
+        from vlmrl.learner.online.train_metrics import pool_scalars, scalars_from_worker_status
 
         if self.pool is None:
             return {}
@@ -102,8 +102,8 @@ class OnlineTrainer:
     def run(self) -> int:
         from torch.utils.tensorboard import SummaryWriter
 
-        from vlmrl.learner.ppo_builder import build_ppo_config, uses_reward_pool
-        from vlmrl.learner.train_metrics import console_line, scalars_from_result
+        from vlmrl.learner.online.ppo_builder import build_ppo_config, uses_reward_pool
+        from vlmrl.learner.online.train_metrics import console_line, scalars_from_result
         from vlmrl.reward_workers.pool import ensure_ray
 
         cfg = self.cfg
@@ -178,7 +178,7 @@ class OnlineTrainer:
 
     # ------------------------------------------------------------------ images
     def _maybe_log_timeline(self, step: int) -> None:
-        from vlmrl.learner.ppo_builder import uses_reward_pool
+        from vlmrl.learner.online.ppo_builder import uses_reward_pool
 
         every = int(self.cfg.train.image_every)
         if not uses_reward_pool(self.cfg) or every <= 0 or self.iteration % every:

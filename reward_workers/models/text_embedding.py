@@ -26,14 +26,20 @@ MINILM_DIM = 384
 _TOKEN = re.compile(r"[a-z0-9]+")
 
 
+def hash_tokens(text: str, buckets: int, empty: str = "<empty>") -> list[int]:
+    """Stable bucket ids of the lower-case word tokens of ``text`` (crc32, not Python's salted hash); a text
+    without tokens counts as the one token ``empty``."""
+    toks = _TOKEN.findall(text.lower()) or [empty]
+    return [zlib.crc32(t.encode()) % buckets for t in toks]
+
+
 def hashed_token_ids(texts: Sequence[str], buckets: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(flat token ids, offsets) for ``nn.EmbeddingBag``; an empty text maps to bucket 0."""
+    """(flat token ids, offsets) for ``nn.EmbeddingBag``; an empty text maps to bucket 0 (the empty token)."""
     ids: list[int] = []
     offsets: list[int] = []
     for text in texts:
         offsets.append(len(ids))
-        toks = _TOKEN.findall(text.lower()) or [""]
-        ids.extend(zlib.crc32(t.encode()) % buckets for t in toks)
+        ids.extend(hash_tokens(text, buckets, empty=""))
     return torch.tensor(ids, dtype=torch.long), torch.tensor(offsets, dtype=torch.long)
 
 

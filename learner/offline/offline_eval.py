@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from vlmrl.envs import info_keys as K
-from vlmrl.learner.task_embedding_connector import append_embedding
+from vlmrl.learner.offline.task_embedding_connector import append_embedding
 
 Policy = Callable[[np.ndarray], np.ndarray]
 """(N, S + D) conditioned observations -> (N, A) actions."""

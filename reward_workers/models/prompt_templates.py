@@ -1,6 +1,6 @@
 """Prompt templates of the ``lrm`` scorer as data: which question each reward head asks, and how its answer is read.
 
-A template is a YAML file (``scorers/templates/<name>.yaml``, or any path) holding, for each head
+A template is a YAML file (``models/templates/<name>.yaml``, or any path) holding, for each head
 (``progress``, ``completion``, ``contrastive``), the question text, which frames it shows, and its answer
 format; the file format is documented in README.md ("Prompt templates"). Two answer modes:
 
@@ -177,7 +177,7 @@ class PromptTemplate:
 
 # ---- loading -----------------------------------------------------------------------------------------
 def template_path(name_or_path: str) -> Path:
-    """A template name (``default``, ``lrm_released``: files in ``scorers/templates/``) or a YAML path."""
+    """A template name (``default``, ``lrm_released``: files in ``models/templates/``) or a YAML path."""
     p = Path(name_or_path).expanduser()
     if p.suffix in (".yaml", ".yml") or p.parent != Path("."):
         return p

@@ -4,8 +4,8 @@ Role in the reward path: before any reward is asked for, the demonstrations (epi
 :mod:`vlmrl.envs.dataset`, e.g. ``vlmrl record-demos`` output) are cloned into a policy with RLlib's
 MARWIL at ``beta=0`` (pure BC: the loss is ``-log pi(a|s)``) on the new API stack. MARWIL's RLModule is
 RLlib's ``DefaultPPOTorchRLModule``, built here with the SAME model config as the PPO of
-:mod:`vlmrl.learner.ppo_builder` (``train.hidden``, tanh, separate value net), so its state loads
-unchanged into the PPO learner (:mod:`vlmrl.learner.lrm_refine`).
+:mod:`vlmrl.learner.online.ppo_builder` (``train.hidden``, tanh, separate value net), so its state loads
+unchanged into the PPO learner (:mod:`vlmrl.learner.online.lrm_refine`).
 
 Offline input: :func:`demos_to_episodes` turns the dataset's ``sources`` episodes (default: ``demo`` only,
 not noisy/random ones) into RLlib ``SingleAgentEpisode``s, cut where the env would terminate (first success).
@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, List, Sequence
 
 import numpy as np
 
@@ -85,7 +85,7 @@ def demos_to_episodes(dataset: str | Path, sources: Sequence[str] = ("demo",), m
 
 
 def ppo_model_config(hidden: Sequence[int], free_log_std: bool = False):
-    """The RLModule model config of PPO (learner/ppo_builder.py); BC must build the same network."""
+    """The RLModule model config of PPO (learner/online/ppo_builder.py); BC must build the same network."""
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
     return DefaultModelConfig(fcnet_hiddens=[int(h) for h in hidden], fcnet_activation="tanh", vf_share_layers=False,

@@ -2,8 +2,8 @@
 
 Losses (binary cross-entropy each, soft targets for progress): progress and completion on both
 frames of every training pair, contrastive on the pairs whose order means progress (see
-:mod:`vlmrl.learner.lrm_data`). Each epoch ends with validation on the held-out episodes
-(:mod:`vlmrl.learner.reward_eval` metrics); the model is saved to ``out_dir`` after every epoch.
+:mod:`vlmrl.learner.reward_training.lrm_data`). Each epoch ends with validation on the held-out episodes
+(:mod:`vlmrl.learner.reward_training.reward_eval` metrics); the model is saved to ``out_dir`` after every epoch.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from vlmrl.envs.dataset import Episode
-from vlmrl.learner.compact_lrm import CompactLRM, CompactLRMConfig, frames_to_input
-from vlmrl.learner.lrm_data import (ShuffleBufferBatches, TargetRule, TrainBatch, dataset_sources,
+from vlmrl.reward_workers.models.compact_lrm import CompactLRM, CompactLRMConfig, frames_to_input
+from vlmrl.learner.reward_training.lrm_data import (ShuffleBufferBatches, TargetRule, TrainBatch, dataset_sources,
                                     iter_split_episodes, sources_label, split_entries)
-from vlmrl.learner.reward_eval import EpisodePredictions, Predictor, evaluate_predictors
+from vlmrl.learner.reward_training.reward_eval import EpisodePredictions, Predictor, evaluate_predictors
 
 
 def model_predictor(model: CompactLRM, batch_size: int = 256) -> Predictor:

@@ -124,7 +124,7 @@ def build_ppo_config(cfg: DictConfig, item_kind: Optional[str] = None, extra_cal
 
     from vlmrl.actors.ground_truth_metrics import GroundTruthMetricsCallback
     from vlmrl.actors.reward_callback import reward_callback_factory
-    from vlmrl.learner.critic_warmup import CriticWarmupPPOLearner
+    from vlmrl.learner.online.critic_warmup import CriticWarmupPPOLearner
 
     check_train_config(cfg)
     t = cfg.train

@@ -3,7 +3,7 @@
 Role in the reward path: a gate before an RL run (``vlmrl audit-reward``). A policy trained from scratch finds the
 states a reward over-pays; this module finds them first, with scripted behaviours (:mod:`vlmrl.envs.behaviours`)
 rolled out on held-out seeds and scored by any reward-service scorer -- in-process or through reward workers --
-through the scorer plug-in interface (:func:`vlmrl.learner.reward_eval.scorer_predictor` builds the frame / pair /
+through the scorer plug-in interface (:func:`vlmrl.learner.reward_training.reward_eval.scorer_predictor` builds the frame / pair /
 window items a scorer's item kind asks for).
 
 Per behaviour (:func:`summarise`): the true success rate (simulator ground truth at the last state), the scorer's
@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from vlmrl.envs.dataset import Episode
-from vlmrl.learner.reward_eval import Predictor
+from vlmrl.learner.reward_training.reward_eval import Predictor
 
 
 @dataclass

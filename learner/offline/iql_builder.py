@@ -1,8 +1,8 @@
 """Builds the RLlib IQL algorithm config of ``vlmrl offline`` from the ``offline`` config section.
 
-Role in the reward path: wires the converted transitions (:mod:`vlmrl.learner.offline_conversion`), the
-task-text embedding connector (:mod:`vlmrl.learner.task_embedding_connector`) and the AWR learner
-(:mod:`vlmrl.learner.iql_awr`) into one ``AwrIQLConfig``. No env is attached: the observation/action
+Role in the reward path: wires the converted transitions (:mod:`vlmrl.learner.offline.offline_conversion`), the
+task-text embedding connector (:mod:`vlmrl.learner.offline.task_embedding_connector`) and the AWR learner
+(:mod:`vlmrl.learner.offline.iql_awr`) into one ``AwrIQLConfig``. No env is attached: the observation/action
 spaces come from the data, and the learner connector turns the state space into state ++ embedding.
 
 Small-run settings (see benchmarks/offline_iql.py for where the time goes): no env runners, one local
@@ -17,7 +17,7 @@ from typing import Any, Dict, Mapping
 import gymnasium as gym
 import numpy as np
 
-from vlmrl.learner.offline_conversion import ConversionSummary
+from vlmrl.learner.offline.offline_conversion import ConversionSummary
 
 
 def check_offline_config(oc: Any) -> None:
@@ -47,8 +47,8 @@ def build_iql_config(oc: Any, summary: ConversionSummary, table: Mapping[str, np
     from ray.data import ActorPoolStrategy
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
-    from vlmrl.learner.iql_awr import AwrIQLConfig
-    from vlmrl.learner.task_embedding_connector import AppendTaskEmbedding
+    from vlmrl.learner.offline.iql_awr import AwrIQLConfig
+    from vlmrl.learner.offline.task_embedding_connector import AppendTaskEmbedding
 
     table = dict(table)
     obs_space = gym.spaces.Box(-np.inf, np.inf, (summary.state_dim,), np.float32)

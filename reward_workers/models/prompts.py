@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
-from vlmrl.reward_workers.scorers.prompt_templates import load_template
+from vlmrl.reward_workers.models.prompt_templates import load_template
 
 PROMPT_VERSION = "p1"
 

@@ -1,7 +1,7 @@
 """Offline data -> the column-format Parquet that RLlib's offline IQL reads (``vlmrl offline``).
 
 Role in the reward path: the last step before the learner. It takes either a **labelled** dataset
-(``vlmrl label`` output: Parquet shards, one row per step, schema in :mod:`vlmrl.learner.labelling`) or a
+(``vlmrl label`` output: Parquet shards, one row per step, schema in :mod:`vlmrl.learner.labels.labelling`) or a
 plain **episode** dataset (:mod:`vlmrl.envs.dataset`, no VLM labels) and writes one transition per row
 in the column schema RLlib's ``OfflinePreLearner._map_to_episodes`` reads (``input_read_episodes=False``):
 
@@ -26,7 +26,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import numpy as np
 import pyarrow as pa
@@ -124,7 +124,7 @@ def _progress_differences(progress: np.ndarray, is_first: np.ndarray, step: Any)
 
 
 def _labelled_columns(path: Path, spec: RewardSpec) -> Dict[str, np.ndarray | list]:
-    from vlmrl.learner.labelling import LabellingError, read_labelled
+    from vlmrl.learner.labels.labelling import LabellingError, read_labelled
 
     try:
         t = read_labelled(path)

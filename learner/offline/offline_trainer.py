@@ -1,9 +1,9 @@
 """The offline training job of ``vlmrl offline``: convert, embed task texts, train IQL, evaluate, log.
 
 :class:`OfflineTrainer` converts ``offline.dataset`` into transitions with the configured reward
-(:mod:`vlmrl.learner.offline_conversion`, under ``<run dir>/data``), embeds every task text of the data
-and of the evaluation splits (:mod:`vlmrl.learner.task_embedding_connector`), builds RLlib's IQL with AWR
-extraction (:mod:`vlmrl.learner.iql_builder`) and runs ``offline.iterations`` iterations. Each prints one
+(:mod:`vlmrl.learner.offline.offline_conversion`, under ``<run dir>/data``), embeds every task text of the data
+and of the evaluation splits (:mod:`vlmrl.learner.offline.task_embedding_connector`), builds RLlib's IQL with AWR
+extraction (:mod:`vlmrl.learner.offline.iql_builder`) and runs ``offline.iterations`` iterations. Each prints one
 progress line and writes TensorBoard scalars under ``<run dir>/tb`` (same layout as ``vlmrl train``):
 
     losses/   value_loss (expectile), qf_loss, qf_twin_loss, policy_loss (AWR actor)
@@ -15,7 +15,7 @@ Checkpoints (``algo.save_to_path``) go to ``<run dir>/checkpoints/iter_NNNNNN`` 
 (``vlmrl train``'s layout, plus the ``transitions`` and learner ``updates`` counts). ``offline.resume=true``
 restores the newest one (weights, optimizer state, RLlib's metrics and iteration) and continues with the next
 iteration up to ``offline.iterations`` in total; TensorBoard steps (iterations) and counters continue in the
-same run dir. The evaluation (:mod:`vlmrl.learner.offline_eval`) runs every
+same run dir. The evaluation (:mod:`vlmrl.learner.offline.offline_eval`) runs every
 ``offline.eval_every`` iterations and after the last one; the final one is saved as ``eval.json``.
 """
 
@@ -27,7 +27,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping
 
 import numpy as np
 from omegaconf import DictConfig
@@ -66,7 +66,7 @@ class OfflineTrainer:
     """One ``vlmrl offline`` job (see module doc). ``print_fn`` receives the progress lines."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, print_fn=print) -> None:
-        from vlmrl.learner.iql_builder import check_offline_config
+        from vlmrl.learner.offline.iql_builder import check_offline_config
 
         check_offline_config(cfg.offline)
         self.cfg = cfg
@@ -86,9 +86,9 @@ class OfflineTrainer:
     # ------------------------------------------------------------------ setup
     def prepare_data(self) -> None:
         """Convert the dataset and build the task-text embedding table (no Ray needed)."""
-        from vlmrl.learner.offline_conversion import RewardSpec, convert_offline_dataset
-        from vlmrl.learner.offline_eval import task_texts
-        from vlmrl.learner.task_embedding_connector import build_embedding_table
+        from vlmrl.learner.offline.offline_conversion import RewardSpec, convert_offline_dataset
+        from vlmrl.learner.offline.offline_eval import task_texts
+        from vlmrl.learner.offline.task_embedding_connector import build_embedding_table
 
         oc = self.cfg.offline
         t0 = time.perf_counter()
@@ -112,7 +112,7 @@ class OfflineTrainer:
     def build(self) -> None:
         import torch
 
-        from vlmrl.learner.iql_builder import build_iql_config
+        from vlmrl.learner.offline.iql_builder import build_iql_config
         from vlmrl.reward_workers.pool import ensure_ray
 
         torch.set_num_threads(max(1, int(self.cfg.offline.num_threads)))
@@ -180,7 +180,7 @@ class OfflineTrainer:
             self.close()
 
     def evaluate(self):
-        from vlmrl.learner.offline_eval import evaluate_policy, rl_module_policy
+        from vlmrl.learner.offline.offline_eval import evaluate_policy, rl_module_policy
 
         oc = self.cfg.offline
         t0 = time.perf_counter()

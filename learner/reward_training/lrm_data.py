@@ -56,7 +56,7 @@ import torch
 
 from vlmrl.envs.dataset import Episode, load_episode
 from vlmrl.envs.offline_readers import READER_FORMATS, EpisodeReader
-from vlmrl.learner.compact_lrm import stack_frames
+from vlmrl.reward_workers.models.compact_lrm import stack_frames
 
 SPLITS = ("train", "val", "all")
 

@@ -2,12 +2,12 @@
 
 The trained adapter is what the ``lrm`` scorer loads with ``params.adapter=<out_dir>``, with no glue:
 training asks EXACTLY the scorer's questions (:func:`vlmrl.reward_workers.scorers.lrm.lrm_requests`,
-texts in ``scorers/prompts.py``), encodes them with the hf backend's own prompt path
+texts in ``models/prompts.py``), encodes them with the hf backend's own prompt path
 (:func:`vlmrl.reward_workers.backends.hf.encode_prompts`: stock processor + chat template) and teaches
 the answer tokens the scorer reads (:func:`~vlmrl.reward_workers.backends.base.candidate_token_ids`, so
 ``"10"`` is trained as ``1 0 <|im_end|>`` exactly as it is scored).
 
-Examples, from the frame pairs of :class:`vlmrl.learner.lrm_data.ShuffleBufferBatches` (the compact
+Examples, from the frame pairs of :class:`vlmrl.learner.reward_training.lrm_data.ShuffleBufferBatches` (the compact
 LRM's targets, split and shuffle buffer: one rule, one place). For a pair (current frame c, other frame o)
 of one episode:
 
@@ -35,11 +35,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vlmrl.learner.lrm_data import (ShuffleBufferBatches, TargetRule, TrainBatch, dataset_sources, sources_label,
+from vlmrl.learner.reward_training.lrm_data import (ShuffleBufferBatches, TargetRule, TrainBatch, dataset_sources, sources_label,
                                     split_entries)
 from vlmrl.reward_workers.backends.base import VLMRequest, candidate_token_ids
 from vlmrl.reward_workers.scorers.lrm import lrm_requests
-from vlmrl.reward_workers.scorers.prompts import LRM_COMPLETION_ANSWERS, LRM_CONTRASTIVE_ANSWERS
+from vlmrl.reward_workers.models.prompts import LRM_COMPLETION_ANSWERS, LRM_CONTRASTIVE_ANSWERS
 
 KINDS = ("progress", "completion", "contrastive")
 
@@ -376,8 +376,8 @@ def train_lora_lrm(cfg, dataset_dirs: Optional[Sequence[str]] = None, out_dir: O
 
 def _evaluate_adapter(cfg, vcfg, dirs, out: Path, rule: TargetRule, log) -> Dict[str, object]:
     """Reward-quality metrics of the saved adapter through the real ``lrm`` scorer on held-out episodes."""
-    from vlmrl.learner.lrm_data import iter_split_episodes
-    from vlmrl.learner.reward_eval import evaluate_predictors, scorer_predictor
+    from vlmrl.learner.reward_training.lrm_data import iter_split_episodes
+    from vlmrl.learner.reward_training.reward_eval import evaluate_predictors, scorer_predictor
     from vlmrl.reward_workers.scorers import build_scorer
 
     scorer = build_scorer("lrm", {"model": vcfg.base_model, "adapter": str(out), "device": vcfg.device,

@@ -1,0 +1,127 @@
+"""The Bradley-Terry reward model r(s) of the preference mode (RL-VLM-F): trained by the ``RewardModelTrainer``
+actor (:mod:`vlmrl.learner.preference.reward_model_trainer`) on preference labels, served by the ``bt_reward``
+scorer (:mod:`vlmrl.reward_workers.scorers.bt_reward`), its weights travelling between them as bytes.
+
+A small conv encoder over the frame plus a hashed-token task embedding, one scalar per ensemble member, squashed by
+``tanh`` (PEBBLE / RL-VLM-F bound r(s) the same way).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import List, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vlmrl.reward_workers.models.errors import ScorerError
+from vlmrl.reward_workers.models.text_embedding import hash_tokens
+
+
+@dataclass
+class BtModelParams:
+    """Architecture of the Bradley-Terry reward model (shared by the scorer and the trainer actor)."""
+
+    image_size: int = 32
+    """Frames are resized (bilinear) to image_size x image_size."""
+    channels: List[int] = field(default_factory=lambda: [16, 32, 32])
+    """Output channels of the conv layers (stride 2 each)."""
+    task_buckets: int = 1024
+    """Hash buckets of the task-token embedding."""
+    embed_dim: int = 32
+    hidden: int = 64
+    ensemble_size: int = 1
+    """Independently initialised members; reward = their mean (RL-VLM-F uses an ensemble of 3)."""
+    seed: int = 0
+    """Seed of the initial weights (the version served before the first update is ``init-<seed>``)."""
+
+
+class BtRewardMember(nn.Module):
+    """One ensemble member: conv stack + task embedding -> tanh(r(s))."""
+
+    def __init__(self, p: BtModelParams) -> None:
+        super().__init__()
+        layers, c_in = [], 3
+        for c in p.channels:
+            layers += [nn.Conv2d(c_in, int(c), kernel_size=3, stride=2, padding=1), nn.ReLU(inplace=True)]
+            c_in = int(c)
+        self.conv = nn.Sequential(*layers)
+        self.task_embed = nn.EmbeddingBag(int(p.task_buckets), int(p.embed_dim), mode="mean")
+        self.head = nn.Sequential(nn.Linear(c_in + int(p.embed_dim), int(p.hidden)), nn.ReLU(inplace=True),
+                                  nn.Linear(int(p.hidden), 1))
+
+    def forward(self, images: torch.Tensor, token_ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        feats = self.conv(images).amax(dim=(2, 3))
+        return torch.tanh(self.head(torch.cat([feats, self.task_embed(token_ids, offsets)], dim=1)).squeeze(1))
+
+
+class BtRewardModel(nn.Module):
+    """The ensemble: ``forward`` gives per-member rewards ``(E, B)``; :meth:`preprocess` turns frames into inputs."""
+
+    def __init__(self, p: BtModelParams) -> None:
+        super().__init__()
+        if int(p.ensemble_size) < 1:
+            raise ScorerError(f"bt_reward: ensemble_size must be >= 1, got {p.ensemble_size}")
+        if int(p.image_size) < 8:
+            raise ScorerError(f"bt_reward: image_size must be >= 8, got {p.image_size}")
+        self.p = p
+        state = torch.random.get_rng_state()
+        torch.manual_seed(int(p.seed))
+        try:
+            self.members = nn.ModuleList(BtRewardMember(p) for _ in range(int(p.ensemble_size)))
+        finally:
+            torch.random.set_rng_state(state)
+        # reward normalisation set by the trainer (preference.normalize_reward); 0 / 1 = the raw reward
+        self.register_buffer("reward_shift", torch.zeros(()))
+        self.register_buffer("reward_scale", torch.ones(()))
+
+    def normalized(self, r: torch.Tensor) -> torch.Tensor:
+        """The served reward: ``(r - reward_shift) / reward_scale`` (the trainer's standardisation; raw by default)."""
+        return (r - self.reward_shift) / self.reward_scale
+
+    def forward(self, images: torch.Tensor, token_ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(images, token_ids, offsets) for m in self.members])
+
+    def preprocess(self, frames: Sequence[np.ndarray], tasks: Sequence[str], device: torch.device | str = "cpu"):
+        """uint8 (H, W, C) frames (sizes may differ) + task texts -> (images, token_ids, offsets)."""
+        s = int(self.p.image_size)
+        imgs = []
+        for f in frames:
+            x = torch.from_numpy(np.ascontiguousarray(f)).to(device)
+            c = x.shape[-1]
+            x = x[..., :3] if c == 4 else x.expand(-1, -1, 3) if c == 1 else x
+            x = x.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+            if x.shape[-2:] != (s, s):
+                x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
+            imgs.append(x)
+        ids, offsets = [], []
+        for t in tasks:
+            offsets.append(len(ids))
+            ids += hash_tokens(t, int(self.p.task_buckets))
+        return (torch.cat(imgs), torch.tensor(ids, dtype=torch.long, device=device),
+                torch.tensor(offsets, dtype=torch.long, device=device))
+
+
+def state_to_bytes(model: nn.Module) -> bytes:
+    """A model's ``state_dict`` as bytes (what ``update_weights`` takes)."""
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
+    return buf.getvalue()
+
+
+def load_state_bytes(model: nn.Module, state: bytes) -> None:
+    """Load :func:`state_to_bytes` output into ``model``; a clear error when it does not fit."""
+    try:
+        sd = torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with what was wrong
+        raise ScorerError(f"bt_reward: weight update is not a torch state_dict: {type(e).__name__}: {e}") from e
+    for k in ("reward_shift", "reward_scale"):  # weights saved before normalisation existed: raw reward
+        if k not in sd and k in dict(model.named_buffers()):
+            sd[k] = dict(model.named_buffers())[k].detach().cpu().clone()
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise ScorerError(f"bt_reward: weight update does not fit the model (check scorer.params): {e}") from e
