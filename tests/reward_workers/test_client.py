@@ -265,10 +265,10 @@ def test_a_write_cancelled_under_the_dispatcher_does_not_stop_it(servers, monkey
     worker leaving the registry or a broken stream cancels the call); the dispatch loop awaiting that write must
     go on: the request is resent and later ones are still sent (before the fix the loop died, every later
     request stayed queued: RESULTS.md, session 11)."""
-    from vlmrl.reward_workers import client as client_mod
+    from vlmrl.reward_workers import client_connection as client_mod
 
     a, b = servers("a"), servers("b")
-    opened = client_mod._WorkerConn._open
+    opened = client_mod.WorkerConnection._open
     tripped = []
 
     class CancelledMidWrite:
@@ -290,7 +290,7 @@ def test_a_write_cancelled_under_the_dispatcher_does_not_stop_it(servers, monkey
         if conn.address == a.address and not tripped:
             conn.call = CancelledMidWrite(conn.call)
 
-    monkeypatch.setattr(client_mod._WorkerConn, "_open", open_a_call_that_is_cancelled_mid_write)
+    monkeypatch.setattr(client_mod.WorkerConnection, "_open", open_a_call_that_is_cancelled_mid_write)
     cfg = ClientConfig(max_items_per_request=2, max_in_flight=2, deadline_s=10.0, retry_backoff_s=0.05)
     data = frames(40, seed=5)
     with RewardClient(cfg, addresses=[a.address, b.address]) as client:
@@ -365,7 +365,7 @@ def test_a_write_the_stream_never_takes_ends_at_the_deadline(servers, silent_lis
 def test_if_the_dispatch_loop_ever_ends_requests_fail_instead_of_hanging(servers, monkeypatch):
     """A bug that ends the dispatch task (as the cancelled write above once did) fails every unanswered and every
     later request with the reason, instead of leaving callers to wait forever."""
-    from vlmrl.reward_workers import client as client_mod
+    from vlmrl.reward_workers import client_connection as client_mod
     from vlmrl.reward_workers.client import RewardServiceError
 
     a = servers("a")
@@ -373,7 +373,7 @@ def test_if_the_dispatch_loop_ever_ends_requests_fail_instead_of_hanging(servers
     async def broken_send(conn, job):
         raise RuntimeError("a bug in send")
 
-    monkeypatch.setattr(client_mod._WorkerConn, "send", broken_send)
+    monkeypatch.setattr(client_mod.WorkerConnection, "send", broken_send)
     with RewardClient(ClientConfig(deadline_s=10.0), addresses=[a.address]) as client:
         fut = client.submit(TASK, frames(4))
         with pytest.raises(RewardServiceError, match="dispatch loop ended .*RuntimeError: a bug in send"):
