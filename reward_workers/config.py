@@ -115,6 +115,11 @@ class ClientConfig:
     supervisor) every queued and in-flight request waits, spending no retries; once no worker has answered for this
     long, all of them fail together with RewardUnavailableError (0 = fail at once). Failed workers are retried with
     backoff (``retry_backoff_s`` doubling up to 2 s), so a dead address is not hammered."""
+    # --- issue 25/26: request size ---
+    max_message_bytes: int = 64 * 1024 * 1024
+    """Largest serialized wire request (and answer) the client sends. Item lists are split so each request fits;
+    a single item too large alone fails its call at once (RequestTooLargeError), unsent and not retried. Keep it
+    at most the workers' ``server.max_message_bytes``: a worker refuses larger messages, which the client resends."""
 
 
 # --- issue 22: placement and autoscaling of the reward worker pool ---

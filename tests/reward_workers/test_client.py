@@ -230,6 +230,44 @@ def test_large_lists_are_split_and_results_keep_order(servers):
     assert res[0].components["mean_pixel"] == pytest.approx(res[0].reward)
 
 
+def test_requests_are_split_to_fit_the_message_limit_and_an_oversized_item_fails_at_once(servers):
+    """Each wire request must fit gRPC's message limit: a long list is split by serialized size (not only by item
+    count), and one item too large for any request fails its own call at once, unsent, with no retry; the other
+    calls in flight beside it are answered. (Before, the oversized request was sent, refused RESOURCE_EXHAUSTED by
+    every worker, which ended the stream and so resent every request pending on it too; its stream had never
+    answered, so no attempt was charged: measured 59 resends in 60 s, still unresolved.)"""
+    from vlmrl.reward_workers.client import RequestTooLargeError
+
+    limit = 100_000
+    a, b = servers("a", max_message_bytes=limit), servers("b", max_message_bytes=limit)
+    data = np.random.default_rng(11).integers(0, 256, (30, 60, 60, 3), dtype=np.uint8)  # 10,800 bytes each
+    huge = np.random.default_rng(12).integers(0, 256, (1, 200, 200, 3), dtype=np.uint8)  # 120,000 bytes
+    cfg = ClientConfig(max_message_bytes=limit, retry_backoff_s=0.05, deadline_s=10.0)
+    with RewardClient(cfg, addresses=[a.address, b.address]) as client:
+        t0 = time.monotonic()
+        split = client.submit(TASK, data)
+        too_large = client.submit(TASK, [data[0], data[1], huge[0]], request_id="too-large")
+        beside = client.submit(TASK, data[:3])
+        with pytest.raises(RequestTooLargeError) as info:
+            too_large.result(timeout=5)
+        refused_after = time.monotonic() - t0
+        res = split.result(timeout=20)
+        res_beside = beside.result(timeout=20)
+        stats = client.stats()
+    err = info.value
+    assert err.request_id == "too-large" and err.item_index == 2 and err.limit_bytes == limit
+    assert err.item_bytes > 120_000 and "client.max_message_bytes" in str(err)
+    assert refused_after < 2.0, refused_after
+    np.testing.assert_allclose([r.reward for r in res], expected(data), rtol=1e-5)
+    np.testing.assert_allclose([r.reward for r in res_beside], expected(data[:3]), rtol=1e-5)
+    assert stats["failures"] == 0 and stats["invalid"] == 1
+    assert stats["requests"] == 3 and stats["items"] == 30 + 3 + 3
+    # every wire request was taken by a worker the first time it reached one (a retry can still come from a
+    # connect timeout on a loaded machine: that request never reached a worker, so it is not counted here)
+    served = a.info().stats.requests + b.info().stats.requests
+    assert served == 4 + 1  # 30 items of ~10.8 kB: 9 + 9 + 9 + 3 per request under 100 kB; then data[:3]
+
+
 class DictRegistry:
     """A registry stand-in for discovery without Ray: ``workers()`` reads a dict tests mutate."""
 
