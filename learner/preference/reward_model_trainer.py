@@ -1,6 +1,6 @@
 """The Bradley-Terry reward model trainer of the preference mode, run as its own Ray actor.
 
-:class:`RewardModelTrainer` holds the :class:`~vlmrl.reward_workers.scorers.bt_reward.BtRewardModel`
+:class:`RewardModelTrainer` holds the :class:`~vlmrl.reward_workers.models.bt_reward_model.BtRewardModel`
 (the network the ``bt_reward`` scorer serves), bounded buffers of labelled training and held-out
 pairs, and an Adam optimizer. :meth:`train` takes ``steps`` gradient steps of the BT cross-entropy
 (:func:`bt_loss`: P[second preferred] = sigmoid(r(second) - r(first)), every ensemble member on its

@@ -1,8 +1,8 @@
 """LoRA fine-tuning of a Qwen-VL-class VLM into the ``lrm`` scorer's reward model (``vlmrl lrm-train`` with ``model=vlm``).
 
 The trained adapter is what the ``lrm`` scorer loads with ``params.adapter=<out_dir>``, with no glue:
-training asks EXACTLY the scorer's questions (:func:`vlmrl.reward_workers.scorers.lrm.lrm_requests`,
-texts in ``models/prompts.py``), encodes them with the hf backend's own prompt path
+training asks EXACTLY the scorer's questions (:func:`vlmrl.reward_workers.models.prompt_templates.lrm_requests`,
+texts in the ``default`` template, ``reward_workers/models/templates/default.yaml``), encodes them with the hf backend's own prompt path
 (:func:`vlmrl.reward_workers.backends.hf.encode_prompts`: stock processor + chat template) and teaches
 the answer tokens the scorer reads (:func:`~vlmrl.reward_workers.backends.base.candidate_token_ids`, so
 ``"10"`` is trained as ``1 0 <|im_end|>`` exactly as it is scored).
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from vlmrl.learner.reward_training.lrm_data import (ShuffleBufferBatches, TargetRule, TrainBatch, dataset_sources, sources_label,
                                     split_entries)
 from vlmrl.reward_workers.backends.base import VLMRequest, candidate_token_ids
-from vlmrl.reward_workers.scorers.lrm import lrm_requests
+from vlmrl.reward_workers.models.prompt_templates import lrm_requests
 from vlmrl.reward_workers.models.prompts import LRM_COMPLETION_ANSWERS, LRM_CONTRASTIVE_ANSWERS
 
 KINDS = ("progress", "completion", "contrastive")

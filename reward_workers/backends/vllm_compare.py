@@ -30,7 +30,7 @@ def comparison_requests(seed: int = 0):
     """(label, request) pairs covering single-token, multi-token and two-image scoring."""
     from vlmrl.reward_workers.backends.base import VLMRequest
     from vlmrl.reward_workers.models import prompts as P
-    from vlmrl.reward_workers.scorers.lrm import lrm_requests
+    from vlmrl.reward_workers.models.prompt_templates import lrm_requests
 
     rng = np.random.default_rng(seed)
     out = []

@@ -297,6 +297,14 @@ def _answer(raw: Any, where: str) -> Union[LogitAnswer, GenerateAnswer]:
         on_unparsed=None if unparsed is None else float(unparsed))
 
 
+def lrm_requests(task: str, prev, cur, progress_scale: int = 10, template: str = "default"):
+    """The three LRM prompts about (previous, current) frames, in order progress, completion, contrastive.
+    The ``lrm`` scorer asks them; LoRA training (``vlmrl.learner.reward_training.lrm_lora``) teaches their answers with
+    the same requests."""
+    t = load_template(template)
+    return [t.request(h, task, prev, cur, progress_scale) for h in HEADS]
+
+
 def expected_value(probs: Sequence[float], values: Sequence[float]) -> float:
     """The expectation of ``values`` under the candidate distribution ``probs``."""
     return float(sum(p * v for p, v in zip(probs, values)))

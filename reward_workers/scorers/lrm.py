@@ -72,13 +72,6 @@ class LrmHeads:
     contrastive: LrmHead = field(default_factory=LrmHead)
 
 
-def lrm_requests(task: str, prev, cur, progress_scale: int = 10, template: str = "default"):
-    """The three LRM prompts about (previous, current) frames, in order progress, completion, contrastive.
-    The scorer asks them; LoRA training (learner/reward_training/lrm_lora.py) teaches their answers with the same requests."""
-    t = load_template(template)
-    return [t.request(h, task, prev, cur, progress_scale) for h in HEADS]
-
-
 @dataclass
 class _Head:
     name: str

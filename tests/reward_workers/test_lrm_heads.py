@@ -70,7 +70,7 @@ def second_qwen3(tmp_path_factory) -> str:
 
 def test_template_files_load_and_default_asks_the_trainers_questions():
     from vlmrl.reward_workers.models import prompts as P
-    from vlmrl.reward_workers.scorers.lrm import lrm_requests
+    from vlmrl.reward_workers.models.prompt_templates import lrm_requests
 
     d = load_template("default")
     assert d.tag == "default.p1" and d.system == P.SYSTEM
