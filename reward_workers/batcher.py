@@ -14,6 +14,9 @@ batch being scored plus one batch, not by its whole backlog. The queue is bounde
 that would push the waiting items over ``max_queue_items`` is refused with :class:`QueueFull`,
 unless its client has nothing waiting (a flooding client cannot lock others out; per-client
 caps live in the server).
+
+Same-seed runs: with ``fixed_batch_size`` > 0 the scorer is called on pieces of exactly that many items (the last
+padded), so a reward does not depend on which items happened to be waiting together (:func:`score_in_fixed_batches`).
 """
 
 from __future__ import annotations
@@ -82,19 +85,39 @@ class _Entry:
     enqueued_at: float
 
 
-def _score_with_version(scorer: Scorer, tasks: list, items: list) -> tuple[str, list]:
+def _score_with_version(scorer: Scorer, tasks: list, items: list, fixed_batch: int = 0) -> tuple[str, list]:
     """Runs on the scorer thread: the version is read there, so it is the one that scored the batch."""
     version = scorer.model_version
+    if fixed_batch > 0:
+        return version, score_in_fixed_batches(scorer, tasks, items, fixed_batch)
     return version, scorer.score_batch(tasks, items)
+
+
+def score_in_fixed_batches(scorer: Scorer, tasks: Sequence[str], items: Sequence[np.ndarray], size: int) -> list:
+    """``scorer.score_batch`` called on pieces of exactly ``size`` items, the last one padded with copies of its
+    last item (their results are dropped): an item's reward then does not depend on how many other items shared
+    its batch. CPU conv/matmul kernels pick their blocking by batch size and round differently (compact LRM:
+    up to 2e-7), enough to make two same-seed training runs drift apart (``server.fixed_batch_size``)."""
+    out: list = []
+    for start in range(0, len(items), size):
+        t, it = list(tasks[start:start + size]), list(items[start:start + size])
+        n, pad = len(it), size - len(it)
+        results = scorer.score_batch(t + t[-1:] * pad, it + it[-1:] * pad)
+        if len(results) != size:
+            raise RuntimeError(f"scorer returned {len(results)} results for a batch of {size} items")
+        out.extend(results[:n])
+    return out
 
 
 class DynamicBatcher:
     """Merges items of concurrent requests into scorer batches (the heart of a reward worker)."""
 
     def __init__(self, scorer: Scorer, *, max_batch: int, max_wait_ms: float, max_queue_items: int,
-                 cache: RewardCache | None = None, stats: WorkerStats | None = None) -> None:
+                 cache: RewardCache | None = None, stats: WorkerStats | None = None, fixed_batch_size: int = 0) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if fixed_batch_size < 0:
+            raise ValueError(f"fixed_batch_size must be >= 0 (0 = off), got {fixed_batch_size}")
         if max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
         if max_queue_items < 1:
@@ -103,6 +126,7 @@ class DynamicBatcher:
         self.max_batch = int(max_batch)
         self.max_wait_s = float(max_wait_ms) / 1000.0
         self.max_queue_items = int(max_queue_items)
+        self.fixed_batch_size = int(fixed_batch_size)
         self.cache = cache if cache is not None else RewardCache(0)
         self.stats = stats if stats is not None else WorkerStats()
         self._queues: dict[Hashable, deque[_Entry]] = {}  # per client, oldest first; only non-empty ones
@@ -253,7 +277,7 @@ class DynamicBatcher:
             t0 = time.perf_counter()
             try:
                 version, results = await loop.run_in_executor(self._executor, _score_with_version, self.scorer,
-                                                              tasks, items)
+                                                              tasks, items, self.fixed_batch_size)
                 if len(results) != len(batch):
                     raise RuntimeError(f"scorer returned {len(results)} results for a batch of {len(batch)} items")
             except asyncio.CancelledError:

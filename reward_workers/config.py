@@ -49,6 +49,12 @@ class ServerConfig:
     """Most items the scorer sees in one call."""
     max_wait_ms: float = 5.0
     """How long the batcher waits for more items after the first one arrives."""
+    fixed_batch_size: int = 0
+    """0: the scorer gets each batch as it formed (1..max_batch items, depending on timing). N > 0: it gets pieces of
+    exactly N items (the last padded with copies, their results dropped), so a reward does not depend on which items
+    shared its batch -- CPU kernels round differently per batch size, which makes same-seed runs drift apart
+    (configs/demo.yaml). Exact for fixed-shape models (cnn, compact_lrm, bt_reward); VLM batches also differ by
+    their left padding. Costs the padded items' compute."""
     max_queue_items: int = 4096
     """Items waiting for the scorer beyond which new requests get RESOURCE_EXHAUSTED."""
     max_items_per_request: int = 1024

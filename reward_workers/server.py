@@ -293,7 +293,8 @@ class RewardServer:
         self.batcher = DynamicBatcher(scorer, max_batch=int(server_cfg.max_batch),
                                       max_wait_ms=float(server_cfg.max_wait_ms),
                                       max_queue_items=int(server_cfg.max_queue_items),
-                                      cache=self.cache, stats=self.stats)
+                                      cache=self.cache, stats=self.stats,
+                                      fixed_batch_size=int(server_cfg.fixed_batch_size))
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self._address: str | None = None

@@ -263,3 +263,42 @@ def test_full_queue_still_admits_a_client_with_nothing_waiting():
         return rewards(other.result())
 
     assert run(main()) == [9.0]
+
+
+# --- issue 25: same-seed runs, rewards that do not depend on the batch (server.fixed_batch_size) ---
+
+def test_fixed_batch_size_scores_pieces_of_exactly_that_size():
+    async def main():
+        scorer = RecordingScorer()
+        b = DynamicBatcher(scorer, max_batch=32, max_wait_ms=50, max_queue_items=100, fixed_batch_size=4)
+        b.start()
+        results = await asyncio.gather(*(b.submit("t", items(i)) for i in range(10)))
+        await b.close()
+        return scorer, results
+
+    scorer, results = run(main())
+    assert [rewards(r) for r in results] == [[float(i)] for i in range(10)]  # padding copies dropped, order kept
+    assert scorer.batches == [4, 4, 4]
+    with pytest.raises(ValueError, match="fixed_batch_size must be >= 0"):
+        DynamicBatcher(RecordingScorer(), max_batch=4, max_wait_ms=1, max_queue_items=10, fixed_batch_size=-1)
+
+
+def test_fixed_batch_size_makes_a_cnn_reward_independent_of_its_batch():
+    """A real conv scorer on CPU: the same frame's reward alone and among 20 others is bit-identical with
+    fixed_batch_size (without it, CPU kernels round differently per batch size: ~6e-8 on the 2-core CI machine)."""
+    from vlmrl.reward_workers.scorers.base import build_scorer
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (1, 64, 64, 3), dtype=np.uint8) for _ in range(21)]
+    scorer = build_scorer("cnn", {"image_size": 64})
+
+    async def main(fixed):
+        b = DynamicBatcher(scorer, max_batch=32, max_wait_ms=50, max_queue_items=100, fixed_batch_size=fixed)
+        b.start()
+        together = rewards(await b.submit("t", frames))
+        alone = [rewards(await b.submit("t", [f]))[0] for f in frames]
+        await b.close()
+        return np.array(together), np.array(alone)
+
+    together, alone = run(main(8))
+    assert np.array_equal(together, alone), np.abs(together - alone).max()
