@@ -12,13 +12,14 @@ import grpc
 import pytest
 
 from vlmrl.reward_workers.client import InvalidRequestError, RewardResult, RewardUnavailableError
+from vlmrl.reward_workers.client_connection import WorkerConnection
 from vlmrl.reward_workers.client_dispatch import Dispatcher
 from vlmrl.reward_workers.client_jobs import Call, Job
 from vlmrl.reward_workers.proto import reward_pb2
 
 
 class FakeConnection:
-    """The public members the dispatcher uses of a WorkerConnection; the test decides every outcome."""
+    """The public members the dispatcher uses of a WorkerConnection, without gRPC; the test decides every outcome."""
 
     def __init__(self, address: str, worker_id: str, listener, max_in_flight: int = 2) -> None:
         self.address, self.worker_id, self.listener = address, worker_id, listener
@@ -32,8 +33,10 @@ class FakeConnection:
         self.answers = 0
         self.errors = 0
 
-    def usable(self, now: float) -> bool:
-        return not self.leaving and now >= self.broken_until
+    # the real connection's pending bookkeeping (no I/O in these)
+    usable = WorkerConnection.usable
+    release = WorkerConnection.release
+    take_pending = WorkerConnection.take_pending
 
     def has_capacity(self) -> bool:
         return len(self.pending) < self.max_in_flight
@@ -43,18 +46,6 @@ class FakeConnection:
         self.pending[job.wire_id] = job
         self.outstanding_items += job.n_items
         self.sent.append(job.wire_id)
-
-    def release(self, job: Job) -> None:
-        if self.pending.pop(job.wire_id, None) is job:
-            self.outstanding_items -= job.n_items
-        if job.conn is self:
-            job.conn = None
-
-    def take_pending(self) -> List[Job]:
-        jobs = list(self.pending.values())
-        for job in jobs:
-            self.release(job)
-        return jobs
 
     def note_answer(self, job: Job) -> None:
         self.answers += 1
@@ -119,19 +110,21 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def run(coro_fn):
+def run(body, addresses, **kw) -> None:
+    """Run ``body(harness)`` on a fresh event loop with a started dispatcher over fake ``addresses``."""
     async def main():
-        h = await coro_fn()
-        if h is not None:
+        h = Harness(addresses, **kw)
+        await h.d.start()
+        try:
+            await body(h)
+        finally:
             await h.d.shutdown(RuntimeError("closed"))
 
     asyncio.run(main())
 
 
 def test_each_request_goes_to_the_least_loaded_worker_within_its_capacity():
-    async def body():
-        h = Harness(["a:1", "b:1"])
-        await h.d.start()
+    async def body(h):
         big = h.submit("big", n_items=5)
         await settle()
         first = h.where("big")
@@ -145,15 +138,12 @@ def test_each_request_goes_to_the_least_loaded_worker_within_its_capacity():
         other.answer("s0", [0.5])
         assert small[0].future.result(0) == [RewardResult(reward=0.5, worker_id=other.address)]
         assert not big.done
-        return h
 
-    run(body)
+    run(body, ["a:1", "b:1"])
 
 
 def test_a_retriable_error_resends_to_another_worker_and_the_budget_ends_it():
-    async def body():
-        h = Harness(["a:1", "b:1", "c:1"], retry_budget=2)
-        await h.d.start()
+    async def body(h):
         call = h.submit("r")
         await settle()
         tried = []
@@ -169,15 +159,12 @@ def test_a_retriable_error_resends_to_another_worker_and_the_budget_ends_it():
         s = h.d.stats()
         assert s["retries"] == 2 and s["failures"] == 1
         assert sum(c.errors for c in h.conns.values()) == 3
-        return h
 
-    run(body)
+    run(body, ["a:1", "b:1", "c:1"], retry_budget=2)
 
 
 def test_invalid_argument_fails_at_once_without_a_retry():
-    async def body():
-        h = Harness(["a:1", "b:1"])
-        await h.d.start()
+    async def body(h):
         call = h.submit("bad")
         await settle()
         h.where("bad").answer("bad", error=grpc.StatusCode.INVALID_ARGUMENT, message="frame 0: bad shape")
@@ -187,15 +174,12 @@ def test_invalid_argument_fails_at_once_without_a_retry():
         s = h.d.stats()
         assert s["invalid"] == 1 and s["retries"] == 0
         assert not any(c.pending for c in h.conns.values())
-        return h
 
-    run(body)
+    run(body, ["a:1", "b:1"])
 
 
 def test_a_wrong_reward_count_is_resent_and_a_late_answer_is_dropped():
-    async def body():
-        h = Harness(["a:1", "b:1"])
-        await h.d.start()
+    async def body(h):
         call = h.submit("r", n_items=2)
         await settle()
         first = h.where("r")
@@ -208,15 +192,12 @@ def test_a_wrong_reward_count_is_resent_and_a_late_answer_is_dropped():
         assert [r.reward for r in call.future.result(0)] == [1.0, 2.0]
         s = h.d.stats()
         assert s["retries"] == 1 and s["late_answers"] == 1 and s["failures"] == 0
-        return h
 
-    run(body)
+    run(body, ["a:1", "b:1"])
 
 
 def test_a_broken_stream_charges_attempts_only_if_it_was_answering():
-    async def body():
-        h = Harness(["a:1"], retry_budget=1)
-        await h.d.start()
+    async def body(h):
         call = h.submit("r")
         await settle()
         conn = h.conns["a:1"]
@@ -234,15 +215,12 @@ def test_a_broken_stream_charges_attempts_only_if_it_was_answering():
             await settle()
         with pytest.raises(RewardUnavailableError, match=r"after 2 attempt\(s\)"):
             call.future.result(0)
-        return h
 
-    run(body)
+    run(body, ["a:1"], retry_budget=1)
 
 
 def test_no_usable_worker_fails_every_request_together_at_the_bound():
-    async def body():
-        h = Harness(["a:1", "b:1"], no_worker_wait_s=0.3)
-        await h.d.start()
+    async def body(h):
         calls = [h.submit(f"r{i}") for i in range(6)]
         await settle()
         for conn in h.conns.values():
@@ -257,15 +235,12 @@ def test_no_usable_worker_fails_every_request_together_at_the_bound():
                 c.future.result(0)
         s = h.d.stats()
         assert s["failures"] == 6 and s["queued"] == 0 and s["no_worker_wait_s"] >= 0.3
-        return h
 
-    run(body)
+    run(body, ["a:1", "b:1"], no_worker_wait_s=0.3)
 
 
 def test_rejected_requests_are_counted_and_never_sent():
-    async def body():
-        h = Harness(["a:1"])
-        await h.d.start()
+    async def body(h):
         call = Call("huge", 1)
         h.d.reject(call, 3, InvalidRequestError("huge", "too large"))
         await settle()
@@ -274,15 +249,12 @@ def test_rejected_requests_are_counted_and_never_sent():
         s = h.d.stats()
         assert (s["requests"], s["items"], s["invalid"], s["retries"]) == (1, 3, 1, 0)
         assert h.conns["a:1"].sent == []
-        return h
 
-    run(body)
+    run(body, ["a:1"])
 
 
 def test_shutdown_fails_what_is_unanswered():
-    async def body():
-        h = Harness(["a:1"])
-        await h.d.start()
+    async def body(h):
         calls = [h.submit(f"r{i}") for i in range(4)]  # 2 pending (capacity), 2 queued
         await settle()
         await h.d.shutdown(RuntimeError("closed"))
@@ -291,4 +263,4 @@ def test_shutdown_fails_what_is_unanswered():
                 c.future.result(0)
         assert h.conns["a:1"].leaving and not h.conns["a:1"].pending
 
-    run(body)
+    run(body, ["a:1"])
