@@ -21,10 +21,11 @@ which is not a reward model): a smoke test of the pipeline's plumbing, tested in
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, Dict, List
 
 class DemoPipeline:
     """Runs the stages of the module doc and prints where the results are."""
@@ -93,8 +94,29 @@ class DemoPipeline:
             self.print(f"[demo] reward audit: {self._audit_line()} (table above; {self.cfg.audit.out_dir})")
         self.print(f"[demo] ground-truth success (greedy, {self.cfg.lrm_refine.eval_episodes} episodes): base policy "
                    f"{base:.2f} -> after LRM refinement {refined:.2f}")
-        self.print(f"[demo] TensorBoard logs: tensorboard --logdir {self.run_dir / 'tb'}")
+        self.print(f"[demo] TensorBoard logs, one folder per stage ("
+                   + ", ".join(f"{stage}: {d}" for stage, d in self.tensorboard_dirs().items())
+                   + f"): tensorboard --logdir {self.tensorboard_logdir()}")
         return 0
+
+    def tensorboard_dirs(self) -> Dict[str, Path]:
+        """The TensorBoard folder of each stage that writes one: ``vlmrl lrm-train`` (``lrm_train.out_dir/tb``) and
+        ``vlmrl train`` (BC base evaluation, PPO, greedy evaluations: ``<run dir>/tb``). Recording, the audit and the
+        reward-service stage write no TensorBoard data (RLlib's own ``~/ray_results/<date>`` folder stays empty)."""
+        from vlmrl.learner.run_files import TB_DIR
+
+        dirs = {} if self.quick else {"lrm-train": Path(self.cfg.lrm_train.out_dir) / TB_DIR}
+        dirs["train"] = self.run_dir / TB_DIR
+        return dirs
+
+    def tensorboard_logdir(self) -> Path:
+        """The one ``--logdir`` that holds every stage's folder: the run dir, or (when an override moved
+        ``lrm_train.out_dir`` out of it) the stages' common parent."""
+        dirs = [Path(os.path.abspath(d)) for d in self.tensorboard_dirs().values()]
+        root = Path(os.path.abspath(self.run_dir))
+        if all(d.is_relative_to(root) for d in dirs):
+            return self.run_dir
+        return Path(os.path.commonpath(dirs))
 
     def _final_success(self) -> float:
         from vlmrl.learner.online.train_metrics import read_scalars
