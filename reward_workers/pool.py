@@ -11,6 +11,7 @@ Clients find the workers through :meth:`RewardWorkerPool.registry_view`.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from typing import Any, Dict, List, Optional
@@ -23,6 +24,10 @@ from vlmrl.reward_workers.registry import RegistryNotFound, RegistryView, get_or
 from vlmrl.reward_workers.supervisor import get_or_create_supervisor, get_supervisor, supervisor_name
 
 log = logging.getLogger(__name__)
+
+RAY_START_ATTEMPTS = 3
+RAY_START_TIMEOUT = "timed out during startup"
+"""Ray gives a new local node's raylet a fixed 30 s to register; on a loaded machine that start is retried."""
 
 WATCHDOG_INTERVAL_S = 2.0
 """How often the pool's owner checks that its supervisor is alive (0 = never)."""
@@ -39,7 +44,40 @@ def ensure_ray(pool_cfg: Any, **init_kwargs: Any) -> None:
     kwargs = dict(namespace=pool_cfg.namespace, include_dashboard=False, log_to_driver=True)
     kwargs.update(init_kwargs)
     prepare_ray_auth(pool_cfg.ray_address)  # host:port: find the auth token like Ray's CLI, fail fast otherwise
-    ray.init(address=pool_cfg.ray_address, **kwargs)
+    for attempt in range(1, RAY_START_ATTEMPTS + 1):
+        try:
+            ray.init(address=pool_cfg.ray_address, **kwargs)
+            return
+        except Exception as e:  # noqa: BLE001 - only Ray's own start-up timeout is retried
+            if RAY_START_TIMEOUT not in str(e) or attempt == RAY_START_ATTEMPTS:
+                raise
+            ray.shutdown()
+            _stop_partial_ray_start()
+            print(f"Ray's local node did not register within Ray's 30 s (a loaded machine?); starting it again "
+                  f"(attempt {attempt + 1} of {RAY_START_ATTEMPTS})", file=sys.stderr, flush=True)
+
+
+def _stop_partial_ray_start() -> None:
+    """Stop what a timed-out local Ray start left running (its GCS, raylet and helper processes, children of
+    this process), so a retry does not leave them competing for the same loaded CPUs."""
+    import os
+
+    import psutil
+
+    ray_dir = os.path.dirname(ray.__file__)
+    procs = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if any(ray_dir in part for part in child.cmdline()):
+                procs.append(child)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    for child in procs:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)
 
 
 class RewardWorkerPool:

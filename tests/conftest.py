@@ -46,10 +46,14 @@ def tiny_clip_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ray_local(request):
     """A local Ray (2 CPUs) for one test module, in the module's ``NAMESPACE`` (default ``vlmrl-test``)."""
+    import types
+
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             namespace=getattr(request.module, "NAMESPACE", "vlmrl-test"))
+    from vlmrl.reward_workers.pool import ensure_ray  # retries Ray's start-up timeout on a loaded machine
+
+    ensure_ray(types.SimpleNamespace(ray_address=None, namespace=getattr(request.module, "NAMESPACE", "vlmrl-test")),
+               num_cpus=2, log_to_driver=False)
     yield
     ray.shutdown()
 
