@@ -7,7 +7,7 @@ them, so the reward workers never import upward. Every field is documented where
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
