@@ -57,6 +57,9 @@ MOVED_MODULES.update({
 class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Resolves an old module path of :data:`MOVED_MODULES` to the module at its new path."""
 
+    def __init__(self) -> None:
+        self._specs = {}  # old path -> the moved module's own spec, restored after the import machinery sets the alias's
+
     def find_spec(self, fullname, path=None, target=None):
         if fullname not in MOVED_MODULES:
             return None
@@ -66,7 +69,6 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         new = MOVED_MODULES[spec.name]
         warnings.warn(f"{spec.name} moved to {new}; import it from there", DeprecationWarning, stacklevel=3)
         module = importlib.import_module(new)
-        self._specs = getattr(self, "_specs", {})
         self._specs[spec.name] = module.__spec__
         return module
 

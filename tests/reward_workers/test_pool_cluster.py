@@ -31,13 +31,15 @@ def cluster():
 
     old_mode = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    for attempt in range(3):  # Ray gives a raylet 30 s to register; a loaded CI machine sometimes needs a retry
+    from vlmrl.reward_workers.pool import RAY_START_ATTEMPTS, RAY_START_TIMEOUT
+
+    for attempt in range(1, RAY_START_ATTEMPTS + 1):  # the same start-up retry as ensure_ray (a Cluster, not ray.init)
         try:
             c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
                                                               "_system_config": FAST_HEALTH_CHECK})
             break
         except Exception as e:  # noqa: BLE001 - only Ray's start-up timeout is retried
-            if "timed out during startup" not in str(e) or attempt == 2:
+            if RAY_START_TIMEOUT not in str(e) or attempt == RAY_START_ATTEMPTS:
                 raise
     try:
         c.add_node(num_cpus=1, resources={"reward_node": 2})
