@@ -94,8 +94,12 @@ def run_metrics(run_dir: Path) -> Dict[str, object]:
     return out
 
 
-def run_one(name: str, seed: int, iterations: int, out: Path, lrm_dir: Optional[str], extra: List[str]) -> Dict:
-    run_name = f"{name}_s{seed}"
+def run_one(name: str, seed: int, iterations: int, out: Path, lrm_dir: Optional[str], extra: List[str],
+            tag: str = "") -> Dict:
+    """One condition x seed; ``tag`` names a variant of the condition (the ``--set`` overrides it was run with):
+    its runs are ``<name>-<tag>_s<seed>`` and summarised as their own condition."""
+    name_tag = f"{name}-{tag}" if tag else name
+    run_name = f"{name_tag}_s{seed}"
     run_dir = out / run_name
     over = [f"output_dir={out}", f"run_name={run_name}", f"seed={seed}", f"train.iterations={iterations}",
             *condition_overrides(name, lrm_dir), *extra]
@@ -106,7 +110,7 @@ def run_one(name: str, seed: int, iterations: int, out: Path, lrm_dir: Optional[
     from vlmrl.system.config import load_config
 
     episodes = int(load_config(CONFIG, over).lrm_refine.eval_episodes)
-    res = {"condition": name, "seed": seed, "env_steps": iterations * BATCH, "iterations": iterations,
+    res = {"condition": name_tag, "seed": seed, "env_steps": iterations * BATCH, "iterations": iterations,
            "overrides": over, "wall_s": wall, "eval_episodes": episodes,
            "greedy_success": evaluate_checkpoint(over, run_dir, episodes, config=CONFIG), **run_metrics(run_dir)}
     (run_dir / RESULT).write_text(json.dumps(res, indent=1))
@@ -155,8 +159,8 @@ def ratios(by_cond: Dict[str, List[dict]]) -> Dict[str, dict]:
                                    for r in rs if r["seed"] in seeds)
             base = statistics.mean(baseline(s, own)[k] for s in seeds)
             row[k] = {"value": mine, "env_dense": base, "ratio": mine / base if base > 0 else float("nan")}
-        if cond in GOALS:
-            row["goal_ratio"] = GOALS[cond]
+        if cond.split("-", 1)[0] in GOALS:
+            row["goal_ratio"] = GOALS[cond.split("-", 1)[0]]
         out[cond] = row
     return out
 
@@ -282,26 +286,34 @@ def labeller_agreement(records, lrm_dir: str, pairs: int, tie: float, margin: fl
     return stats
 
 
-def bt_offline(dirs: List[str], variants: List[dict], train_pairs: int, heldout_pairs: int, steps: int,
-               batch: int, tie: float, seed: int = 0) -> List[dict]:
+def records_of(src: str, split: str):
+    """FrameRecords of ``src``: a preference run's checkpoint dir (its buffered frames of the policy's own episodes,
+    all of them) or a recorded episodes folder (lrm-train's ``split``)."""
+    path = Path(src)
+    return frames_of_checkpoint(path) if (path / "preference_state.pt").exists() else frames_of_episodes([src], split=split)
+
+
+def bt_offline(sources: List[str], variants: List[dict], train_pairs: int, heldout_pairs: int, steps: int,
+               batch: int, tie: float, seed: int = 0, heldout: Optional[List[str]] = None) -> List[dict]:
     """Can the BT reward model learn the oracle's ordering from these frames? Oracle-labelled uniform pairs of the
-    recorded episodes' train split, held-out pairs of their val split (other episodes); per ``scorer.params``
-    variant: held-out BT accuracy and Pearson(r, dense) every 100 steps."""
+    sources' frames (recorded episodes: their train split; run checkpoints: all buffered frames) for training;
+    held-out pairs of ``heldout`` (other runs / episodes; default: the recorded episodes' val split); per
+    ``scorer.params`` variant: held-out BT accuracy and Pearson(r, dense) every 100 steps."""
     import numpy as np
 
     from vlmrl.learner.preference.frame_buffer import FrameBuffer
     from vlmrl.learner.preference.oracle import GroundTruthLabeller
     from vlmrl.learner.preference.reward_model_trainer import RewardModelTrainer
 
-    def rows(split: str, n: int):
-        recs = frames_of_episodes(dirs, split=split)
+    def rows(srcs: List[str], split: str, n: int):
+        recs = [r for s in srcs for r in records_of(s, split)]
         buf = FrameBuffer(len(recs))
         buf.extend(recs)
         batch_ = GroundTruthLabeller(tie).label(buf.sample_pairs(n, np.random.default_rng(seed)))
         return [(p.first.frame, p.second.frame, p.first.task, p.y, p.first.env_reward, p.second.env_reward)
                 for p in batch_.pairs]
 
-    tr, ho = rows("train", train_pairs), rows("val", heldout_pairs)
+    tr, ho = rows(sources, "train", train_pairs), rows(heldout or sources, "val", heldout_pairs)
     out = []
     for params in variants:
         t = RewardModelTrainer(params, 3e-4, len(tr), seed=seed)
@@ -315,8 +327,8 @@ def bt_offline(dirs: List[str], variants: List[dict], train_pairs: int, heldout_
             curve.append({"steps": 100 * m["updates"], "bt_train_acc": m["bt_train_acc"],
                           "bt_heldout_acc": m.get("bt_heldout_acc"),
                           "pearson": m.get("heldout_pearson_reward_vs_dense")})
-        row = {"params": params, "train_pairs": len(tr), "heldout_pairs": len(ho), "curve": curve,
-               "seconds": time.monotonic() - t0}
+        row = {"params": params, "sources": sources, "heldout": heldout or "val split", "train_pairs": len(tr),
+               "heldout_pairs": len(ho), "curve": curve, "seconds": time.monotonic() - t0}
         out.append(row)
         print(json.dumps(row), flush=True)
     return out
@@ -364,6 +376,8 @@ def main(argv=None) -> int:
     p.add_argument("--lrm-dir", default=None, help="compact LRM folder for the ai condition")
     p.add_argument("--out", default="runs/bench_preference")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="extra overrides for every run")
+    p.add_argument("--tag", default="", help="name of the --set variant: runs are <condition>-<tag>_s<seed>, "
+                   "summarised as their own condition (e.g. --tag kp --set scorer.params.pooling=keypoints)")
     p.add_argument("--summarize-only", action="store_true")
     p.add_argument("--export", default=None, metavar="JSON",
                    help="also write the summary as benchmarks/results JSON (each number with goal, seeds, commit, ...)")
@@ -371,9 +385,12 @@ def main(argv=None) -> int:
                    help="only measure the AI labeller (--lrm-dir) against the oracle on frames of SRC: checkpoint dirs "
                         "of preference runs (their frame buffers) or recorded episode folders (held-out split)")
     p.add_argument("--agreement-pairs", type=int, default=2000)
-    p.add_argument("--bt-offline", nargs="+", default=None, metavar="EPISODES_DIR",
-                   help="only train BT reward models offline on oracle-labelled pairs of recorded episodes "
-                        "(--bt-variants JSON list of scorer.params) and report held-out accuracy / correlation")
+    p.add_argument("--bt-offline", nargs="+", default=None, metavar="SRC",
+                   help="only train BT reward models offline on oracle-labelled pairs of SRC (recorded episode folders: "
+                        "their train split; preference-run checkpoint dirs: their buffered frames) for each of "
+                        "--bt-variants (JSON list of scorer.params) and report held-out accuracy / correlation")
+    p.add_argument("--bt-heldout", nargs="+", default=None, metavar="SRC",
+                   help="held-out pairs for --bt-offline from these sources (default: the episodes' val split)")
     p.add_argument("--bt-variants", default='[{"image_size": 64, "channels": [16, 32, 64]}]')
     p.add_argument("--bt-steps", type=int, default=600)
     p.add_argument("--plot", default=None, metavar="PNG", help="also plot the runs' curves (with --summarize-only)")
@@ -382,15 +399,15 @@ def main(argv=None) -> int:
         from vlmrl.system.config import load_config
 
         tie = float(load_config(CONFIG, []).preference.oracle_tie_threshold)
-        bt_offline(args.bt_offline, json.loads(args.bt_variants), 3000, 1000, args.bt_steps, 64, tie)
+        bt_offline(args.bt_offline, json.loads(args.bt_variants), 3000, 1000, args.bt_steps, 64, tie,
+                   heldout=args.bt_heldout)
         return 0
     if args.agreement:
         from vlmrl.system.config import load_config
 
         cfg = load_config(CONFIG, [])
         for src in args.agreement:
-            path = Path(src)
-            recs = frames_of_checkpoint(path) if (path / "preference_state.pt").exists() else frames_of_episodes([src])
+            recs = records_of(src, "val")
             st = labeller_agreement(recs, args.lrm_dir, args.agreement_pairs, float(cfg.preference.oracle_tie_threshold),
                                     float(cfg.preference.labeller_scorer.params.get("label_margin", 0.1)))
             print(json.dumps({"source": src, "frames": len(recs), **st}))
@@ -401,7 +418,7 @@ def main(argv=None) -> int:
         iterations = max(1, math.ceil(args.env_steps / BATCH))
         for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:
             for cond in [c.strip() for c in args.conditions.split(",") if c.strip()]:
-                run_one(cond, seed, iterations, out, args.lrm_dir, args.set)
+                run_one(cond, seed, iterations, out, args.lrm_dir, args.set, args.tag)
     result = summarize(out)
     if args.plot:
         plot(out, Path(args.plot))

@@ -3,7 +3,11 @@ actor (:mod:`vlmrl.learner.preference.reward_model_trainer`) on preference label
 scorer (:mod:`vlmrl.reward_workers.scorers.bt_reward`), its weights travelling between them as bytes.
 
 A small conv encoder over the frame plus a hashed-token task embedding, one scalar per ensemble member, squashed by
-``tanh`` (PEBBLE / RL-VLM-F bound r(s) the same way).
+``tanh`` (PEBBLE / RL-VLM-F bound r(s) the same way). How the conv feature map becomes the head's input is
+``pooling``: ``max`` (each channel's strongest response: *what* is in the frame, not *where*) or ``keypoints``
+(a spatial soft-argmax per channel, Levine et al. 2016's "spatial softmax": the expected image coordinates of each
+feature plus its strongest response, so the head can read where the object and the arm are relative to the goal;
+see benchmarks/results/preference_pushcube.md for what each gives on PushCube).
 """
 
 from __future__ import annotations
@@ -33,10 +37,33 @@ class BtModelParams:
     """Hash buckets of the task-token embedding."""
     embed_dim: int = 32
     hidden: int = 64
+    pooling: str = "max"
+    """Conv map -> head input: ``max`` (global max per channel) or ``keypoints`` (spatial soft-argmax coordinates
+    per channel + the global max; keeps positions with few features, see the module doc)."""
     ensemble_size: int = 1
     """Independently initialised members; reward = their mean (RL-VLM-F uses an ensemble of 3)."""
     seed: int = 0
     """Seed of the initial weights (the version served before the first update is ``init-<seed>``)."""
+
+
+POOLINGS = ("max", "keypoints")
+
+
+class SpatialSoftArgmax(nn.Module):
+    """(B, C, H, W) feature maps -> (B, 2C) expected (x, y) in [-1, 1] of each channel's softmax over positions, with
+    a learned temperature (the "spatial softmax" keypoint layer of Levine et al. 2016, "End-to-End Training of Deep
+    Visuomotor Policies")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        b, c, hh, ww = h.shape
+        attn = torch.softmax(h.flatten(2) / self.log_temperature.exp(), dim=-1).view(b, c, hh, ww)
+        ys = torch.linspace(-1.0, 1.0, hh, device=h.device, dtype=h.dtype)
+        xs = torch.linspace(-1.0, 1.0, ww, device=h.device, dtype=h.dtype)
+        return torch.cat([(attn.sum(2) * xs).sum(-1), (attn.sum(3) * ys).sum(-1)], dim=1)
 
 
 class BtRewardMember(nn.Module):
@@ -49,12 +76,17 @@ class BtRewardMember(nn.Module):
             layers += [nn.Conv2d(c_in, int(c), kernel_size=3, stride=2, padding=1), nn.ReLU(inplace=True)]
             c_in = int(c)
         self.conv = nn.Sequential(*layers)
+        self.keypoints = SpatialSoftArgmax() if p.pooling == "keypoints" else None
+        feats = 3 * c_in if self.keypoints is not None else c_in
         self.task_embed = nn.EmbeddingBag(int(p.task_buckets), int(p.embed_dim), mode="mean")
-        self.head = nn.Sequential(nn.Linear(c_in + int(p.embed_dim), int(p.hidden)), nn.ReLU(inplace=True),
+        self.head = nn.Sequential(nn.Linear(feats + int(p.embed_dim), int(p.hidden)), nn.ReLU(inplace=True),
                                   nn.Linear(int(p.hidden), 1))
 
     def forward(self, images: torch.Tensor, token_ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        feats = self.conv(images).amax(dim=(2, 3))
+        h = self.conv(images)
+        feats = h.amax(dim=(2, 3))
+        if self.keypoints is not None:
+            feats = torch.cat([self.keypoints(h), feats], dim=1)
         return torch.tanh(self.head(torch.cat([feats, self.task_embed(token_ids, offsets)], dim=1)).squeeze(1))
 
 
@@ -67,6 +99,8 @@ class BtRewardModel(nn.Module):
             raise ScorerError(f"bt_reward: ensemble_size must be >= 1, got {p.ensemble_size}")
         if int(p.image_size) < 8:
             raise ScorerError(f"bt_reward: image_size must be >= 8, got {p.image_size}")
+        if p.pooling not in POOLINGS:
+            raise ScorerError(f"bt_reward: pooling must be one of {list(POOLINGS)}, got {p.pooling!r}")
         self.p = p
         state = torch.random.get_rng_state()
         torch.manual_seed(int(p.seed))
