@@ -5,6 +5,7 @@ unreachable pool fails the iteration loudly."""
 from __future__ import annotations
 
 import functools
+import time
 
 import numpy as np
 import pytest
@@ -142,8 +143,13 @@ def test_a_worker_killed_mid_iteration_drops_no_reward():
         m = result["env_runners"]["vlmrl"]
         assert m["client_retries"] >= 1, "requests in flight on the killed worker were resent"
         assert m["client_failures"] == 0
-        assert len(pool.wait_for(2, timeout_s=60)) == 2  # the supervisor replaced the killed worker (issue 22)
-        assert pool.health()["counters"]["replaced"] == 1
+        # the supervisor replaced the killed worker (issue 22); the registry can still list the dead worker until
+        # the supervisor's pings find it, so wait on the supervisor's own counter, not only on the address list
+        deadline = time.monotonic() + 60
+        while pool.health()["counters"].get("replaced", 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pool.health()["counters"].get("replaced", 0) == 1
+        assert len(pool.wait_for(2, timeout_s=60)) == 2
     finally:
         pool.shutdown()
 
