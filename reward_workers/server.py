@@ -321,6 +321,10 @@ class RewardServer:
             options=[("grpc.max_receive_message_length", max_bytes),
                      ("grpc.max_send_message_length", max_bytes),
                      ("grpc.max_concurrent_streams", int(self.cfg.max_connection_streams)),
+                     # count open HTTP/2 streams, not streams not yet freed: with gRPC core's default overload
+                     # protection a call sent the moment an earlier one ends is refused (RST_STREAM
+                     # REFUSED_STREAM -> UNAVAILABLE) instead of waiting on the client as documented
+                     ("grpc.http.overload_protection", 0),
                      ("grpc.so_reuseport", 0)],
         )
         server.add_generic_rpc_handlers((_RewardServicer(self).handlers(),))
