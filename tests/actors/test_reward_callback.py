@@ -5,7 +5,6 @@ unreachable pool fails the iteration loudly."""
 from __future__ import annotations
 
 import functools
-import time
 
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ from vlmrl.reward_workers.scorers import build_scorer
 from vlmrl.reward_workers.scorers.synthetic import SyntheticScorer
 from vlmrl.reward_workers.server import ServerThread
 from vlmrl.system.config import load_config
+from vlmrl.tests.reward_workers.test_pool import wait_until
 
 NAMESPACE = "vlmrl-test-actors"
 STRIDE = 3
@@ -145,10 +145,8 @@ def test_a_worker_killed_mid_iteration_drops_no_reward():
         assert m["client_failures"] == 0
         # the supervisor replaced the killed worker (issue 22); the registry can still list the dead worker until
         # the supervisor's pings find it, so wait on the supervisor's own counter, not only on the address list
-        deadline = time.monotonic() + 60
-        while pool.health()["counters"].get("replaced", 0) < 1 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert pool.health()["counters"].get("replaced", 0) == 1
+        wait_until(lambda: pool.health()["counters"].get("replaced", 0) >= 1, timeout=60)
+        assert pool.health()["counters"]["replaced"] == 1
         assert len(pool.wait_for(2, timeout_s=60)) == 2
     finally:
         pool.shutdown()
