@@ -141,10 +141,12 @@ def main() -> None:
     p.add_argument("--skip-data", action="store_true", help="reuse <out>/demos, neg_a, neg_b")
     p.add_argument("--collect-only", action="store_true", help="only read what earlier runs wrote")
     p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides for every stage, e.g. env.frame_size=128 lrm_train.image_size=128")
     args = p.parse_args()
     out = Path(args.out)
     names = args.variants.split(",")
-    base = ["demo", f"run_name={out.name}", f"output_dir={out.parent}"]
+    base = ["demo", f"run_name={out.name}", f"output_dir={out.parent}", *args.set]
     if not args.collect_only:
         if not args.skip_data:
             record(out, base)

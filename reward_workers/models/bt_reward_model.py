@@ -8,19 +8,25 @@ A small conv encoder over the frame plus a hashed-token task embedding, one scal
 (a spatial soft-argmax per channel, Levine et al. 2016's "spatial softmax": the expected image coordinates of each
 feature plus its strongest response, so the head can read where the object and the arm are relative to the goal;
 see benchmarks/results/preference_pushcube.md for what each gives on PushCube).
+
+``encoder_dir`` swaps the conv stack for a frozen, pretrained image+text encoder: the joint features of a compact LRM
+(:class:`~vlmrl.reward_workers.models.compact_lrm.CompactLRM`, trained by ``vlmrl lrm-train`` on recorded episodes).
+Only the heads learn from the preference labels; the encoder's weights stay in its folder (not in the state that
+travels from the trainer to the workers), so every worker and the trainer must reach the same path.
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vlmrl.reward_workers.models.compact_lrm import CompactLRM, frames_to_input, stack_frames
 from vlmrl.reward_workers.models.errors import ScorerError
 from vlmrl.reward_workers.models.text_embedding import hash_tokens
 
@@ -44,6 +50,9 @@ class BtModelParams:
     """Independently initialised members; reward = their mean (RL-VLM-F uses an ensemble of 3)."""
     seed: int = 0
     """Seed of the initial weights (the version served before the first update is ``init-<seed>``)."""
+    encoder_dir: Optional[str] = None
+    """A compact LRM folder: its frozen joint image+text features replace the conv stack (``image_size``,
+    ``channels`` and ``pooling`` are then unused; the LRM's own image size applies). None = the conv stack."""
 
 
 POOLINGS = ("max", "keypoints")
@@ -69,24 +78,32 @@ class SpatialSoftArgmax(nn.Module):
 class BtRewardMember(nn.Module):
     """One ensemble member: conv stack + task embedding -> tanh(r(s))."""
 
-    def __init__(self, p: BtModelParams) -> None:
+    def __init__(self, p: BtModelParams, encoded_dim: Optional[int] = None) -> None:
         super().__init__()
-        layers, c_in = [], 3
-        for c in p.channels:
-            layers += [nn.Conv2d(c_in, int(c), kernel_size=3, stride=2, padding=1), nn.ReLU(inplace=True)]
-            c_in = int(c)
-        self.conv = nn.Sequential(*layers)
-        self.keypoints = SpatialSoftArgmax() if p.pooling == "keypoints" else None
-        feats = 3 * c_in if self.keypoints is not None else c_in
+        self.conv: Optional[nn.Sequential] = None
+        self.keypoints = None
+        if encoded_dim is not None:  # inputs are a frozen encoder's features (B, encoded_dim)
+            feats = int(encoded_dim)
+        else:
+            layers, c_in = [], 3
+            for c in p.channels:
+                layers += [nn.Conv2d(c_in, int(c), kernel_size=3, stride=2, padding=1), nn.ReLU(inplace=True)]
+                c_in = int(c)
+            self.conv = nn.Sequential(*layers)
+            self.keypoints = SpatialSoftArgmax() if p.pooling == "keypoints" else None
+            feats = 3 * c_in if self.keypoints is not None else c_in
         self.task_embed = nn.EmbeddingBag(int(p.task_buckets), int(p.embed_dim), mode="mean")
         self.head = nn.Sequential(nn.Linear(feats + int(p.embed_dim), int(p.hidden)), nn.ReLU(inplace=True),
                                   nn.Linear(int(p.hidden), 1))
 
     def forward(self, images: torch.Tensor, token_ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        h = self.conv(images)
-        feats = h.amax(dim=(2, 3))
-        if self.keypoints is not None:
-            feats = torch.cat([self.keypoints(h), feats], dim=1)
+        if self.conv is None:
+            feats = images
+        else:
+            h = self.conv(images)
+            feats = h.amax(dim=(2, 3))
+            if self.keypoints is not None:
+                feats = torch.cat([self.keypoints(h), feats], dim=1)
         return torch.tanh(self.head(torch.cat([feats, self.task_embed(token_ids, offsets)], dim=1)).squeeze(1))
 
 
@@ -102,10 +119,13 @@ class BtRewardModel(nn.Module):
         if p.pooling not in POOLINGS:
             raise ScorerError(f"bt_reward: pooling must be one of {list(POOLINGS)}, got {p.pooling!r}")
         self.p = p
+        # frozen and kept out of the module tree: not trained, not in state_dict (see the module doc)
+        self._encoder = [load_frozen_encoder(p.encoder_dir)] if p.encoder_dir else []
+        encoded_dim = self._encoder[0].config.embed_dim if self._encoder else None
         state = torch.random.get_rng_state()
         torch.manual_seed(int(p.seed))
         try:
-            self.members = nn.ModuleList(BtRewardMember(p) for _ in range(int(p.ensemble_size)))
+            self.members = nn.ModuleList(BtRewardMember(p, encoded_dim) for _ in range(int(p.ensemble_size)))
         finally:
             torch.random.set_rng_state(state)
         # reward normalisation set by the trainer (preference.normalize_reward); 0 / 1 = the raw reward
@@ -120,23 +140,51 @@ class BtRewardModel(nn.Module):
         return torch.stack([m(images, token_ids, offsets) for m in self.members])
 
     def preprocess(self, frames: Sequence[np.ndarray], tasks: Sequence[str], device: torch.device | str = "cpu"):
-        """uint8 (H, W, C) frames (sizes may differ) + task texts -> (images, token_ids, offsets)."""
-        s = int(self.p.image_size)
-        imgs = []
-        for f in frames:
-            x = torch.from_numpy(np.ascontiguousarray(f)).to(device)
-            c = x.shape[-1]
-            x = x[..., :3] if c == 4 else x.expand(-1, -1, 3) if c == 1 else x
-            x = x.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-            if x.shape[-2:] != (s, s):
-                x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
-            imgs.append(x)
+        """uint8 (H, W, C) frames (sizes may differ) + task texts -> (images, token_ids, offsets); with
+        ``encoder_dir`` the first element is the frozen encoder's features (B, d) instead of the images."""
+        frames = [_rgb(np.asarray(f)) for f in frames]
+        if self._encoder:
+            images = self._encode(frames, tasks, device)
+        else:
+            s = int(self.p.image_size)
+            imgs = []
+            for f in frames:
+                x = torch.from_numpy(np.ascontiguousarray(f)).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+                if x.shape[-2:] != (s, s):
+                    x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
+                imgs.append(x)
+            images = torch.cat(imgs)
         ids, offsets = [], []
         for t in tasks:
             offsets.append(len(ids))
             ids += hash_tokens(t, int(self.p.task_buckets))
-        return (torch.cat(imgs), torch.tensor(ids, dtype=torch.long, device=device),
+        return (images, torch.tensor(ids, dtype=torch.long, device=device),
                 torch.tensor(offsets, dtype=torch.long, device=device))
+
+    @torch.no_grad()
+    def _encode(self, frames: Sequence[np.ndarray], tasks: Sequence[str], device: torch.device | str) -> torch.Tensor:
+        enc = self._encoder[0].to(device)
+        s = enc.config.image_size
+        x = frames_to_input(stack_frames(list(frames), s), s).to(device)
+        return enc.features(x, enc.embed_text(list(tasks)))
+
+
+def _rgb(f: np.ndarray) -> np.ndarray:
+    """(H, W, 1|3|4) uint8 -> (H, W, 3)."""
+    c = f.shape[-1]
+    return f[..., :3] if c == 4 else np.repeat(f, 3, axis=-1) if c == 1 else f
+
+
+def load_frozen_encoder(directory: str) -> CompactLRM:
+    """The compact LRM of ``encoder_dir``, in eval mode with gradients off; a clear error when it is not one."""
+    try:
+        model = CompactLRM.from_pretrained(directory)
+    except (FileNotFoundError, ValueError) as e:
+        raise ScorerError(f"bt_reward: encoder_dir {directory!r} is not usable ({e}); train one with "
+                          f"`vlmrl lrm-train` or set scorer.params.encoder_dir=null") from e
+    for q in model.parameters():
+        q.requires_grad_(False)
+    return model
 
 
 def state_to_bytes(model: nn.Module) -> bytes:

@@ -47,3 +47,49 @@ def test_keypoint_pooling_learns_a_position_order_that_max_pooling_misses():
 def test_unknown_pooling_is_refused():
     with pytest.raises(ScorerError, match="pooling must be one of"):
         BtRewardModel(BtModelParams(pooling="mean"))
+
+
+@pytest.fixture()
+def tiny_lrm_dir(tmp_path):
+    from vlmrl.reward_workers.models.compact_lrm import CompactLRM, CompactLRMConfig
+
+    torch.manual_seed(0)
+    return str(CompactLRM(CompactLRMConfig(image_size=16, widths=[8, 16], embed_dim=16, text_encoder="hashed",
+                                           hash_buckets=64)).save_pretrained(tmp_path / "lrm"))
+
+
+def test_frozen_encoder_is_not_trained_and_does_not_travel_with_the_weights(tiny_lrm_dir):
+    from vlmrl.learner.preference.reward_model_trainer import RewardModelTrainer
+    from vlmrl.reward_workers.models.bt_reward_model import load_state_bytes
+    from vlmrl.reward_workers.models.compact_lrm import CompactLRM, frames_to_input, stack_frames
+
+    params = {"encoder_dir": tiny_lrm_dir, "ensemble_size": 2, "seed": 1}
+    trainer = RewardModelTrainer(params, lr=3e-3)
+    enc = trainer.model._encoder[0]
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    assert not any(k.startswith("_encoder") or "encoder." in k for k in trainer.model.state_dict())
+    rng = np.random.default_rng(0)
+    pairs = [(_frames(a)[0], _frames(b)[0], "push the cube right", float(b > a), float(a), float(b))
+             for a, b in (rng.choice(25, size=2, replace=False) for _ in range(40))]
+    trainer.add_pairs(pairs[:32], heldout=False)
+    trainer.add_pairs(pairs[32:], heldout=True)
+    m = trainer.train(20, 16)
+    assert m["updates"] == 1 and np.isfinite(m["bt_loss"])
+    for k, v in enc.state_dict().items():  # frozen: the heads learned, the encoder did not move
+        assert torch.equal(v, before[k]), k
+    # a worker with the same encoder_dir and the trainer's state gives the trainer's rewards
+    served = BtRewardModel(BtModelParams(**params))
+    load_state_bytes(served, trainer.weights()[1])
+    frames, tasks = [_frames(3)[0], _frames(20)[0]], ["push the cube right"] * 2
+    with torch.no_grad():
+        np.testing.assert_allclose(served(*served.preprocess(frames, tasks)).numpy(),
+                                   trainer.model(*trainer.model.preprocess(frames, tasks)).numpy(), rtol=1e-5)
+        # the heads read the LRM's own joint features of the frames
+        lrm = CompactLRM.from_pretrained(tiny_lrm_dir)
+        z = lrm.features(frames_to_input(stack_frames(frames, 16), 16), lrm.embed_text(tasks))
+        np.testing.assert_allclose(served.preprocess(frames, tasks)[0].numpy(), z.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_missing_encoder_dir_names_the_fix(tmp_path):
+    with pytest.raises(ScorerError, match="lrm-train"):
+        BtRewardModel(BtModelParams(encoder_dir=str(tmp_path / "nope")))
