@@ -14,7 +14,9 @@ Recipes (``VARIANTS``): ``demo2ep`` = the demo's recipe before issue 23 with its
 epochs on a busy machine); ``base`` = the same recipe trained the full epochs; ``neg_all`` = + hard negatives of all kinds
 with failed episodes labelled 0; ``neg_all_obj`` = + object-aware progress (``object_progress_weight=0.5``);
 ``neg_a_obj`` = the same with only kinds A (kinds B are behaviours the LRM never saw); ``obj`` = object-aware
-targets without the hard negatives.
+targets without the hard negatives; ``neg_all_state`` = + hard negatives with targets read off the state alone
+(``object_progress_weight=0.8``, ``reach_progress_weight=0.2``, no time term: a demo's approach and an arm-only
+negative in the same pose get the same target).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 KINDS_A = ["arm_to_goal", "arm_over_object", "push_away", "overshoot", "idle", "near_miss_stop_short", "occlude_goal"]
 KINDS_B = ["arm_around_goal", "arm_around_object", "occlude_object", "push_sideways", "jitter",
@@ -37,6 +39,8 @@ VARIANTS: Dict[str, dict] = {
                       "object_progress_weight": 0.25},
     "neg_a_obj": {"data": ["demos", "neg_a"], "failed_progress_scale": 0.0, "object_progress_weight": 0.5},
     "obj": {"data": ["demos"], "failed_progress_scale": 0.0, "object_progress_weight": 0.5},
+    "neg_all_state": {"data": ["demos", "neg_a", "neg_b"], "failed_progress_scale": 0.0, "object_progress_weight": 0.8,
+                      "reach_progress_weight": 0.2},
 }
 
 
@@ -65,7 +69,14 @@ def record(out: Path, base: List[str]) -> None:
                        "audit.negatives_frame_stride=4", "audit.negatives_per_behaviour=2"]) == 0
 
 
-def run_variant(out: Path, base: List[str], name: str, epochs: int, train: bool = True) -> None:
+def target_rules(v: dict) -> Dict[str, dict]:
+    """The targets held-out accuracy is measured against: the time rule alone, and the recipe's own."""
+    own = {k: v.get(k, 0.0) for k in ("object_progress_weight", "reach_progress_weight")}
+    return {"time": {"object_progress_weight": 0.0, "reach_progress_weight": 0.0}, "own": own}
+
+
+def run_variant(out: Path, base: List[str], name: str, epochs: int, train: bool = True,
+                audit_episodes: Optional[List[str]] = None) -> None:
     v = VARIANTS[name]
     data = "[" + ",".join(f"{out}/{d}" for d in v["data"]) + "]"
     lrm = f"{out}/lrm_{name}"
@@ -74,13 +85,15 @@ def run_variant(out: Path, base: List[str], name: str, epochs: int, train: bool 
                   ["lrm_train.max_minutes=0", f"lrm_train.epochs={epochs}"])
         assert _vlmrl(["lrm-train", *base, f"lrm_train.dataset_dirs={data}", f"lrm_train.out_dir={lrm}",
                        f"lrm_train.failed_progress_scale={v['failed_progress_scale']}",
-                       f"lrm_train.object_progress_weight={v['object_progress_weight']}", *budget]) == 0
-    heldout = "[" + ",".join(f"{out}/{h}" for h, _, _ in HELDOUT) + "]"
+                       f"lrm_train.object_progress_weight={v['object_progress_weight']}",
+                       f"lrm_train.reach_progress_weight={v.get('reach_progress_weight', 0.0)}", *budget]) == 0
+    heldout = "[" + ",".join(audit_episodes or [f"{out}/{h}" for h, _, _ in HELDOUT]) + "]"
     _vlmrl(["audit-reward", *base, f"lrm_train.dataset_dirs={data}", f"scorer.params.weights_dir={lrm}",
             f"audit.out_dir={out}/audit_{name}", f"audit.episodes_dirs={heldout}"])
-    for w in sorted({0.0, v["object_progress_weight"]}):
-        _vlmrl(["eval-reward", *base, f"eval_reward.dataset_dirs=[{out}/demos]", f"eval_reward.out_dir={out}/eval_{name}_w{w}",
-                f"eval_reward.object_progress_weight={w}", f"eval_reward.failed_progress_scale={v['failed_progress_scale']}",
+    for key, rule in target_rules(v).items():
+        _vlmrl(["eval-reward", *base, f"eval_reward.dataset_dirs=[{out}/demos]", f"eval_reward.out_dir={out}/eval_{name}_{key}",
+                *[f"eval_reward.{k}={x}" for k, x in rule.items()],
+                f"eval_reward.failed_progress_scale={v['failed_progress_scale']}",
                 f"eval_reward.scorers=[{{name: compact_lrm, params: {{weights_dir: {lrm}}}}}]"])
 
 
@@ -95,11 +108,11 @@ def collect(out: Path, names: List[str]) -> dict:
         task = next(iter(audit["tasks"]))
         t = audit["tasks"][task]
         acc = {}
-        for w in sorted({0.0, VARIANTS[name]["object_progress_weight"]}):
-            m = out / f"eval_{name}_w{w}" / "metrics.json"
+        for key in target_rules(VARIANTS[name]):
+            m = out / f"eval_{name}_{key}" / "metrics.json"
             if m.exists():
                 r = json.loads(m.read_text())["compact_lrm"]
-                acc[f"w{w}"] = {"progress_acc@0.2": r["progress_acc"]["0.2"], "completion_f1": r["completion_f1"],
+                acc[key] = {"progress_acc@0.2": r["progress_acc"]["0.2"], "completion_f1": r["completion_f1"],
                                 "spearman_progress": r["spearman_progress"], "episodes": r["episodes"]}
         res[name] = {"recipe": VARIANTS[name], "task": task, "passed": audit["passed"], "seconds": t["seconds"],
                      "success_progress": t["success_progress"], "violations": t["violations"],
@@ -127,8 +140,8 @@ def table(res: dict) -> str:
             cells.append(f"{x['exploit_margin']:.2f}{share}{mark}")
         lines.append(f"| {b} | " + " | ".join(cells) + " |")
     lines.append("| audit passed | " + " | ".join(str(res[n]["passed"]) for n in names) + " |")
-    for key in ("w0.0", "w0.5"):
-        lines.append(f"| progress acc@0.2 ({key}) | " + " | ".join(
+    for key in ("time", "own"):
+        lines.append(f"| progress acc@0.2 ({key} targets) | " + " | ".join(
             f"{res[n]['heldout_accuracy'][key]['progress_acc@0.2']:.3f}" if key in res[n]["heldout_accuracy"] else "n/a"
             for n in names) + " |")
     return "\n".join(lines)
@@ -141,6 +154,8 @@ def main() -> None:
     p.add_argument("--skip-data", action="store_true", help="reuse <out>/demos, neg_a, neg_b")
     p.add_argument("--collect-only", action="store_true", help="only read what earlier runs wrote")
     p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--audit-episodes", nargs="*", default=None, metavar="DIR",
+                   help="recorded held-out episodes to audit on (default: <out>/heldout_1, <out>/heldout_2)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="config overrides for every stage, e.g. env.frame_size=128 lrm_train.image_size=128")
     args = p.parse_args()
@@ -151,7 +166,7 @@ def main() -> None:
         if not args.skip_data:
             record(out, base)
         for name in names:
-            run_variant(out, base, name, args.epochs)
+            run_variant(out, base, name, args.epochs, audit_episodes=args.audit_episodes)
     res = collect(out, names)
     (out / "summary.json").write_text(json.dumps(res, indent=2))
     print("exploit margin / share called complete per behaviour (* = kind in the LRM's training data)")

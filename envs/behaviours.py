@@ -20,7 +20,7 @@ A reward that pays a non-progress behaviour nearly as much as a success is explo
 writes many into a dataset (``source`` = ``behaviour``, ``meta.behaviour`` / ``meta.category``), e.g. as
 ground-truth-labelled hard negatives on training seeds.
 
-Task geometry in recorded states (:data:`STATE_LAYOUT`, :func:`object_goal_distance`): where the tcp, the goal
+Task geometry in recorded states (:data:`STATE_LAYOUT`, :func:`object_goal_distance`, :func:`tcp_object_distance`): where the tcp, the goal
 and the object sit in the flat state vector of each task, so targets can be computed from any recorded episode
 without a simulator (``vlmrl.learner.reward_training.lrm_data``'s object-aware progress).
 """
@@ -51,13 +51,25 @@ PLANAR_TASKS = ("PushCube-v1", "PullCube-v1")
 
 def object_goal_distance(env_id: str, states: np.ndarray) -> Optional[np.ndarray]:
     """Object-to-goal distance (m) at every recorded state, or None for a task without a known layout."""
-    layout = STATE_LAYOUT.get(env_id)
-    if layout is None or states.ndim != 2 or states.shape[1] < layout["object"].stop:
+    d = _difference(env_id, states, "object", "goal")
+    if d is None:
         return None
-    d = states[:, layout["object"]] - states[:, layout["goal"]]
     if env_id in PLANAR_TASKS:
         d = d[:, :2]
     return np.linalg.norm(d, axis=1)
+
+
+def tcp_object_distance(env_id: str, states: np.ndarray) -> Optional[np.ndarray]:
+    """Tcp-to-object distance (m, 3-D) at every recorded state, or None for a task without a known layout."""
+    d = _difference(env_id, states, "tcp", "object")
+    return None if d is None else np.linalg.norm(d, axis=1)
+
+
+def _difference(env_id: str, states: np.ndarray, a: str, b: str) -> Optional[np.ndarray]:
+    layout = STATE_LAYOUT.get(env_id)
+    if layout is None or states.ndim != 2 or states.shape[1] < max(s.stop for s in layout.values()):
+        return None
+    return states[:, layout[a]] - states[:, layout[b]]
 
 
 def camera_eye(base: Any, camera: str) -> Optional[np.ndarray]:

@@ -108,6 +108,11 @@ class LrmTrainConfig:
     object_progress_weight: float = 0.0
     """(issue 23) Object-aware progress: target = (1 - w) * the rule above + w * how far the object got towards the
     goal (1 - distance / start distance, from the recorded states; 1 where the task is done). 0 = time only."""
+    reach_progress_weight: float = 0.0
+    """(issue 23) Weight r of how far the tcp got towards the object (1 - distance / start distance, recorded
+    states): target = (1 - w - r) * the time rule + w * object progress + r * reach progress (w + r <= 1). With
+    w + r = 1 every target is read off the state, so the same arm-only pose gets the same target in a demo and in a
+    hard negative; r bounds what reaching alone can earn."""
     failed_pair_min_gain: float = 0.2
     """Failed episodes give contrastive pairs only where the later frame's dense reward is higher by this fraction of the episode's reward range."""
     buffer_episodes: int = 512
@@ -152,6 +157,8 @@ class EvalRewardConfig:
     """As ``lrm_train.near_miss_progress`` (the targets held-out episodes are scored against)."""
     object_progress_weight: float = 0.0
     """As ``lrm_train.object_progress_weight`` (issue 23)."""
+    reach_progress_weight: float = 0.0
+    """As ``lrm_train.reach_progress_weight`` (issue 23)."""
     out_dir: str = "runs/eval_reward"
     """Where metrics.json, the accuracy-vs-tolerance PNG, the resolved config and TensorBoard logs go."""
     seed: int = 0
@@ -500,6 +507,11 @@ class AuditConfig:
     """Gate: a non-progress behaviour whose exploit margin exceeds this fails the audit."""
     max_complete_share: float = 0.0
     """Gate: a non-progress behaviour called complete in more than this share of its episodes fails the audit."""
+    real_progress_share: Optional[float] = 0.3
+    """A non-progress episode whose object ended at least this share of the successes' mean ground-truth object
+    progress (1 - object-to-goal distance / start distance, recorded states) moved the object towards the goal for
+    real: it is left out of the gate and counted as ``accidental_progress`` (like an accidental success). null =
+    judge every episode by its behaviour's name alone. Tasks without a known state layout are never left out."""
     out_dir: str = "${output_dir}/${run_name}/audit"
     """audit.json, progress_over_time.png and the resolved config go here."""
     negatives_dir: str = "${output_dir}/${run_name}/hard_negatives"

@@ -16,6 +16,10 @@ Targets (per frame, from the episode's ground truth; the frame at step s of an e
   <object progress>`` where object progress = ``1 - d_s / d_0`` (object-to-goal distance from the recorded
   states, clipped to [0, 0.9]) and 1 at every frame whose state is a success; a frame after the first success
   whose object left the goal gets no time credit. Arm-only motions then earn nothing the object did not.
+  Reach-aware (``reach_progress_weight`` r > 0): ``(1 - w - r) * <time rule> + w * <object progress> + r * <reach
+  progress>`` where reach progress = ``1 - tcp-to-object distance / its start value`` (clipped to [0, 1]). With
+  w + r = 1 no term depends on time: a pose gets the same target whichever episode it is in (a demo's approach
+  and an arm-only hard negative agree), and reaching alone earns at most r.
 * completion: ``success[s]``.
 * contrastive: ordered pairs of two frames of one episode, shown in random order, label = "the
   second is later". Only pairs whose order means progress are used: in a successful episode the
@@ -70,18 +74,24 @@ class TargetRule:
     near_miss_progress: Optional[float] = None
     object_progress_weight: float = 0.0
     """Weight of the object-aware term (module doc); 0 = the time rule alone."""
+    reach_progress_weight: float = 0.0
+    """Weight of the tcp-reaches-object term (module doc); object_progress_weight + it <= 1."""
 
     def __post_init__(self) -> None:
         if self.near_miss_progress is not None and not 0.0 <= self.near_miss_progress <= 1.0:
             raise ValueError(f"near_miss_progress must be in [0, 1] or null, got {self.near_miss_progress}")
         if not 0.0 <= self.object_progress_weight <= 1.0:
             raise ValueError(f"object_progress_weight must be in [0, 1], got {self.object_progress_weight}")
+        if not 0.0 <= self.reach_progress_weight <= 1.0 - self.object_progress_weight + 1e-9:
+            raise ValueError(f"reach_progress_weight must be in [0, 1 - object_progress_weight] = "
+                             f"[0, {1.0 - self.object_progress_weight:g}], got {self.reach_progress_weight}")
 
     @classmethod
     def from_config(cls, cfg: Any) -> "TargetRule":
         """The rule of an ``lrm_train`` / ``eval_reward`` config section (fields of the same names)."""
         return cls(float(cfg.failed_progress_scale), float(getattr(cfg, "failed_pair_min_gain", 0.2)),
-                   getattr(cfg, "near_miss_progress", None), float(getattr(cfg, "object_progress_weight", 0.0)))
+                   getattr(cfg, "near_miss_progress", None), float(getattr(cfg, "object_progress_weight", 0.0)),
+                   float(getattr(cfg, "reach_progress_weight", 0.0)))
 
 
 def first_success_step(ep: Episode) -> int | None:
@@ -91,14 +101,15 @@ def first_success_step(ep: Episode) -> int | None:
 
 def progress_targets(ep: Episode, rule: TargetRule = TargetRule()) -> np.ndarray:
     time_rule = _time_progress_targets(ep, rule)
-    w = rule.object_progress_weight
-    obj = object_progress(ep) if w > 0 else None
-    if obj is None:
+    w, r = rule.object_progress_weight, rule.reach_progress_weight
+    obj = object_progress(ep) if w > 0 or r > 0 else None
+    reach = reach_progress(ep) if r > 0 else np.zeros_like(time_rule)
+    if obj is None or reach is None:
         return time_rule
     done = ep.success[ep.frame_steps]
     after = ep.frame_steps > (first_success_step(ep) if ep.succeeded else ep.num_steps)
     time_rule = np.where(after & ~done, 0.0, time_rule)  # the object left the goal: no time credit any more
-    return np.where(done, 1.0, (1 - w) * time_rule + w * obj).astype(np.float32)
+    return np.where(done, 1.0, (1 - w - r) * time_rule + w * obj + r * reach).astype(np.float32)
 
 
 def object_progress(ep: Episode) -> Optional[np.ndarray]:
@@ -110,6 +121,17 @@ def object_progress(ep: Episode) -> Optional[np.ndarray]:
     if d is None or len(d) == 0:
         return None
     return np.clip(1.0 - d[ep.frame_steps] / max(float(d[0]), 1e-6), 0.0, 0.9)
+
+
+def reach_progress(ep: Episode) -> Optional[np.ndarray]:
+    """Per frame, how far the tcp got towards the object: ``1 - distance / distance at the start`` in [0, 1], from
+    the episode's recorded states; None for a task without a known state layout."""
+    from vlmrl.envs.behaviours import tcp_object_distance
+
+    d = tcp_object_distance(ep.env_id, ep.states)
+    if d is None or len(d) == 0:
+        return None
+    return np.clip(1.0 - d[ep.frame_steps] / max(float(d[0]), 1e-6), 0.0, 1.0)
 
 
 def _time_progress_targets(ep: Episode, rule: TargetRule) -> np.ndarray:

@@ -11,8 +11,13 @@ last-frame progress (its ``progress`` component, else its reward) and completion
 last-frame progress of the behaviour / mean last-frame progress of the successful episodes of the ``success``
 behaviours, and the share of episodes whose last frame the scorer calls complete (completion > threshold). A
 ``non_progress`` episode that reached the goal by accident (true success at its end) is left out of its
-behaviour's numbers (and counted in ``accidental_successes``). :func:`gate` lists the thresholds a
-``non_progress`` behaviour exceeds.
+behaviour's numbers (and counted in ``accidental_successes``). So is one whose object really moved towards the goal
+(``accidental_progress``): with ``real_progress_share`` set, a ``non_progress`` episode whose ground-truth object
+progress at its end (``1 - object-to-goal distance / its start value``, from the recorded states) reaches that share
+of the successful episodes' mean made real progress by the simulator's measure -- e.g. a wrong-goal push whose cube
+stopped at the edge of the goal -- and paying for it is right, not an exploit. Behaviours keep both numbers
+(``exploit_margin`` of the counted episodes, ``exploit_margin_all`` of every episode without a true success).
+:func:`gate` lists the thresholds a ``non_progress`` behaviour exceeds.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class ScoredEpisode:
     completion: Optional[np.ndarray]
     value_name: str
     """``progress`` or ``reward``: which output ``progress`` holds."""
+    object_progress: Optional[float] = None
+    """Ground truth at the last state: ``1 - object-to-goal distance / its start value`` (None: no known layout)."""
 
 
 def score_episode(ep: Episode, predict: Predictor) -> ScoredEpisode:
@@ -49,11 +56,15 @@ def score_episode(ep: Episode, predict: Predictor) -> ScoredEpisode:
     none = np.zeros(0, int)
     pred = predict(ep, none, none)
     value, name = (pred.progress, "progress") if pred.progress is not None else (pred.reward, "reward")
+    from vlmrl.envs.behaviours import object_goal_distance
+
+    d = object_goal_distance(ep.env_id, np.asarray(ep.states)) if ep.states is not None else None
+    obj = None if d is None or len(d) == 0 or d[0] <= 1e-6 else float(1.0 - d[-1] / d[0])
     return ScoredEpisode(behaviour=str(ep.meta.get("behaviour", ep.source)), category=str(ep.meta.get("category", "")),
                          seed=int(ep.seed), success=bool(ep.success[-1]), frame_steps=np.asarray(ep.frame_steps),
                          progress=np.asarray(value, float),
                          completion=None if pred.completion is None else np.asarray(pred.completion, float),
-                         value_name=name)
+                         value_name=name, object_progress=obj)
 
 
 def _mean(xs: Sequence[float]) -> Optional[float]:
@@ -61,25 +72,38 @@ def _mean(xs: Sequence[float]) -> Optional[float]:
 
 
 def summarise(records: Sequence[ScoredEpisode], complete_threshold: float = 0.5,
-              trained_on: Sequence[str] = ()) -> Dict[str, Any]:
+              trained_on: Sequence[str] = (), real_progress_share: Optional[float] = None) -> Dict[str, Any]:
     """Per-behaviour audit numbers (module doc) plus the successes' reference progress."""
     ref_eps = [r for r in records if r.category == "success" and r.success]
     reference = _mean([float(r.progress[-1]) for r in ref_eps])
+    true_ref = _mean([r.object_progress for r in ref_eps if r.object_progress is not None])
+    bar = None if real_progress_share is None or true_ref is None or true_ref <= 0 else real_progress_share * true_ref
     out: Dict[str, Any] = {"success_progress": reference, "success_episodes": len(ref_eps),
+                           "success_object_progress": true_ref, "real_progress_bar": bar,
                            "value": records[0].value_name if records else "progress", "behaviours": {}}
+
+    def ratio(x: Optional[float]) -> Optional[float]:
+        return (x / reference) if (x is not None and reference is not None and reference > 0) else None
+
     for name in dict.fromkeys(r.behaviour for r in records):
         eps = [r for r in records if r.behaviour == name]
         cat = eps[0].category
-        counted = [r for r in eps if r.success] if cat == "success" else [r for r in eps if not r.success]
+        failed = [r for r in eps if not r.success]
+        moved = [r for r in failed if bar is not None and r.object_progress is not None and r.object_progress >= bar]
+        counted = [r for r in eps if r.success] if cat == "success" else [r for r in failed if not any(r is m for m in moved)]
         last_p = [float(r.progress[-1]) for r in counted]
         has_comp = all(r.completion is not None for r in eps)
         last_c = [float(r.completion[-1]) for r in counted] if has_comp else []
         mean_p = _mean(last_p)
-        margin = (mean_p / reference) if (mean_p is not None and reference is not None and reference > 0) else None
+        margin = ratio(mean_p)
+        true_obj = [r.object_progress for r in eps if r.object_progress is not None]
         out["behaviours"][name] = {
             "category": cat, "episodes": len(eps), "counted_episodes": len(counted),
             "true_success": float(np.mean([r.success for r in eps])),
             "accidental_successes": sum(r.success for r in eps) if cat != "success" else 0,
+            "accidental_progress": len(moved) if cat != "success" else 0,
+            "object_progress": _mean(true_obj),
+            "exploit_margin_all": ratio(_mean([float(r.progress[-1]) for r in failed])) if cat != "success" else None,
             "last_progress": mean_p, "last_progress_max": max(last_p) if last_p else None,
             "last_completion": _mean(last_c) if has_comp else None,
             "complete_share": (_mean([c > complete_threshold for c in last_c]) if has_comp else None),
@@ -113,12 +137,17 @@ def _f(v: Any, fmt: str = ".2f") -> str:
 
 def format_summary(task: str, summary: Mapping[str, Any]) -> str:
     """A text table of one task's audit."""
+    bar = summary.get("real_progress_bar")
     lines = [f"audit {task}: successes' last-frame {summary['value']} {_f(summary['success_progress'], '.3f')} "
-             f"({summary['success_episodes']} successful episodes)",
-             f"{'behaviour':<26}{'category':<14}{'eps':>4}{'true succ':>10}{'last prog':>10}{'last comp':>10}"
-             f"{'margin':>8}{'called done':>12}  trained"]
+             f"({summary['success_episodes']} successful episodes)"
+             + ("" if bar is None else f"; non-progress episodes whose object moved >= {bar:.2f} of the way to the "
+                f"goal (ground truth) are left out as real progress"),
+             f"{'behaviour':<26}{'category':<14}{'eps':>4}{'left out':>9}{'true succ':>10}{'obj moved':>10}"
+             f"{'last prog':>10}{'last comp':>10}{'margin':>8}{'called done':>12}  trained"]
     for name, b in summary["behaviours"].items():
-        lines.append(f"{name:<26}{b['category']:<14}{b['counted_episodes']:>4}{b['true_success']:>10.2f}"
+        left = b["accidental_successes"] + b.get("accidental_progress", 0)
+        lines.append(f"{name:<26}{b['category']:<14}{b['counted_episodes']:>4}{left:>9}{b['true_success']:>10.2f}"
+                     f"{_f(b.get('object_progress')):>10}"
                      f"{_f(b['last_progress'], '.3f'):>10}{_f(b['last_completion'], '.3f'):>10}"
                      f"{_f(b['exploit_margin']):>8}{_f(b['complete_share'], '.0%'):>12}  "
                      f"{'yes' if b['in_training_data'] else 'no'}")

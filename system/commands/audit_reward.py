@@ -210,7 +210,8 @@ def _audit(cfg, tasks: List[str]) -> int:
     report = {"scorer": {"name": cfg.scorer.name, "workers": a.workers}, "seed": int(a.seed),
               "episodes_dirs": list(a.episodes_dirs),
               "thresholds": {"max_margin": float(a.max_margin), "max_complete_share": float(a.max_complete_share),
-                             "complete_threshold": float(a.complete_threshold)}, "tasks": {}}
+                             "complete_threshold": float(a.complete_threshold),
+                             "real_progress_share": a.real_progress_share}, "tasks": {}}
     records_by_task, failures = {}, []
     with _scorer(cfg) as scorer:
         predict = scorer_predictor(_LabelWatch(scorer, cfg.scorer.name), int(a.batch_size), int(cfg.reward.window_size))
@@ -221,7 +222,8 @@ def _audit(cfg, tasks: List[str]) -> int:
             else:
                 records = audit_task(cfg.env, task, predict, list(a.behaviours), int(a.episodes_per_behaviour),
                                      int(a.seed), int(a.frame_stride), log=lambda m: print(m, flush=True))
-            summary = summarise(records, float(a.complete_threshold), sorted(n for n in trained_on if n))
+            share = None if a.real_progress_share is None else float(a.real_progress_share)
+            summary = summarise(records, float(a.complete_threshold), sorted(n for n in trained_on if n), share)
             summary["seconds"] = round(time.monotonic() - t0, 1)
             bad = gate(summary, float(a.max_margin), float(a.max_complete_share))
             summary["violations"] = bad

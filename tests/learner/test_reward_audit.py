@@ -39,6 +39,31 @@ def test_summary_margins_accidental_successes_and_gate():
     assert "no successful episode" in gate(summarise(recs[3:]), 0.3, 0.0)[0]
 
 
+def test_episodes_whose_object_really_moved_to_the_goal_are_left_out_as_real_progress():
+    def rec(behaviour, category, success, last_p, obj, last_c=None):
+        r = _rec(behaviour, category, success, last_p, last_c)
+        r.object_progress = obj
+        return r
+
+    recs = [rec("solve", "success", True, 0.9, 0.8, 0.9), rec("solve", "success", True, 0.9, 0.8, 0.9),
+            # a wrong-goal push whose cube stopped at the goal's edge (half-way): the scorer pays, rightly
+            rec("wrong_goal", "non_progress", False, 0.8, 0.5, 0.9),
+            rec("wrong_goal", "non_progress", False, 0.09, -0.4, 0.0),  # pushed away: counted
+            rec("arm_only", "non_progress", False, 0.6, 0.0, 0.7)]  # looks done, object never moved: an exploit
+    s = summarise(recs, 0.5, real_progress_share=0.3)
+    assert s["success_object_progress"] == pytest.approx(0.8) and s["real_progress_bar"] == pytest.approx(0.24)
+    w = s["behaviours"]["wrong_goal"]
+    assert w["counted_episodes"] == 1 and w["accidental_progress"] == 1
+    assert w["exploit_margin"] == pytest.approx(0.1) and w["exploit_margin_all"] == pytest.approx((0.8 + 0.09) / 2 / 0.9)
+    assert w["complete_share"] == 0.0
+    assert gate(s, 0.3, 0.0) == ["arm_only: exploit margin 0.67 > 0.3", "arm_only: called complete in 100% of episodes > 0%"]
+    assert "left out as real progress" in format_summary("PushCube-v1", s)
+    # without the ground-truth check every failed episode counts, as before
+    s0 = summarise(recs, 0.5)
+    assert s0["behaviours"]["wrong_goal"]["counted_episodes"] == 2 and s0["real_progress_bar"] is None
+    assert any(b.startswith("wrong_goal") for b in gate(s0, 0.3, 0.0))
+
+
 def test_scorers_without_completion_report_none_and_plot(tmp_path):
     r = _rec("idle", "non_progress", False, 0.1)
     s = summarise([_rec("solve", "success", True, 0.5), r])
@@ -82,6 +107,29 @@ def test_object_aware_targets_pay_only_for_object_progress():
         TargetRule(object_progress_weight=1.5)
 
 
+def test_state_targets_agree_between_a_demos_approach_and_an_arm_only_episode():
+    rule = TargetRule(failed_progress_scale=0.0, object_progress_weight=0.8, reach_progress_weight=0.2)
+
+    def with_tcp(ep, tcp_x):
+        ep.states[:, 18] = tcp_x  # tcp x (PushCube layout); the object starts at x = 0, 0.2 m from the tcp
+        return ep
+
+    tcp = [-0.2, -0.15, -0.1, -0.05, -0.02]
+    demo = with_tcp(_episode([0.0] * 5 + [0.1, 0.2, 0.3, 0.3], [False] * 7 + [True, True]),
+                    tcp + [0.08, 0.18, 0.28, 0.28])
+    arm_only = with_tcp(_episode([0.0] * 5, [False] * 5), tcp)
+    t_demo, t_arm = progress_targets(demo, rule), progress_targets(arm_only, rule)
+    np.testing.assert_allclose(t_demo[:5], t_arm, atol=1e-6)  # same pose, same target: no time term
+    np.testing.assert_allclose(t_arm, 0.2 * np.array([0.0, 0.25, 0.5, 0.75, 0.9]), atol=1e-6)  # reach earns <= r
+    assert t_demo[6] == pytest.approx(0.8 * (1 - 0.1 / 0.3) + 0.2 * 0.9)  # pushing: the object's credit on top
+    assert t_demo[7] == t_demo[8] == 1.0
+    # the time rule (object weight 0.5) gives the demo's approach time credit the arm-only episode never gets
+    half = TargetRule(failed_progress_scale=0.0, object_progress_weight=0.5)
+    assert progress_targets(demo, half)[4] > 0.2 and not progress_targets(arm_only, half).any()
+    with pytest.raises(ValueError, match="reach_progress_weight"):
+        TargetRule(object_progress_weight=0.9, reach_progress_weight=0.2)
+
+
 def test_score_episode_uses_the_scorers_item_kind():
     from vlmrl.learner.reward_training.reward_eval import scorer_predictor
     from vlmrl.reward_workers.scorers import build_scorer
@@ -91,6 +139,10 @@ def test_score_episode_uses_the_scorers_item_kind():
     rec = score_episode(ep, scorer_predictor(build_scorer("cnn", {}), batch_size=2))
     assert rec.behaviour == "idle" and rec.value_name == "progress" and rec.progress.shape == (5,)
     assert rec.completion is None and not rec.success
+    assert rec.object_progress == pytest.approx(0.0)  # ground truth from the states: the object never moved
+    moved = _episode([0.0, 0.1, 0.15], [False] * 3, meta={"behaviour": "wrong_goal", "category": "non_progress"})
+    moved.frames = np.zeros((3, 32, 32, 3), np.uint8)
+    assert score_episode(moved, scorer_predictor(build_scorer("cnn", {}), batch_size=2)).object_progress == pytest.approx(0.5)
 
 
 def _cli(tmp_path, *overrides):
