@@ -117,10 +117,7 @@ def object_progress(ep: Episode) -> Optional[np.ndarray]:
     (1 is kept for success), from the episode's recorded states; None for a task without a known state layout."""
     from vlmrl.envs.behaviours import object_goal_distance
 
-    d = object_goal_distance(ep.env_id, ep.states)
-    if d is None or len(d) == 0:
-        return None
-    return np.clip(1.0 - d[ep.frame_steps] / max(float(d[0]), 1e-6), 0.0, 0.9)
+    return _closed_share(ep, object_goal_distance(ep.env_id, ep.states), 0.9)
 
 
 def reach_progress(ep: Episode) -> Optional[np.ndarray]:
@@ -128,10 +125,14 @@ def reach_progress(ep: Episode) -> Optional[np.ndarray]:
     the episode's recorded states; None for a task without a known state layout."""
     from vlmrl.envs.behaviours import tcp_object_distance
 
-    d = tcp_object_distance(ep.env_id, ep.states)
+    return _closed_share(ep, tcp_object_distance(ep.env_id, ep.states), 1.0)
+
+
+def _closed_share(ep: Episode, d: Optional[np.ndarray], upper: float) -> Optional[np.ndarray]:
+    """``1 - d / d[0]`` at the episode's frames, clipped to [0, upper]; None without distances."""
     if d is None or len(d) == 0:
         return None
-    return np.clip(1.0 - d[ep.frame_steps] / max(float(d[0]), 1e-6), 0.0, 1.0)
+    return np.clip(1.0 - d[ep.frame_steps] / max(float(d[0]), 1e-6), 0.0, upper)
 
 
 def _time_progress_targets(ep: Episode, rule: TargetRule) -> np.ndarray:

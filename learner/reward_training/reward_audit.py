@@ -53,11 +53,11 @@ class ScoredEpisode:
 
 def score_episode(ep: Episode, predict: Predictor) -> ScoredEpisode:
     """Score every frame of a behaviour episode (items built per the scorer's kind, as in the RL reward path)."""
+    from vlmrl.envs.behaviours import object_goal_distance
+
     none = np.zeros(0, int)
     pred = predict(ep, none, none)
     value, name = (pred.progress, "progress") if pred.progress is not None else (pred.reward, "reward")
-    from vlmrl.envs.behaviours import object_goal_distance
-
     d = object_goal_distance(ep.env_id, np.asarray(ep.states)) if ep.states is not None else None
     obj = None if d is None or len(d) == 0 or d[0] <= 1e-6 else float(1.0 - d[-1] / d[0])
     return ScoredEpisode(behaviour=str(ep.meta.get("behaviour", ep.source)), category=str(ep.meta.get("category", "")),
