@@ -91,7 +91,8 @@ def run_variant(out: Path, base: List[str], name: str, epochs: int, train: bool 
     _vlmrl(["audit-reward", *base, f"lrm_train.dataset_dirs={data}", f"scorer.params.weights_dir={lrm}",
             f"audit.out_dir={out}/audit_{name}", f"audit.episodes_dirs={heldout}"])
     for key, rule in target_rules(v).items():
-        _vlmrl(["eval-reward", *base, f"eval_reward.dataset_dirs=[{out}/demos]", f"eval_reward.out_dir={out}/eval_{name}_{key}",
+        _vlmrl(["eval-reward", *base, f"eval_reward.dataset_dirs=[{out}/demos]",
+                f"eval_reward.out_dir={out}/eval_{name}_{key}",
                 *[f"eval_reward.{k}={x}" for k, x in rule.items()],
                 f"eval_reward.failed_progress_scale={v['failed_progress_scale']}",
                 f"eval_reward.scorers=[{{name: compact_lrm, params: {{weights_dir: {lrm}}}}}]"])

@@ -20,9 +20,10 @@ A reward that pays a non-progress behaviour nearly as much as a success is explo
 writes many into a dataset (``source`` = ``behaviour``, ``meta.behaviour`` / ``meta.category``), e.g. as
 ground-truth-labelled hard negatives on training seeds.
 
-Task geometry in recorded states (:data:`STATE_LAYOUT`, :func:`object_goal_distance`, :func:`tcp_object_distance`): where the tcp, the goal
-and the object sit in the flat state vector of each task, so targets can be computed from any recorded episode
-without a simulator (``vlmrl.learner.reward_training.lrm_data``'s object-aware progress).
+Task geometry in recorded states (:data:`STATE_LAYOUT`, :func:`object_goal_distance`,
+:func:`tcp_object_distance`): where the tcp, the goal and the object sit in the flat state vector of each task, so
+targets can be computed from any recorded episode without a simulator (``vlmrl.learner.reward_training.lrm_data``'s
+object- and reach-aware progress, the reward audit's ground-truth check).
 """
 
 from __future__ import annotations

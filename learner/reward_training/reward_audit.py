@@ -89,8 +89,10 @@ def summarise(records: Sequence[ScoredEpisode], complete_threshold: float = 0.5,
         eps = [r for r in records if r.behaviour == name]
         cat = eps[0].category
         failed = [r for r in eps if not r.success]
-        moved = [r for r in failed if bar is not None and r.object_progress is not None and r.object_progress >= bar]
-        counted = [r for r in eps if r.success] if cat == "success" else [r for r in failed if not any(r is m for m in moved)]
+        really_moved = [bar is not None and r.object_progress is not None and r.object_progress >= bar for r in failed]
+        moved = [r for r, m in zip(failed, really_moved) if m]
+        judged = [r for r, m in zip(failed, really_moved) if not m]
+        counted = [r for r in eps if r.success] if cat == "success" else judged
         last_p = [float(r.progress[-1]) for r in counted]
         has_comp = all(r.completion is not None for r in eps)
         last_c = [float(r.completion[-1]) for r in counted] if has_comp else []

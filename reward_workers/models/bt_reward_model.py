@@ -149,7 +149,8 @@ class BtRewardModel(nn.Module):
             s = int(self.p.image_size)
             imgs = []
             for f in frames:
-                x = torch.from_numpy(np.ascontiguousarray(f)).to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+                x = torch.from_numpy(np.ascontiguousarray(f)).to(device).permute(2, 0, 1).unsqueeze(0)
+                x = x.float().div_(255.0)
                 if x.shape[-2:] != (s, s):
                     x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
                 imgs.append(x)
