@@ -380,7 +380,8 @@ def main(argv=None) -> int:
                    "summarised as their own condition (e.g. --tag kp --set scorer.params.pooling=keypoints)")
     p.add_argument("--summarize-only", action="store_true")
     p.add_argument("--export", default=None, metavar="JSON",
-                   help="also write the summary as benchmarks/results JSON (each number with goal, seeds, commit, ...)")
+                   help="also write the summary as benchmarks/results JSON (each number with goal, seeds, commit, ...); "
+                        "numbers of an earlier export there that this summary does not produce again are kept")
     p.add_argument("--agreement", nargs="+", default=None, metavar="SRC",
                    help="only measure the AI labeller (--lrm-dir) against the oracle on frames of SRC: checkpoint dirs "
                         "of preference runs (their frame buffers) or recorded episode folders (held-out split)")
@@ -459,9 +460,20 @@ def export(result: Dict, path: Path) -> None:
                                                    "wall_s", "env_steps", "overrides")},
                         "command": f"python -m benchmarks.preference_learning --conditions {run['condition']} "
                                    f"--seeds {run['seed']}" + (" --lrm-dir <out>/lrm" if run["condition"] == "ai" else "")})
+    numbers += kept_numbers(path, {n["name"] for n in numbers})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**common, "numbers": numbers}, indent=1) + "\n")
     print(f"[bench] wrote {path}")
+
+
+def kept_numbers(path: Path, replaced: set) -> List[Dict]:
+    """The numbers of an earlier export at ``path`` that this summary does not produce again (runs whose folders
+    another checkout or session holds), each marked with the summary commit and date they came from."""
+    if not path.exists():
+        return []
+    old = json.loads(path.read_text())
+    return [{**n, "from_summary": n.get("from_summary") or f"{old.get('summary_commit')} ({old.get('date')})"}
+            for n in old.get("numbers", []) if n.get("name") not in replaced]
 
 
 if __name__ == "__main__":

@@ -84,3 +84,21 @@ def test_a_test_cannot_write_into_the_repos_results_folder():
     with pytest.raises(RuntimeError, match="--no-record or --results-dir"):
         record_result("from_a_test", {"x": 1})
     assert not (RESULTS_DIR / "from_a_test.json").exists()
+
+
+def test_preference_export_keeps_earlier_numbers_it_does_not_produce_again(tmp_path):
+    from benchmarks.preference_learning import export
+
+    path = tmp_path / "preference_pushcube.json"
+    path.write_text(json.dumps({"summary_commit": "abc1234", "date": "2026-12-05", "numbers": [
+        {"name": "oracle-lrmenc seed 3", "greedy_success": 0.05},
+        {"name": "oracle seed 4", "greedy_success": 0.5}]}))
+    run = {"condition": "oracle", "seed": 4, "greedy_success": 0.0}
+    export({"vs_env_dense": {}, "unfinished": [], "runs": [run]}, path)
+    numbers = {n["name"]: n for n in json.loads(path.read_text())["numbers"]}
+    assert numbers["oracle seed 4"]["greedy_success"] == 0.0 and "from_summary" not in numbers["oracle seed 4"]
+    assert numbers["oracle-lrmenc seed 3"]["greedy_success"] == 0.05  # its run folder is not here: kept, marked
+    assert numbers["oracle-lrmenc seed 3"]["from_summary"] == "abc1234 (2026-12-05)"
+    export({"vs_env_dense": {}, "unfinished": [], "runs": [run]}, path)  # a second export keeps the first origin
+    again = {n["name"]: n for n in json.loads(path.read_text())["numbers"]}
+    assert again["oracle-lrmenc seed 3"]["from_summary"] == "abc1234 (2026-12-05)" and len(again) == 2
