@@ -523,3 +523,12 @@ class AuditConfig:
     """First training seed of ``--record-negatives`` (disjoint from ``seed``'s range and from record-demos')."""
     negatives_frame_stride: int = 2
     """Frame stride of the recorded hard negatives (frames cost ~50-90 ms each here)."""
+    mine_per_behaviour: int = 0
+    """``--mine-negatives``: candidate episodes per behaviour of ``behaviours`` (empty: all; the successes among them
+    are the reference) rolled out on training seeds from ``mine_seed`` and scored by ``scorer``; the non-progress ones
+    it over-pays (those the gate would count: :func:`vlmrl.learner.reward_training.reward_audit.over_paid`) are
+    written to ``mined_dir`` as hard negatives for a second ``lrm-train``. 0 = ``vlmrl demo`` does not mine."""
+    mine_seed: int = 600_000
+    """First training seed of ``--mine-negatives`` (disjoint from ``negatives_seed``'s and ``seed``'s ranges)."""
+    mined_dir: str = "${output_dir}/${run_name}/mined_negatives"
+    """``--mine-negatives``: the dataset the over-paid episodes are written into (with the negatives' frame stride)."""

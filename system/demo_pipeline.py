@@ -6,7 +6,9 @@ points, not a copy of them):
 1. ``vlmrl record-demos``: scripted PushCube demos (plus a few noisy/random episodes for the LRM);
 2. ``vlmrl audit-reward --record-negatives`` (when ``lrm_train.dataset_dirs`` lists ``audit.negatives_dir``):
    scripted non-progress behaviours on training seeds, with ground truth, as hard negatives for the LRM;
-3. ``vlmrl lrm-train``: the compact LRM (progress / completion / contrastive heads) on those episodes;
+3. ``vlmrl lrm-train``: the compact LRM (progress / completion / contrastive heads) on those episodes; with
+   ``audit.mine_per_behaviour`` > 0, ``vlmrl audit-reward --mine-negatives`` then scores the behaviours on fresh
+   training seeds with it, and the LRM is trained again with the non-progress episodes it over-paid added;
 4. ``vlmrl audit-reward``: the behaviour library on held-out seeds, scored by the LRM: does it pay for arm-only
    motions, wrong pushes, idling...? (its table is printed; a failed gate is reported, the demo goes on);
 5. ``vlmrl train`` with ``train.mode=lrm``: BC base policy from the demos, its ground-truth success, then
@@ -25,7 +27,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Sequence
 
 class DemoPipeline:
     """Runs the stages of the module doc and prints where the results are."""
@@ -41,12 +43,13 @@ class DemoPipeline:
         self.run_dir = run_dir(self.cfg)
         self.timings: dict = {}
 
-    def _stage(self, name: str, argv: List[str], ok_codes: tuple = (0,)) -> int:
+    def _stage(self, name: str, argv: List[str], ok_codes: tuple = (0,), extra: Sequence[str] = ()) -> int:
         from vlmrl.system.cli import main
 
-        self.print(f"[demo] === {name}: vlmrl {' '.join(argv + [self.config] + self.overrides)}")
+        args = argv + [self.config] + self.overrides + list(extra)
+        self.print(f"[demo] === {name}: vlmrl {' '.join(args)}")
         t0 = time.monotonic()
-        rc = main(argv + [self.config] + self.overrides)
+        rc = main(args)
         self.timings[name] = time.monotonic() - t0
         self.print(f"[demo] === {name} done in {self.timings[name]:.0f}s")
         if rc not in ok_codes:
@@ -83,6 +86,8 @@ class DemoPipeline:
                 self._stage("record hard negatives (behaviour library, training seeds)",
                             ["audit-reward", "--record-negatives"])
             self._stage("train compact LRM", ["lrm-train"])
+            if int(self.cfg.audit.mine_per_behaviour) > 0:
+                self._mine_and_retrain()
             self._stage("audit the LRM (behaviour library, held-out seeds)", ["audit-reward"], ok_codes=(0, 1))
         self._stage("BC base policy + online PPO refinement on LRM rewards", ["train"])
         base = json.loads((self.run_dir / "base_eval.json").read_text())["success_base"]
@@ -98,6 +103,21 @@ class DemoPipeline:
                    + ", ".join(f"{stage}: {d}" for stage, d in self.tensorboard_dirs().items())
                    + f"): tensorboard --logdir {self.tensorboard_logdir()}")
         return 0
+
+    def _mine_and_retrain(self) -> None:
+        """Hard-negative mining: the behaviours on fresh training seeds, scored by the LRM just trained; the
+        non-progress episodes it over-pays join its data and the LRM is trained again (same recipe, from scratch)."""
+        from omegaconf import OmegaConf
+
+        self._stage("mine hard negatives the LRM over-pays (behaviour library, training seeds)",
+                    ["audit-reward", "--mine-negatives"])
+        mined = str(self.cfg.audit.mined_dir)
+        if not (Path(mined) / "index.jsonl").exists():
+            self.print("[demo] nothing mined: the LRM is kept as trained")
+            return
+        dirs = OmegaConf.to_container(self.cfg.lrm_train.dataset_dirs, resolve=True) + [mined]
+        self._stage("retrain compact LRM with the mined negatives", ["lrm-train"],
+                    extra=[f"lrm_train.dataset_dirs={json.dumps(dirs)}"])
 
     def tensorboard_dirs(self) -> Dict[str, Path]:
         """The TensorBoard folder of each stage that writes one: ``vlmrl lrm-train`` (``lrm_train.out_dir/tb``) and

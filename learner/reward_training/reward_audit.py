@@ -74,10 +74,7 @@ def _mean(xs: Sequence[float]) -> Optional[float]:
 def summarise(records: Sequence[ScoredEpisode], complete_threshold: float = 0.5,
               trained_on: Sequence[str] = (), real_progress_share: Optional[float] = None) -> Dict[str, Any]:
     """Per-behaviour audit numbers (module doc) plus the successes' reference progress."""
-    ref_eps = [r for r in records if r.category == "success" and r.success]
-    reference = _mean([float(r.progress[-1]) for r in ref_eps])
-    true_ref = _mean([r.object_progress for r in ref_eps if r.object_progress is not None])
-    bar = None if real_progress_share is None or true_ref is None or true_ref <= 0 else real_progress_share * true_ref
+    ref_eps, reference, true_ref, bar = _references(records, real_progress_share)
     out: Dict[str, Any] = {"success_progress": reference, "success_episodes": len(ref_eps),
                            "success_object_progress": true_ref, "real_progress_bar": bar,
                            "value": records[0].value_name if records else "progress", "behaviours": {}}
@@ -89,9 +86,8 @@ def summarise(records: Sequence[ScoredEpisode], complete_threshold: float = 0.5,
         eps = [r for r in records if r.behaviour == name]
         cat = eps[0].category
         failed = [r for r in eps if not r.success]
-        really_moved = [bar is not None and r.object_progress is not None and r.object_progress >= bar for r in failed]
-        moved = [r for r, m in zip(failed, really_moved) if m]
-        judged = [r for r, m in zip(failed, really_moved) if not m]
+        moved = [r for r in failed if _really_moved(r, bar)]
+        judged = [r for r in failed if not _really_moved(r, bar)]
         counted = [r for r in eps if r.success] if cat == "success" else judged
         last_p = [float(r.progress[-1]) for r in counted]
         has_comp = all(r.completion is not None for r in eps)
@@ -113,6 +109,34 @@ def summarise(records: Sequence[ScoredEpisode], complete_threshold: float = 0.5,
             "seeds": [r.seed for r in eps],
         }
     return out
+
+
+def _references(records: Sequence[ScoredEpisode], real_progress_share: Optional[float]):
+    """The successful episodes of ``success`` behaviours, their mean last-frame progress and ground-truth object
+    progress, and the ground-truth bar above which a failed episode made real progress (None: no bar)."""
+    ref_eps = [r for r in records if r.category == "success" and r.success]
+    reference = _mean([float(r.progress[-1]) for r in ref_eps])
+    true_ref = _mean([r.object_progress for r in ref_eps if r.object_progress is not None])
+    bar = None if real_progress_share is None or true_ref is None or true_ref <= 0 else real_progress_share * true_ref
+    return ref_eps, reference, true_ref, bar
+
+
+def _really_moved(r: ScoredEpisode, bar: Optional[float]) -> bool:
+    return bar is not None and r.object_progress is not None and r.object_progress >= bar
+
+
+def over_paid(records: Sequence[ScoredEpisode], max_margin: float, complete_threshold: float = 0.5,
+              real_progress_share: Optional[float] = None) -> List[ScoredEpisode]:
+    """The episodes the audit's gate would count against the scorer, one by one: ``non_progress`` episodes judged
+    as such by ground truth too (no success at the end, object not really moved; :func:`summarise`) whose last
+    frame the scorer pays more than ``max_margin`` of the successes' progress or calls complete -- the hard
+    negatives worth mining (``vlmrl audit-reward --mine-negatives``). Empty when ``records`` hold no success."""
+    _, reference, _, bar = _references(records, real_progress_share)
+    if reference is None or reference <= 0:
+        return []
+    return [r for r in records if r.category == "non_progress" and not r.success and not _really_moved(r, bar)
+            and (float(r.progress[-1]) > max_margin * reference
+                 or (r.completion is not None and float(r.completion[-1]) > complete_threshold))]
 
 
 def gate(summary: Mapping[str, Any], max_margin: float, max_complete_share: float) -> List[str]:

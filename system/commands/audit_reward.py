@@ -11,6 +11,12 @@ exceeds ``audit.max_margin`` / ``audit.max_complete_share`` (a gate for RL runs)
 ``audit.negatives_dir`` instead, with ground truth, as hard negatives for ``lrm_train.dataset_dirs`` (any
 behaviours with ``audit.negatives_behaviours``; recorded on held-out seeds they serve as ``audit.episodes_dirs``:
 identical episodes for every scorer, rendering paid once).
+
+``--mine-negatives``: hard-negative mining with the trained scorer: roll out ``audit.mine_per_behaviour`` episodes of
+every behaviour on TRAINING seeds (``audit.mine_seed``), score them, and write the non-progress ones the scorer
+over-pays -- those the gate would count against it, judged by ground truth as well -- into ``audit.mined_dir``, for a
+second ``vlmrl lrm-train`` with that folder added to ``lrm_train.dataset_dirs`` (``vlmrl demo`` does both when
+``audit.mine_per_behaviour`` > 0).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import contextlib
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, List, Sequence
 
@@ -33,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--record-negatives", action="store_true",
                         help="record the non-progress behaviours on training seeds into audit.negatives_dir")
+    parser.add_argument("--mine-negatives", action="store_true",
+                        help="score every behaviour on training seeds (audit.mine_seed) with the scorer and write the "
+                             "non-progress episodes it over-pays into audit.mined_dir")
 
 
 class AuditInputError(ValueError):
@@ -71,7 +81,7 @@ def _dataset_seeds(items: Sequence[Any]) -> set:
 
 def _check_held_out(cfg, seeds: set) -> None:
     a = cfg.audit
-    used = _dataset_seeds(list(cfg.lrm_train.dataset_dirs) + [a.negatives_dir])
+    used = _dataset_seeds(list(cfg.lrm_train.dataset_dirs) + [a.negatives_dir, a.mined_dir])
     clash = sorted(used & seeds)
     if clash:
         fix = ("record audit.episodes_dirs on other seeds" if a.episodes_dirs else
@@ -157,8 +167,12 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     try:
         tasks = _tasks(cfg)
+        if args.record_negatives and args.mine_negatives:
+            raise AuditInputError("give one of --record-negatives and --mine-negatives")
         if args.record_negatives:
             return _record_negatives(cfg, tasks)
+        if args.mine_negatives:
+            return _mine_negatives(cfg, tasks)
         return _audit(cfg, tasks)
     except AuditInputError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
@@ -173,6 +187,46 @@ def _record_negatives(cfg, tasks: List[str]) -> int:
     for k, task in enumerate(tasks):
         record_behaviours(cfg.env, task, a.negatives_dir, names, int(a.negatives_per_behaviour),
                           int(a.negatives_seed) + 10_000 * k, int(a.negatives_frame_stride))
+    return 0
+
+
+def _mine_negatives(cfg, tasks: List[str]) -> int:
+    from vlmrl.envs.behaviours import iter_behaviour_episodes
+    from vlmrl.envs.dataset import EpisodeWriter
+    from vlmrl.learner.reward_training.reward_audit import over_paid, score_episode
+    from vlmrl.learner.reward_training.reward_eval import scorer_predictor
+
+    a = cfg.audit
+    if int(a.mine_per_behaviour) < 1:
+        raise AuditInputError(f"audit.mine_per_behaviour={a.mine_per_behaviour}: set how many candidate episodes per "
+                              "behaviour to roll out, e.g. audit.mine_per_behaviour=6")
+    if (Path(a.mined_dir) / "index.jsonl").exists():
+        raise AuditInputError(f"audit.mined_dir {a.mined_dir} already holds a dataset; remove it or name another")
+    share = None if a.real_progress_share is None else float(a.real_progress_share)
+    writer = None
+    with _scorer(cfg) as scorer:
+        predict = scorer_predictor(_LabelWatch(scorer, cfg.scorer.name), int(a.batch_size), int(cfg.reward.window_size))
+        for k, task in enumerate(tasks):
+            t0 = time.monotonic()
+            scored = []
+            for ep in iter_behaviour_episodes(cfg.env, task, list(a.behaviours), int(a.mine_per_behaviour),
+                                              int(a.mine_seed) + 10_000 * k, int(a.negatives_frame_stride)):
+                scored.append((ep, score_episode(ep, predict)))
+                if len(scored) % 10 == 0:
+                    print(f"mine {task}: {len(scored)} candidate episodes scored", flush=True)
+            bad = {id(r) for r in over_paid([r for _, r in scored], float(a.max_margin), float(a.complete_threshold),
+                                            share)}
+            kept = [(ep, r) for ep, r in scored if id(r) in bad]
+            for ep, _ in kept:
+                writer = writer or EpisodeWriter(a.mined_dir)
+                writer.write(ep)
+            counts = Counter(r.behaviour for _, r in kept)
+            print(f"{PROG}: {task}: {len(kept)} of {len(scored)} candidate episodes over-paid (training seeds from "
+                  f"{int(a.mine_seed) + 10_000 * k}, {time.monotonic() - t0:.0f}s)"
+                  + (": " + ", ".join(f"{n} {c}" for n, c in counts.items()) + f" -> {a.mined_dir}" if kept else ""),
+                  flush=True)
+    if writer is None:
+        print(f"{PROG}: nothing to mine: the scorer over-pays none of the candidates")
     return 0
 
 

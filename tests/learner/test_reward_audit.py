@@ -7,7 +7,8 @@ import pytest
 
 from vlmrl.envs.dataset import Episode
 from vlmrl.learner.reward_training.lrm_data import TargetRule, progress_targets
-from vlmrl.learner.reward_training.reward_audit import ScoredEpisode, format_summary, gate, plot_progress, score_episode, summarise
+from vlmrl.learner.reward_training.reward_audit import (ScoredEpisode, format_summary, gate, over_paid, plot_progress,
+                                                       score_episode, summarise)
 
 
 def _rec(behaviour, category, success, last_p, last_c=None, seed=0):
@@ -64,6 +65,25 @@ def test_episodes_whose_object_really_moved_to_the_goal_are_left_out_as_real_pro
     s0 = summarise(recs, 0.5)
     assert s0["behaviours"]["wrong_goal"]["counted_episodes"] == 2 and s0["real_progress_bar"] is None
     assert any(b.startswith("wrong_goal") for b in gate(s0, 0.3, 0.0))
+
+
+def test_over_paid_lists_the_episodes_the_gate_counts_against_the_scorer():
+    def rec(behaviour, category, success, last_p, obj, last_c=None, seed=0):
+        r = _rec(behaviour, category, success, last_p, last_c, seed)
+        r.object_progress = obj
+        return r
+
+    recs = [rec("solve", "success", True, 0.9, 0.8, 0.9), rec("solve", "success", True, 0.9, 0.8, 0.9),
+            rec("wrong_goal", "non_progress", False, 0.8, 0.5, 0.9),  # really moved: paying it is right
+            rec("wrong_goal", "non_progress", False, 0.09, -0.4, 0.0),  # paid little: nothing to learn
+            rec("overshoot", "non_progress", True, 0.95, 0.9, 0.9),  # accidental success
+            rec("overshoot", "non_progress", False, 0.2, -0.2, 0.8, seed=7),  # called complete, margin 0.22
+            rec("arm_only", "non_progress", False, 0.6, 0.0, 0.1, seed=9)]  # margin 0.67
+    mined = over_paid(recs, max_margin=0.3, complete_threshold=0.5, real_progress_share=0.3)
+    assert [(r.behaviour, r.seed) for r in mined] == [("overshoot", 7), ("arm_only", 9)]
+    # the same episodes the gate counts: without the ground-truth check the half-way wrong-goal push counts too
+    assert [r.behaviour for r in over_paid(recs, 0.3)] == ["wrong_goal", "overshoot", "arm_only"]
+    assert over_paid(recs[2:], 0.3) == []  # no successful reference: nothing is judged
 
 
 def test_scorers_without_completion_report_none_and_plot(tmp_path):
@@ -151,7 +171,8 @@ def test_score_episode_uses_the_scorers_item_kind():
 def _cli(tmp_path, *overrides):
     from vlmrl.system.cli import main
 
-    return main(["audit-reward", "demo", f"output_dir={tmp_path}", *overrides])
+    flags = [o for o in overrides if o.startswith("--")]
+    return main(["audit-reward", *flags, "demo", f"output_dir={tmp_path}", *[o for o in overrides if o not in flags]])
 
 
 def test_bad_input_is_one_line_naming_the_fix(tmp_path, capsys):
@@ -223,6 +244,53 @@ def test_demo_prints_the_audit_verdict_in_one_line(tmp_path):
     line = pipe._audit_line()
     assert line.startswith("FAILED") and "worst exploit margin 0.50 (arm_to_goal)" in line
     assert "most called complete 100%" in line and "2 threshold(s) exceeded" in line
+
+
+def test_mine_negatives_writes_the_over_paid_training_episodes(tmp_path, capsys):
+    """--mine-negatives: real rollouts on training seeds, a real (random-weight) scorer; with max_margin -1 every
+    judged non-progress episode is over-paid, so exactly those are written, with ground truth, for lrm-train."""
+    from vlmrl.envs.dataset import read_index
+
+    mined = tmp_path / "mined"
+    common = ["scorer.name=cnn", "scorer.params={}", "reward.item_kind=auto", "env.frame_size=32",
+              "audit.behaviours=[solve,idle]", "audit.negatives_frame_stride=10", f"audit.mined_dir={mined}"]
+    assert _cli(tmp_path, "--mine-negatives", *common, "audit.mine_per_behaviour=0") == 2
+    assert "audit.mine_per_behaviour=0" in capsys.readouterr().err
+    assert _cli(tmp_path, "--mine-negatives", "--record-negatives", *common) == 2
+    assert "one of --record-negatives and --mine-negatives" in capsys.readouterr().err
+    assert _cli(tmp_path, "--mine-negatives", *common, "audit.mine_per_behaviour=1", "audit.max_margin=-1") == 0
+    out = capsys.readouterr().out
+    index = read_index(mined)
+    assert [e["meta"]["behaviour"] for e in index] == ["idle"] and index[0]["seed"] >= 600_000
+    assert "1 of 2 candidate episodes over-paid" in out and "idle 1" in out
+    assert _cli(tmp_path, "--mine-negatives", *common, "audit.mine_per_behaviour=1") == 2  # would append: refused
+    assert "already holds a dataset" in capsys.readouterr().err
+    # the audit refuses held-out seeds a mined dataset used
+    assert _cli(tmp_path, *common[:4], f"audit.mined_dir={mined}", "audit.seed=600001") == 2
+    assert "audit seeds 600001.. were used" in capsys.readouterr().err
+
+
+def test_demo_retrains_the_lrm_with_what_mining_found(tmp_path):
+    from vlmrl.system.demo_pipeline import DemoPipeline
+
+    pipe = DemoPipeline("demo", [f"output_dir={tmp_path}", "audit.mine_per_behaviour=4"], print_fn=lambda m: None)
+    calls = []
+
+    def stage(name, argv, ok_codes=(0,), extra=()):
+        calls.append((argv, list(extra)))
+        if "--mine-negatives" in argv and len(calls) > 1:  # the second time, mining finds something
+            (tmp_path / "demo" / "mined_negatives").mkdir(parents=True)
+            (tmp_path / "demo" / "mined_negatives" / "index.jsonl").write_text("")
+        return 0
+
+    pipe._stage = stage
+    pipe._mine_and_retrain()
+    assert calls == [(["audit-reward", "--mine-negatives"], [])]  # nothing mined: the LRM stays as trained
+    pipe._mine_and_retrain()
+    argv, extra = calls[-1]
+    assert argv == ["lrm-train"] and len(calls) == 3
+    assert extra == [f'lrm_train.dataset_dirs=["{tmp_path}/demo/demos", "{tmp_path}/demo/hard_negatives", '
+                     f'"{tmp_path}/demo/mined_negatives"]']
 
 
 def test_audit_of_recorded_behaviour_episodes(tmp_path, capsys):
