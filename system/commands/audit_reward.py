@@ -214,6 +214,9 @@ def _mine_negatives(cfg, tasks: List[str]) -> int:
                 scored.append((ep, score_episode(ep, predict)))
                 if len(scored) % 10 == 0:
                     print(f"mine {task}: {len(scored)} candidate episodes scored", flush=True)
+            if not any(r.category == "success" and r.success for _, r in scored):
+                raise AuditInputError(f"{task}: no successful candidate episode to measure over-payment against; "
+                                      "keep a success behaviour (solve) in audit.behaviours")
             bad = {id(r) for r in over_paid([r for _, r in scored], float(a.max_margin), float(a.complete_threshold),
                                             share)}
             kept = [(ep, r) for ep, r in scored if id(r) in bad]

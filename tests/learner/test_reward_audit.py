@@ -265,6 +265,9 @@ def test_mine_negatives_writes_the_over_paid_training_episodes(tmp_path, capsys)
     assert "1 of 2 candidate episodes over-paid" in out and "idle 1" in out
     assert _cli(tmp_path, "--mine-negatives", *common, "audit.mine_per_behaviour=1") == 2  # would append: refused
     assert "already holds a dataset" in capsys.readouterr().err
+    assert _cli(tmp_path, "--mine-negatives", *common[:4], "audit.behaviours=[idle]", "audit.mine_per_behaviour=1",
+                "audit.negatives_frame_stride=10", f"audit.mined_dir={tmp_path}/m2") == 2
+    assert "no successful candidate episode" in capsys.readouterr().err and not (tmp_path / "m2").exists()
     # the audit refuses held-out seeds a mined dataset used
     assert _cli(tmp_path, *common[:4], f"audit.mined_dir={mined}", "audit.seed=600001") == 2
     assert "audit seeds 600001.. were used" in capsys.readouterr().err
