@@ -4,10 +4,14 @@ Losses (binary cross-entropy each, soft targets for progress): progress and comp
 frames of every training pair, contrastive on the pairs whose order means progress (see
 :mod:`vlmrl.learner.reward_training.lrm_data`). Each epoch ends with validation on the held-out episodes
 (:mod:`vlmrl.learner.reward_training.reward_eval` metrics); the model is saved to ``out_dir`` after every epoch.
+With ``restarts`` > 1, :func:`train_best_of_restarts` trains one model per seed and keeps the best validated.
 """
 
 from __future__ import annotations
 
+import copy
+import json
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Dict
@@ -162,6 +166,56 @@ def train_compact_lrm(cfg, log: Callable[[str], None] = print, writer=None) -> D
             break
     return {"val": val, "history": history, "out_dir": str(out_dir), "steps": step,
             "episodes_per_source": {k: {"train": a, "val": b} for k, (a, b) in per_source.items()}}
+
+
+def selection_score(val: Dict[str, object]) -> float:
+    """How a restart is chosen: mean of held-out progress acc@0.2 and completion F1 (both in [0, 1])."""
+    acc = (val.get("progress_acc") or {}).get(0.2)
+    f1 = val.get("completion_f1")
+    return float(np.mean([0.0 if acc is None else acc, 0.0 if f1 is None else f1]))
+
+
+def train_best_of_restarts(cfg, log: Callable[[str], None] = print, writer=None) -> Dict[str, object]:
+    """``cfg.restarts`` trainings with seeds ``cfg.seed`` + k, each in ``out_dir/restarts/seed_<s>``; the one with the
+    best :func:`selection_score` is copied into ``out_dir`` (TensorBoard: the chosen one's curves, logged again), the
+    rest stay for inspection; ``out_dir/restarts.json`` lists every restart's score. One restart = plain training."""
+    n = int(cfg.restarts)
+    if n < 1:
+        raise ValueError(f"lrm_train.restarts must be >= 1, got {n}")
+    if n == 1:
+        return train_compact_lrm(cfg, log, writer)
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):  # a section of the whole config: resolve its ${...} before copying it out
+        cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    out_dir = Path(cfg.out_dir)
+    results = []
+    for k in range(n):
+        sub = copy.deepcopy(cfg)
+        sub.seed = int(cfg.seed) + k
+        sub.out_dir = str(out_dir / "restarts" / f"seed_{sub.seed}")
+        log(f"lrm-train: restart {k + 1}/{n} (seed {sub.seed}) -> {sub.out_dir}")
+        res = train_compact_lrm(sub, lambda m, s=sub.seed: log(f"[seed {s}] {m}"))
+        results.append((sub.seed, selection_score(res["val"]), res))
+    seed, score, best = max(results, key=lambda r: r[1])
+    for f in Path(best["out_dir"]).iterdir():
+        if f.is_file():
+            shutil.copy2(f, out_dir / f.name)
+    if writer is not None:
+        for h in best["history"]:
+            for key, v in h["loss"].items():
+                writer.add_scalar(f"lrm/train/{key}_loss", v, h["epoch"])
+            for d, a in (h["val"].get("progress_acc") or {}).items():
+                writer.add_scalar(f"lrm/val/progress_acc@{d:g}", a, h["epoch"])
+        writer.add_scalar("lrm/restarts/chosen_seed", seed, 0)
+        writer.flush()
+    summary = [{"seed": s, "score": round(sc, 4), "chosen": s == seed,
+                "progress_acc@0.2": (r["val"].get("progress_acc") or {}).get(0.2),
+                "completion_f1": r["val"].get("completion_f1")} for s, sc, r in results]
+    (out_dir / "restarts.json").write_text(json.dumps(summary, indent=1))
+    log("lrm-train: restarts (score = mean of val progress acc@0.2 and completion F1): "
+        + ", ".join(f"seed {r['seed']} {r['score']:.3f}" for r in summary) + f"; kept seed {seed}")
+    return {**best, "out_dir": str(out_dir), "chosen_seed": seed, "restarts": summary}
 
 
 def _num(v) -> str:

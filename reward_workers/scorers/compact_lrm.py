@@ -10,6 +10,12 @@ The pair answer (``label``): ``second`` when ``contrastive`` > 0.5 + ``label_mar
 < 0.5 - ``label_margin``, else ``none`` -- which frame is further along, the same first / second / none the VLM
 ``preference`` scorer answers, so a labeller pool running this scorer is the preference mode's AI labeller
 (``preference.labeller=pool``, ``preference.labeller_scorer.name=compact_lrm``).
+
+An ensemble (``ensemble_dirs``: more LRM folders of the same recipe, e.g. trained with other ``lrm_train.seed``
+values): every component is the members' mean, and ``disagreement`` (the members' standard deviation of progress)
+is added to the components. With ``disagreement_penalty`` = k > 0, ``progress`` and ``completion`` are each lowered
+by k x their own standard deviation over the members (a lower confidence bound, clipped at 0): a state the members
+disagree on -- one none of them was trained on -- pays less, so a policy gains little from seeking it out.
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import TYPE_CHECKING, Dict, List, Sequence
 
 import numpy as np
 import torch
 
 from vlmrl.reward_workers.scorers.base import ItemKind, Scorer, ScorerError, ScoreResult, register_scorer
+
+if TYPE_CHECKING:
+    from vlmrl.reward_workers.models.compact_lrm import CompactLRM
 
 COMPONENTS = ("progress", "completion", "contrastive")
 
@@ -55,33 +64,60 @@ class CompactLrmScorer(Scorer):
         """torch CPU threads (0 = leave torch's setting)."""
         label_margin: float = 0.1
         """Pair answer: ``none`` while |contrastive - 0.5| <= this (see module doc); in [0, 0.5)."""
+        ensemble_dirs: List[str] = field(default_factory=list)
+        """More compact LRM folders scored beside ``weights_dir``; components are the members' mean (module doc)."""
+        disagreement_penalty: float = 0.0
+        """k >= 0: progress and completion minus k x their standard deviation over the members (needs ensemble_dirs)."""
 
     def __init__(self, params: "CompactLrmScorer.Params") -> None:
         super().__init__(params)
-        from vlmrl.reward_workers.models.compact_lrm import CompactLRM
-
         if not params.weights_dir:
             raise ScorerError("compact_lrm needs params.weights_dir (a folder written by `vlmrl lrm-train`)")
         bad = sorted(set(params.weights) - set(COMPONENTS))
         if bad:
             raise ScorerError(f"compact_lrm weights has unknown components {bad}; known: {list(COMPONENTS)}")
-        weights_file = Path(params.weights_dir) / "model.safetensors"
         if params.device.startswith("cuda") and not torch.cuda.is_available():
             raise ScorerError(f"compact_lrm device={params.device!r} but no CUDA GPU is available")
         if not 0.0 <= float(params.label_margin) < 0.5:
             raise ScorerError(f"compact_lrm label_margin must be in [0, 0.5), got {params.label_margin}")
         if params.num_threads > 0:
             torch.set_num_threads(params.num_threads)
-        try:
-            self.model = CompactLRM.from_pretrained(params.weights_dir, device=params.device)
-        except (FileNotFoundError, ValueError) as e:
-            raise ScorerError(f"compact_lrm cannot load weights_dir={params.weights_dir!r}: {e}") from e
-        digest = hashlib.sha256()
-        with open(weights_file, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
+        penalty = float(params.disagreement_penalty)
+        if penalty < 0 or (penalty > 0 and not params.ensemble_dirs):
+            raise ScorerError(f"compact_lrm disagreement_penalty={penalty} needs to be >= 0 and needs "
+                              "params.ensemble_dirs (the other members' folders)")
+        digest = hashlib.sha256(f"penalty={penalty}".encode() if params.ensemble_dirs else b"")
+        self.models = [self._load(d, params.device, digest) for d in [params.weights_dir, *params.ensemble_dirs]]
+        self.model = self.models[0]
         self._version = digest.hexdigest()[:12]
         self._weights = {k: float(params.weights.get(k, 0.0)) for k in COMPONENTS}
+
+    @staticmethod
+    def _load(weights_dir: str, device: str, digest) -> "CompactLRM":
+        """One member, its weights file hashed into ``digest`` (the model version)."""
+        from vlmrl.reward_workers.models.compact_lrm import CompactLRM
+
+        try:
+            model = CompactLRM.from_pretrained(weights_dir, device=device)
+        except (FileNotFoundError, ValueError) as e:
+            raise ScorerError(f"compact_lrm cannot load weights_dir={weights_dir!r}: {e}") from e
+        with open(Path(weights_dir) / "model.safetensors", "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return model
+
+    def _predict(self, tasks: Sequence[str], items: Sequence[np.ndarray]) -> Dict[str, np.ndarray]:
+        """The components of every item: one model's, or the ensemble's mean (+ disagreement, penalty)."""
+        outs = [m.predict(list(tasks), [it[0] for it in items], [it[1] for it in items]) for m in self.models]
+        if len(outs) == 1:
+            return outs[0]
+        stacked = {k: np.stack([o[k] for o in outs]) for k in COMPONENTS}
+        mean = {k: v.mean(axis=0) for k, v in stacked.items()}
+        k_pen = float(self.params.disagreement_penalty)
+        for k in ("progress", "completion"):
+            mean[k] = np.clip(mean[k] - k_pen * stacked[k].std(axis=0), 0.0, 1.0)
+        mean["disagreement"] = stacked["progress"].std(axis=0)
+        return mean
 
     @property
     def model_id(self) -> str:
@@ -99,10 +135,10 @@ class CompactLrmScorer(Scorer):
         for i, it in enumerate(items):
             if it.ndim != 4 or it.shape[0] != 2 or it.shape[-1] != 3 or it.dtype != np.uint8:
                 raise ScorerError(f"item {i}: compact_lrm takes uint8 pairs (2, H, W, 3), got {it.dtype} {it.shape}")
-        out = self.model.predict(list(tasks), [it[0] for it in items], [it[1] for it in items])
+        out = self._predict(tasks, items)
         results = []
         for i in range(len(items)):
-            comps = {k: float(out[k][i]) for k in COMPONENTS}
+            comps = {k: float(v[i]) for k, v in out.items()}
             results.append(ScoreResult(reward=sum(self._weights[k] * comps[k] for k in COMPONENTS), components=comps,
                                        label=pair_label(comps["contrastive"], float(self.params.label_margin))))
         return results

@@ -50,11 +50,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from torch.utils.tensorboard import SummaryWriter
 
-    from vlmrl.learner.reward_training.lrm_train import train_compact_lrm
+    from vlmrl.learner.reward_training.lrm_train import train_best_of_restarts
 
     writer = SummaryWriter(str(out / "tb"))
     try:
-        result = train_compact_lrm(sec, log=lambda m: print(m, flush=True), writer=writer)
+        result = train_best_of_restarts(sec, log=lambda m: print(m, flush=True), writer=writer)
     except ValueError as e:
         print(f"vlmrl lrm-train: {e}", file=sys.stderr)
         return 2

@@ -144,3 +144,26 @@ def test_split_is_stable_disjoint_and_buffer_streams_every_frame(synthetic_datas
     seen = sum(len(b.tasks) for b in buf.epoch())
     assert total - len(train) <= seen <= total  # a 1-frame tail batch per chunk may be skipped
     assert buf._resident is None  # larger than the buffer: streamed, not kept
+
+
+def test_restarts_keep_the_best_validated_seed(tmp_path):
+    import json
+
+    from vlmrl.learner.reward_training.lrm_train import selection_score, train_best_of_restarts
+
+    data = write_synthetic_dataset(tmp_path / "data", 40, seed=2, image_size=32)
+    cfg = tiny_cfg([data], tmp_path / "model", epochs=1, restarts=3, seed=7)
+    logs = []
+    result = train_best_of_restarts(cfg, log=logs.append)
+    table = json.loads((tmp_path / "model" / "restarts.json").read_text())
+    assert [r["seed"] for r in table] == [7, 8, 9] and sum(r["chosen"] for r in table) == 1
+    chosen = next(r for r in table if r["chosen"])
+    assert chosen["score"] == max(r["score"] for r in table) and result["chosen_seed"] == chosen["seed"]
+    assert any("kept seed" in m for m in logs)
+    # the kept folder is the chosen restart's model: same weights, same validation
+    kept = tmp_path / "model" / "model.safetensors"
+    assert kept.read_bytes() == (tmp_path / "model" / "restarts" / f"seed_{chosen['seed']}" / "model.safetensors").read_bytes()
+    reloaded = validate(CompactLRM.from_pretrained(tmp_path / "model"), cfg, TargetRule())
+    assert selection_score(reloaded) == pytest.approx(chosen["score"], abs=1e-4)
+    with pytest.raises(ValueError, match="restarts"):
+        train_best_of_restarts(tiny_cfg([data], tmp_path / "m2", restarts=0))

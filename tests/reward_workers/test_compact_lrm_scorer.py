@@ -78,3 +78,42 @@ def test_runs_on_cuda(weights_dir):
     items = _items(4, np.random.default_rng(0))
     for x, y in zip(sc.score_batch(["t"] * 4, items), cpu.score_batch(["t"] * 4, items)):
         assert x.reward == pytest.approx(y.reward, abs=1e-3)
+
+
+def _member(tmp_path, seed):
+    torch.manual_seed(seed)
+    model = CompactLRM(CompactLRMConfig(image_size=32, widths=[8, 16], embed_dim=16, text_encoder="hashed"))
+    return str(model.save_pretrained(tmp_path / f"member{seed}"))
+
+
+def test_ensemble_is_the_members_mean_lowered_by_their_disagreement(weights_dir, tmp_path):
+    others = [_member(tmp_path, 1), _member(tmp_path, 2)]
+    members = [build_scorer("compact_lrm", {"weights_dir": d}) for d in [weights_dir, *others]]
+    items, tasks = _items(5, np.random.default_rng(3)), ["push the cube"] * 5
+    each = [m.score_batch(tasks, items) for m in members]
+    plain = build_scorer("compact_lrm", {"weights_dir": weights_dir, "ensemble_dirs": others})
+    k = 2.0
+    lcb = build_scorer("compact_lrm", {"weights_dir": weights_dir, "ensemble_dirs": others, "disagreement_penalty": k})
+    for i, (x, y) in enumerate(zip(plain.score_batch(tasks, items), lcb.score_batch(tasks, items))):
+        per = {c: np.array([e[i].components[c] for e in each]) for c in ("progress", "completion", "contrastive")}
+        for c in per:
+            assert x.components[c] == pytest.approx(per[c].mean(), abs=1e-5)
+        assert x.components["disagreement"] == pytest.approx(per["progress"].std(), abs=1e-5)
+        assert x.components["disagreement"] > 0
+        for c in ("progress", "completion"):
+            assert y.components[c] == pytest.approx(max(0.0, per[c].mean() - k * per[c].std()), abs=1e-5)
+        assert y.components["contrastive"] == pytest.approx(x.components["contrastive"], abs=1e-6)
+        assert y.reward == pytest.approx(y.components["progress"] + y.components["completion"], abs=1e-6)
+        assert y.reward <= x.reward + 1e-6
+    # the version names the members and the penalty; a single model keeps its weights hash
+    assert len({members[0].model_version, plain.model_version, lcb.model_version}) == 3
+
+
+def test_ensemble_params_are_checked(weights_dir, tmp_path):
+    with pytest.raises(ScorerError, match="ensemble_dirs"):
+        build_scorer("compact_lrm", {"weights_dir": weights_dir, "disagreement_penalty": 1.0})
+    with pytest.raises(ScorerError, match=">= 0"):
+        build_scorer("compact_lrm", {"weights_dir": weights_dir, "ensemble_dirs": [weights_dir],
+                                     "disagreement_penalty": -1.0})
+    with pytest.raises(ScorerError, match="cannot load.*nowhere"):
+        build_scorer("compact_lrm", {"weights_dir": weights_dir, "ensemble_dirs": [str(tmp_path / "nowhere")]})
