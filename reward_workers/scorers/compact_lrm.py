@@ -87,20 +87,22 @@ class CompactLrmScorer(Scorer):
             raise ScorerError(f"compact_lrm disagreement_penalty={penalty} needs to be >= 0 and needs "
                               "params.ensemble_dirs (the other members' folders)")
         digest = hashlib.sha256(f"penalty={penalty}".encode() if params.ensemble_dirs else b"")
-        self.models = [self._load(d, params.device, digest) for d in [params.weights_dir, *params.ensemble_dirs]]
+        self.models = [self._load(d, params.device, digest, "weights_dir" if i == 0 else f"ensemble_dirs[{i - 1}]")
+                       for i, d in enumerate([params.weights_dir, *params.ensemble_dirs])]
         self.model = self.models[0]
         self._version = digest.hexdigest()[:12]
         self._weights = {k: float(params.weights.get(k, 0.0)) for k in COMPONENTS}
 
     @staticmethod
-    def _load(weights_dir: str, device: str, digest) -> "CompactLRM":
-        """One member, its weights file hashed into ``digest`` (the model version)."""
+    def _load(weights_dir: str, device: str, digest, param: str) -> "CompactLRM":
+        """One member (``param`` names it in errors), its weights file hashed into ``digest`` (the model version)."""
         from vlmrl.reward_workers.models.compact_lrm import CompactLRM
 
         try:
             model = CompactLRM.from_pretrained(weights_dir, device=device)
         except (FileNotFoundError, ValueError) as e:
-            raise ScorerError(f"compact_lrm cannot load weights_dir={weights_dir!r}: {e}") from e
+            raise ScorerError(f"compact_lrm cannot load {param}={weights_dir!r} (train one with `vlmrl lrm-train`): "
+                              f"{e}") from e
         with open(Path(weights_dir) / "model.safetensors", "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
