@@ -334,6 +334,48 @@ def bt_offline(sources: List[str], variants: List[dict], train_pairs: int, heldo
     return out
 
 
+def accuracy_by_terciles(reward, dense, success, pairs: int, tie: float, seed: int = 0) -> Dict[str, float]:
+    """Pair accuracy of ``reward`` against the oracle's order (success first, then ``dense``) on ``pairs`` random pairs
+    (dense ties within ``tie`` dropped): overall, and by tercile of the pair's |delta dense| and of its mean dense level."""
+    import numpy as np
+
+    reward, dense = np.asarray(reward, float), np.asarray(dense, float)
+    key = dense + 10.0 * np.asarray(success, bool)
+    i, j = np.random.default_rng(seed).integers(0, len(dense), (2, pairs))
+    keep = np.abs(dense[i] - dense[j]) > tie
+    i, j = i[keep], j[keep]
+    correct = np.sign(reward[i] - reward[j]) == np.sign(key[i] - key[j])
+    out = {"pairs": int(len(i)), "all": float(correct.mean())}
+    for name, v in (("gap", np.abs(dense[i] - dense[j])), ("level", (dense[i] + dense[j]) / 2)):
+        q1, q2 = np.quantile(v, [1 / 3, 2 / 3])
+        for part, m in (("low", v < q1), ("mid", (v >= q1) & (v < q2)), ("high", v >= q2)):
+            out[f"{name}_{part}"] = float(correct[m].mean()) if m.any() else float("nan")
+    return out
+
+
+def bt_accuracy_by_gap(run_dirs: List[str], pairs: int, tie: float) -> List[dict]:
+    """Each run's final BT reward model (its config's ``scorer.params`` + ``reward_model/latest.pt``) on every run's
+    final frame buffer: :func:`accuracy_by_terciles` -- which pairs of a policy's frames the learned reward orders."""
+    from omegaconf import OmegaConf
+
+    from vlmrl.reward_workers.scorers.base import build_scorer
+
+    buffers = {d: frames_of_checkpoint(sorted((Path(d) / "checkpoints").glob("iter_*"))[-1]) for d in run_dirs}
+    out = []
+    for model_dir in run_dirs:
+        params = OmegaConf.to_container(OmegaConf.load(Path(model_dir) / "config.yaml").scorer.params, resolve=True)
+        scorer = build_scorer("bt_reward", {**params, "weights": str(Path(model_dir) / "reward_model" / "latest.pt")})
+        for buf_dir, recs in buffers.items():
+            rewards = [r.reward for k in range(0, len(recs), 64) for r in
+                       scorer.score_batch([x.task for x in recs[k:k + 64]], [x.frame[None] for x in recs[k:k + 64]])]
+            row = {"model": model_dir, "buffer": buf_dir, "frames": len(recs),
+                   **accuracy_by_terciles(rewards, [x.env_reward for x in recs], [bool(x.success) for x in recs],
+                                          pairs, tie)}
+            out.append(row)
+            print(json.dumps(row), flush=True)
+    return out
+
+
 def plot(out: Path, png: Path) -> None:
     """Per run under ``out``: training success per iteration (session 15's env-dense 20k-step block means dashed),
     corr(r, dense) of the training frames, BT held-out accuracy -- the curves a missed goal is read from."""
@@ -394,6 +436,9 @@ def main(argv=None) -> int:
                    help="held-out pairs for --bt-offline from these sources (default: the episodes' val split)")
     p.add_argument("--bt-variants", default='[{"image_size": 64, "channels": [16, 32, 64]}]')
     p.add_argument("--bt-steps", type=int, default=600)
+    p.add_argument("--bt-gaps", nargs="+", default=None, metavar="RUN_DIR",
+                   help="only score each run's final BT reward model on every given run's final frame buffer: pair "
+                        "accuracy vs the oracle by tercile of |delta dense| and of dense level")
     p.add_argument("--plot", default=None, metavar="PNG", help="also plot the runs' curves (with --summarize-only)")
     args = p.parse_args(argv)
     if args.bt_offline:
@@ -402,6 +447,11 @@ def main(argv=None) -> int:
         tie = float(load_config(CONFIG, []).preference.oracle_tie_threshold)
         bt_offline(args.bt_offline, json.loads(args.bt_variants), 3000, 1000, args.bt_steps, 64, tie,
                    heldout=args.bt_heldout)
+        return 0
+    if args.bt_gaps:
+        from vlmrl.system.config import load_config
+
+        bt_accuracy_by_gap(args.bt_gaps, 20000, float(load_config(CONFIG, []).preference.oracle_tie_threshold))
         return 0
     if args.agreement:
         from vlmrl.system.config import load_config

@@ -102,3 +102,21 @@ def test_preference_export_keeps_earlier_numbers_it_does_not_produce_again(tmp_p
     export({"vs_env_dense": {}, "unfinished": [], "runs": [run]}, path)  # a second export keeps the first origin
     again = {n["name"]: n for n in json.loads(path.read_text())["numbers"]}
     assert again["oracle-lrmenc seed 3"]["from_summary"] == "abc1234 (2026-12-05)" and len(again) == 2
+
+
+def test_pair_accuracy_by_terciles_of_gap_and_level():
+    import numpy as np
+
+    from benchmarks.preference_learning import accuracy_by_terciles
+
+    dense = np.linspace(0.0, 1.0, 300)
+    perfect = accuracy_by_terciles(dense * 3 + 1, dense, np.zeros(300), 5000, tie=0.005)
+    assert perfect["all"] == 1.0 and perfect["gap_low"] == 1.0 and perfect["pairs"] > 4000
+    # a reward that only sees coarse steps of 0.25 is at chance on the smallest gaps, right on the largest
+    coarse = accuracy_by_terciles(np.floor(dense * 4), dense, np.zeros(300), 5000, tie=0.005)
+    assert coarse["gap_low"] < 0.5 < 0.95 < coarse["gap_high"]
+    # success comes first: a reward that pays the one success frame most is right on its pairs
+    success = np.zeros(300, bool)
+    success[10] = True
+    flipped = accuracy_by_terciles(np.where(success, 5.0, dense), dense, success, 5000, tie=0.005)
+    assert flipped["all"] == 1.0
