@@ -32,6 +32,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from vlmrl.learner.reward_training.lrm_data import dataset_config_problem
 
+    if int(sec.restarts) < 1 or (int(sec.restarts) > 1 and sec.model != "compact"):
+        print(f"vlmrl lrm-train: lrm_train.restarts={sec.restarts}: must be >= 1, and > 1 only with model=compact "
+              "(the LoRA VLM trains once)", file=sys.stderr)
+        return 2
     problem = dataset_config_problem(sec.dataset_dirs, "lrm_train.dataset_dirs")
     if problem:
         print(f"vlmrl lrm-train: {problem}", file=sys.stderr)
