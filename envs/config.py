@@ -156,6 +156,9 @@ class DatasetInputConfig:
     """Most episodes taken from this input (0 = no limit; ``synthetic``: how many to generate)."""
     seed: int = 0
     """``synthetic``: generator seed."""
+    repeat: int = 1
+    """Reward-model training (``lrm_train.dataset_dirs``): each training episode of this input is used this many
+    times per epoch (oversampling a small source, e.g. hard negatives); its held-out episodes are not repeated."""
     hdf5: HDF5KeysConfig = field(default_factory=HDF5KeysConfig)
 
 

@@ -116,6 +116,8 @@ def build_offline_dataset(section: Any, log: Callable[[str], None] = lambda m: N
     readers, picks, names = [], [], []
     try:
         for n, inp in enumerate(section.inputs):
+            if int(getattr(inp, "repeat", 1)) != 1:
+                raise ValueError(f"input {inp.path!r}: repeat is a reward-model training setting (lrm_train.dataset_dirs)")
             reader = open_input(inp)
             readers.append(reader)
             name = _safe(inp.name or reader.name or f"input{n}")

@@ -190,6 +190,8 @@ class DatasetSource:
     hdf5: Tuple[Tuple[str, Any], ...] = ()
     qualified: bool = True
     """Split keys are ``<name>/<id>`` (False: the bare id, for project-format inputs without a ``name``)."""
+    repeat: int = 1
+    """Times each training episode of this source is used per epoch (:func:`repeat_entries`)."""
 
     def split_key(self, entry: dict) -> str:
         return f"{self.name}/{entry['id']}" if self.qualified else str(entry["id"])
@@ -231,6 +233,8 @@ def dataset_sources(items: Sequence[Any]) -> List[DatasetSource]:
             raise ValueError(f"a dataset entry of format {inp.format!r} needs a path")
         if inp.counts or inp.max_episodes:
             raise ValueError(f"dataset {inp.path!r}: counts / max_episodes are build-offline-dataset settings")
+        if int(inp.repeat) < 1:
+            raise ValueError(f"dataset {inp.path!r}: repeat must be >= 1, got {inp.repeat}")
         name = inp.name
         if not name:
             p = Path(inp.path)
@@ -239,7 +243,7 @@ def dataset_sources(items: Sequence[Any]) -> List[DatasetSource]:
                 name = p.parent.parent.name if p.parent.name == "data" else p.parent.name
         hdf5 = tuple(sorted(OmegaConf.to_container(inp.hdf5, resolve=True).items()))
         out.append(DatasetSource(path=str(inp.path), format=inp.format, name=name, task_text=inp.task_text or None,
-                                 source=inp.source, hdf5=hdf5,
+                                 source=inp.source, hdf5=hdf5, repeat=int(inp.repeat),
                                  qualified=not (inp.format == "episodes" and not inp.name)))
     return out
 
@@ -328,6 +332,11 @@ def split_entries(datasets: Sequence[Any], split: str, val_fraction: float,
             if split == "all" or (split == "val") == is_val_episode(entry, val_fraction, split_seed, src):
                 out.append((src, entry))
     return out
+
+
+def repeat_entries(entries: List[Tuple[DatasetSource, dict]]) -> List[Tuple[DatasetSource, dict]]:
+    """Training entries with each one listed ``source.repeat`` times (oversampling per source)."""
+    return [x for x in entries for _ in range(x[0].repeat)]
 
 
 def iter_split_episodes(datasets: Sequence[Any], split: str, val_fraction: float, split_seed: int = 0,

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from vlmrl.envs.dataset import Episode
 from vlmrl.reward_workers.models.compact_lrm import CompactLRM, CompactLRMConfig, frames_to_input
 from vlmrl.learner.reward_training.lrm_data import (ShuffleBufferBatches, TargetRule, TrainBatch, dataset_sources,
-                                    iter_split_episodes, sources_label, split_entries)
+                                    iter_split_episodes, repeat_entries, sources_label, split_entries)
 from vlmrl.learner.reward_training.reward_eval import EpisodePredictions, Predictor, evaluate_predictors
 
 
@@ -111,13 +111,14 @@ def train_compact_lrm(cfg, log: Callable[[str], None] = print, writer=None) -> D
                   for s in sources}
     log(f"lrm-train: {len(train_entries)} train / {len(val_entries)} val episodes from {sources_label(sources)}"
         + (" (" + ", ".join(f"{k}: {a}/{b}" for k, a, b in ((k, *v) for k, v in per_source.items())) + ")"
-           if len(sources) > 1 else ""))
+           if len(sources) > 1 else "")
+        + "".join(f"; {s.name} x{s.repeat} per epoch" for s in sources if s.repeat > 1))
     model = build_model(cfg)
     log(f"lrm-train: compact LRM, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params, "
         f"text encoder {cfg.text_encoder}, {cfg.image_size}px")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1), eta_min=cfg.lr * 0.05)
-    batches = ShuffleBufferBatches(train_entries, cfg.image_size, cfg.batch_size, rule, cfg.buffer_episodes, cfg.seed)
+    batches = ShuffleBufferBatches(repeat_entries(train_entries), cfg.image_size, cfg.batch_size, rule, cfg.buffer_episodes, cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     w = {"progress": cfg.loss_weights.progress, "completion": cfg.loss_weights.completion,
          "contrastive": cfg.loss_weights.contrastive}

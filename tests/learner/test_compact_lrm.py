@@ -167,3 +167,27 @@ def test_restarts_keep_the_best_validated_seed(tmp_path):
     assert selection_score(reloaded) == pytest.approx(chosen["score"], abs=1e-4)
     with pytest.raises(ValueError, match="restarts"):
         train_best_of_restarts(tiny_cfg([data], tmp_path / "m2", restarts=0))
+
+
+def test_repeat_oversamples_a_sources_training_episodes_only(tmp_path):
+    from vlmrl.learner.reward_training.lrm_data import dataset_sources, repeat_entries
+
+    a = write_synthetic_dataset(tmp_path / "a", 12, seed=3, image_size=32)
+    b = write_synthetic_dataset(tmp_path / "b", 12, seed=4, image_size=32)
+    plain = dataset_sources([str(a), str(b)])
+    weighted = dataset_sources([{"path": str(a), "repeat": 3}, str(b)])
+    train = split_entries(weighted, "train", 0.25)
+    n_a = sum(src.path == str(a) for src, _ in train)
+    n_b = len(train) - n_a
+    assert n_a > 0 and n_b > 0
+    assert len(repeat_entries(train)) == 3 * n_a + n_b
+    assert len(repeat_entries(split_entries(plain, "train", 0.25))) == n_a + n_b
+    # the held-out split is the same episodes either way, never repeated
+    assert len(split_entries(weighted, "val", 0.25)) == len(split_entries(plain, "val", 0.25))
+    with pytest.raises(ValueError, match="repeat must be >= 1"):
+        dataset_sources([{"path": str(a), "repeat": 0}])
+    logs = []
+    cfg = tiny_cfg([a], tmp_path / "m", epochs=1)
+    cfg.dataset_dirs = [{"path": str(a), "repeat": 2}, str(b)]
+    result = train_compact_lrm(cfg, log=logs.append)
+    assert any("x2 per epoch" in m for m in logs) and result["steps"] > 0
