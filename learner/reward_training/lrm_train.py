@@ -118,7 +118,8 @@ def train_compact_lrm(cfg, log: Callable[[str], None] = print, writer=None) -> D
         f"text encoder {cfg.text_encoder}, {cfg.image_size}px")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1), eta_min=cfg.lr * 0.05)
-    batches = ShuffleBufferBatches(repeat_entries(train_entries), cfg.image_size, cfg.batch_size, rule, cfg.buffer_episodes, cfg.seed)
+    batches = ShuffleBufferBatches(repeat_entries(train_entries), cfg.image_size, cfg.batch_size, rule,
+                                   cfg.buffer_episodes, cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     w = {"progress": cfg.loss_weights.progress, "completion": cfg.loss_weights.completion,
          "contrastive": cfg.loss_weights.contrastive}
