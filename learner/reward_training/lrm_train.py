@@ -155,19 +155,25 @@ def train_compact_lrm(cfg, log: Callable[[str], None] = print, writer=None) -> D
             + f" | val progress_acc@0.2={acc.get(0.2, float('nan')):.3f} completion_f1={val['completion_f1']:.3f} "
             f"contrastive_acc={_num(val['contrastive_acc'])} spearman={_num(val['spearman_progress'])}")
         if writer is not None:
-            for k, v in means.items():
-                writer.add_scalar(f"lrm/train/{k}_loss", v, epoch)
-            for k in ("progress_mae", "completion_f1", "contrastive_acc", "preference_acc", "spearman_progress"):
-                if val.get(k) is not None:
-                    writer.add_scalar(f"lrm/val/{k}", val[k], epoch)
-            for d, a in acc.items():
-                writer.add_scalar(f"lrm/val/progress_acc@{d:g}", a, epoch)
-            writer.flush()
+            log_epoch(writer, history[-1])
         if cfg.max_minutes > 0 and time.time() - t0 > 60 * cfg.max_minutes:
             log(f"lrm-train: stopping after epoch {epoch}: max_minutes={cfg.max_minutes} reached")
             break
     return {"val": val, "history": history, "out_dir": str(out_dir), "steps": step,
             "episodes_per_source": {k: {"train": a, "val": b} for k, (a, b) in per_source.items()}}
+
+
+def log_epoch(writer, entry: Dict[str, object]) -> None:
+    """One epoch of the training history (``{"epoch", "loss", "val"}``) as TensorBoard scalars."""
+    epoch, val = entry["epoch"], entry["val"]
+    for k, v in entry["loss"].items():
+        writer.add_scalar(f"lrm/train/{k}_loss", v, epoch)
+    for k in ("progress_mae", "completion_f1", "contrastive_acc", "preference_acc", "spearman_progress"):
+        if val.get(k) is not None:
+            writer.add_scalar(f"lrm/val/{k}", val[k], epoch)
+    for d, a in (val.get("progress_acc") or {}).items():
+        writer.add_scalar(f"lrm/val/progress_acc@{d:g}", a, epoch)
+    writer.flush()
 
 
 def selection_score(val: Dict[str, object]) -> float:
@@ -199,16 +205,13 @@ def train_best_of_restarts(cfg, log: Callable[[str], None] = print, writer=None)
         log(f"lrm-train: restart {k + 1}/{n} (seed {sub.seed}) -> {sub.out_dir}")
         res = train_compact_lrm(sub, lambda m, s=sub.seed: log(f"[seed {s}] {m}"))
         results.append((sub.seed, selection_score(res["val"]), res))
-    seed, score, best = max(results, key=lambda r: r[1])
+    seed, _, best = max(results, key=lambda r: r[1])
     for f in Path(best["out_dir"]).iterdir():
         if f.is_file():
             shutil.copy2(f, out_dir / f.name)
     if writer is not None:
-        for h in best["history"]:
-            for key, v in h["loss"].items():
-                writer.add_scalar(f"lrm/train/{key}_loss", v, h["epoch"])
-            for d, a in (h["val"].get("progress_acc") or {}).items():
-                writer.add_scalar(f"lrm/val/progress_acc@{d:g}", a, h["epoch"])
+        for entry in best["history"]:
+            log_epoch(writer, entry)
         writer.add_scalar("lrm/restarts/chosen_seed", seed, 0)
         writer.flush()
     summary = [{"seed": s, "score": round(sc, 4), "chosen": s == seed,
