@@ -13,7 +13,10 @@ Categories (:data:`CATEGORIES`):
 * ``non_progress``: the object is NOT brought to the goal -- arm-only motions to the pose the tcp has in a solved
   episode, around the goal and around / above the object (object left in place), the arm occluding the object or
   the goal from the frame camera, pushes / lifts in a wrong direction or past the goal (overshoot), idle, jitter,
-  and the recorded near-miss kinds (:data:`vlmrl.envs.scripted.NEAR_MISS_KINDS`).
+  the recorded near-miss kinds (:data:`vlmrl.envs.scripted.NEAR_MISS_KINDS`), and one counterfactual,
+  ``solve_displaced``: a solve after which the simulator moves the object off the goal while the arm holds its
+  solved pose (:class:`DisplaceAfterSuccess`) -- the state an overshoot or a knocked-away object leaves, with the
+  object anywhere around the goal rather than where one scripted motion sends it.
 
 A reward that pays a non-progress behaviour nearly as much as a success is exploitable by a policy trained on it.
 :func:`rollout` records one episode of a behaviour in the project's episode format; :func:`record_behaviours`
@@ -177,6 +180,69 @@ class Jitter:
         return self.ctl.move(target, GRIPPER_OPEN if self.rng.random() < 0.5 else GRIPPER_CLOSED)
 
 
+def place_object(ctl: ScriptedController, position: np.ndarray) -> None:
+    """Put the task's object at ``position`` (m, world frame), at rest, its orientation kept: the simulator moves it,
+    no arm motion does."""
+    import torch
+    from mani_skill.utils.structs.pose import Pose
+
+    actor = ctl.object_actor()
+    q = actor.pose.q
+    p = torch.as_tensor(np.asarray(position, np.float64).reshape(1, 3), dtype=q.dtype, device=q.device)
+    actor.set_pose(Pose.create_from_pq(p=p, q=q))
+    actor.set_linear_velocity(torch.zeros_like(p))
+    actor.set_angular_velocity(torch.zeros_like(p))
+
+
+class DisplaceAfterSuccess:
+    """Counterfactual hard negative: the task's scripted controller until the task is done and its arm has settled
+    (``settle_steps``); then the simulator puts
+    the object on the table ``miss_distance`` (the controller's, outside the task's success tolerance) from the goal
+    in a random direction, clear of the arm, and the arm holds the pose it solved the task in.
+
+    No policy makes this move, but a policy reaches its state (a push that slides past the goal, an object knocked
+    away): an arm that looks done next to an object that is not. A reward that reads "done" off the arm's pose pays
+    for it; as training data it tells the model that the object's place, not the arm's, is what counts."""
+
+    clearance = 0.08
+    """Smallest tcp-to-object distance (m, x/y) after the move: the object never lands in the gripper."""
+    tries = 64
+
+    settle_steps = 10
+    """Steps the controller goes on after the task is done (to the pose a finished demo holds) before the move;
+    earlier once the tcp stands still."""
+
+    def __init__(self, inner: ScriptedController, rng: np.random.Generator) -> None:
+        self.inner, self.rng = inner, rng
+        self.hold_at: Optional[np.ndarray] = None
+        self.done_steps = 0
+        self.last_tcp: Optional[np.ndarray] = None
+
+    def act(self) -> np.ndarray:
+        ctl = self.inner
+        if self.hold_at is None:
+            tcp = _p(ctl.base.agent.tcp)
+            still = self.last_tcp is not None and np.linalg.norm(tcp - self.last_tcp) < 2e-3
+            self.last_tcp = tcp
+            self.done_steps += int(ctl.task_done())
+            if not self.done_steps or (self.done_steps <= self.settle_steps and not still):
+                return ctl.act()
+            self.hold_at = tcp
+            place_object(ctl, self.off_goal_position())
+        return ctl.move(self.hold_at, GRIPPER_CLOSED)
+
+    def off_goal_position(self) -> np.ndarray:
+        """A resting position ``miss_distance`` from the goal (x/y), at least ``clearance`` from the tcp."""
+        geo = Geometry(self.inner)
+        lo, hi = type(self.inner).miss_distance
+        for _ in range(self.tries):
+            angle, dist = self.rng.uniform(0.0, 2 * np.pi), self.rng.uniform(lo, hi)
+            xy = geo.goal[:2] + dist * np.array([np.cos(angle), np.sin(angle)])
+            if np.linalg.norm(xy - geo.tcp[:2]) >= self.clearance:
+                return np.array([*xy, geo.half])
+        raise RuntimeError(f"no place {lo}-{hi} m from the goal is {self.clearance} m clear of the tcp")
+
+
 def _circle(center: np.ndarray, radius: float, n: int = 8, start: float = 0.0) -> List[np.ndarray]:
     return [center + radius * np.array([np.cos(start + a), np.sin(start + a), 0.0])
             for a in np.linspace(0, 2 * np.pi, n, endpoint=False)]
@@ -279,6 +345,9 @@ BEHAVIOURS: Dict[str, BehaviourSpec] = {b.name: b for b in (
                   "small random motions around the reset pose"),
     *(BehaviourSpec(f"near_miss_{k}", "non_progress", _near_miss(k), f"the recorded near-miss kind {k!r}")
       for k in NEAR_MISS_KINDS),
+    BehaviourSpec("solve_displaced", "non_progress",
+                  lambda e, env, rng, cam: DisplaceAfterSuccess(controller_class(e)(env), rng),
+                  "solve, then the simulator moves the object off the goal while the arm holds its solved pose"),
 )}
 
 

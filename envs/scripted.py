@@ -60,6 +60,10 @@ class ScriptedController:
         """The simulator's own success flag for the current state (privileged, like the object poses)."""
         return _flag(self.base.evaluate()["success"])
 
+    def object_actor(self) -> Any:  # pragma: no cover - abstract
+        """The simulator actor of the object the task moves."""
+        raise NotImplementedError
+
     def object_and_goal(self) -> Tuple[np.ndarray, np.ndarray]:  # pragma: no cover - abstract
         """Positions of the object the task moves and of the task's (true) goal."""
         raise NotImplementedError
@@ -95,6 +99,9 @@ class PushToGoal(ScriptedController):
     hold_before = 2
     miss_distance = (0.15, 0.25)  # PushCube's goal radius is 0.1 m
     stays_done_without_arm = True
+
+    def object_actor(self) -> Any:
+        return self.base.obj
 
     def object_and_goal(self) -> Tuple[np.ndarray, np.ndarray]:
         return _p(self.base.obj), _p(self.base.goal_region)
@@ -139,6 +146,9 @@ class PickToGoal(ScriptedController):
     """Close the gripper when the tcp is this close to the cube's centre (m)."""
     over = 0.015
     """Descend once the tcp is this close to the cube in x/y (m)."""
+
+    def object_actor(self) -> Any:
+        return self.base.cube
 
     def object_and_goal(self) -> Tuple[np.ndarray, np.ndarray]:
         return _p(self.base.cube), _p(self.base.goal_site)

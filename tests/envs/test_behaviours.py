@@ -49,6 +49,15 @@ def test_behaviours_do_what_their_names_say_on_pushcube():
         assert np.linalg.norm(ep.states[-1, STATE_LAYOUT["PushCube-v1"]["tcp"]] - solved) < 0.03  # success pose
         ep, d = run("push_away")
         assert not ep.success.any() and d[-1] > d[0] + 0.1  # moved, the wrong way
+        ep, d = run("solve_displaced")
+        tcp = ep.states[:, STATE_LAYOUT["PushCube-v1"]["tcp"]]
+        lo, hi = controller_class("PushCube-v1").miss_distance
+        assert ep.success.any() and not ep.success[-1]  # solved, then undone
+        assert lo - 1e-3 <= d[-1] <= hi + 1e-3 and abs(d[-1] - d[-10]) < 1e-3  # off the goal, at rest
+        assert np.linalg.norm(tcp[-1] - tcp[-10]) < 5e-3  # the arm holds the pose it solved the task in
+        moved = int(np.argmax(ep.success)) + int(np.argmax(~ep.success[np.argmax(ep.success):]))
+        solved, _ = run("solve")  # same seed, same controller up to the move: the arm stays where the demo was then
+        assert np.linalg.norm(tcp[-1] - solved.states[moved, STATE_LAYOUT["PushCube-v1"]["tcp"]]) < 0.01
     finally:
         env.close()
 
@@ -59,6 +68,7 @@ def test_library_per_task_and_errors():
     assert push - pick == {"solve_retreat"}  # a lifted cube falls when the arm leaves
     assert {b.category for b in BEHAVIOURS.values()} == {"success", "non_progress"}
     assert len([n for n in pick if BEHAVIOURS[n].category == "non_progress"]) >= 12
+    assert "solve_displaced" in pick  # the counterfactual runs on a lift task too (the object put back on the table)
     with pytest.raises(ValueError, match="no scripted controller for StackCube-v1"):
         behaviours_for("StackCube-v1")
     with pytest.raises(ValueError, match="unknown behaviour"):
