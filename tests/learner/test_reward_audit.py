@@ -315,3 +315,22 @@ def test_audit_of_recorded_behaviour_episodes(tmp_path, capsys):
     assert rc == (0 if report["passed"] else 1) and "audit PushCube-v1" in capsys.readouterr().out
     assert _cli(tmp_path, "scorer.name=cnn", "scorer.params={}", f"audit.episodes_dirs=[{tmp_path}/nothing]") == 2
     assert "hold no dataset" in capsys.readouterr().err
+
+
+def test_record_negatives_takes_per_behaviour_counts_on_disjoint_seeds(tmp_path, capsys):
+    """audit.negatives_counts: these behaviours get their own episode count, recorded after the others on the seeds
+    that follow theirs (the others keep the seeds they had without the override); bad counts / names: one line."""
+    from vlmrl.envs.dataset import read_index
+
+    out = tmp_path / "neg"
+    assert _cli(tmp_path, "--record-negatives", f"audit.negatives_dir={out}", "env.frame_size=32",
+                "audit.negatives_behaviours=[idle,jitter]", "audit.negatives_per_behaviour=1",
+                "audit.negatives_counts={solve_displaced: 2}", "audit.negatives_frame_stride=25") == 0
+    rows = read_index(out)
+    assert [(r["meta"]["behaviour"], r["seed"]) for r in rows] == [
+        ("idle", 500_000), ("jitter", 500_001), ("solve_displaced", 500_002), ("solve_displaced", 500_003)]
+    assert _cli(tmp_path, "--record-negatives", "audit.negatives_counts={moonwalk: 2}") == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "unknown behaviour" in err and "audit.negatives_counts" in err
+    assert _cli(tmp_path, "--record-negatives", "audit.negatives_counts={idle: -1}") == 2
+    assert "must be >= 0" in capsys.readouterr().err
