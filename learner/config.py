@@ -527,7 +527,7 @@ class AuditConfig:
     negatives_per_behaviour: int = 2
     negatives_counts: Dict[str, int] = field(default_factory=dict)
     """``--record-negatives``: episodes of these behaviours instead of ``negatives_per_behaviour`` (e.g.
-    ``{solve_displaced: 12}``); recorded after the others, on the seeds that follow theirs."""
+    ``{solve_displaced: 12}``), for those of them that are recorded; after the others, on the seeds that follow."""
     negatives_seed: int = 500_000
     """First training seed of ``--record-negatives`` (disjoint from ``seed``'s range and from record-demos')."""
     negatives_frame_stride: int = 2

@@ -9,8 +9,8 @@ exceeds ``audit.max_margin`` / ``audit.max_complete_share`` (a gate for RL runs)
 
 ``--record-negatives``: record the non-progress behaviours on TRAINING seeds (``audit.negatives_seed``) into
 ``audit.negatives_dir`` instead, with ground truth, as hard negatives for ``lrm_train.dataset_dirs`` (any
-behaviours with ``audit.negatives_behaviours``, ``audit.negatives_per_behaviour`` episodes each, or per behaviour
-``audit.negatives_counts``; recorded on held-out seeds they serve as ``audit.episodes_dirs``: identical episodes for
+behaviours with ``audit.negatives_behaviours``, ``audit.negatives_per_behaviour`` episodes each, or as many as
+``audit.negatives_counts`` names for a recorded behaviour; recorded on held-out seeds they serve as ``audit.episodes_dirs``: identical episodes for
 every scorer, rendering paid once).
 
 ``--mine-negatives``: hard-negative mining with the trained scorer: roll out ``audit.mine_per_behaviour`` episodes of
@@ -198,7 +198,7 @@ def _record_negatives(cfg, tasks: List[str]) -> int:
         except ValueError as e:
             raise AuditInputError(f"{task}: {e} (audit.negatives_behaviours / audit.negatives_counts)") from None
     groups = [([n for n in names if n not in counts], int(a.negatives_per_behaviour)),
-              *(([n], c) for n, c in counts.items())]
+              *(([n], counts[n]) for n in names if n in counts)]
     for k, task in enumerate(tasks):
         seed = int(a.negatives_seed) + 10_000 * k
         for group, per in groups:

@@ -324,9 +324,9 @@ def test_record_negatives_takes_per_behaviour_counts_on_disjoint_seeds(tmp_path,
 
     out = tmp_path / "neg"
     assert _cli(tmp_path, "--record-negatives", f"audit.negatives_dir={out}", "env.frame_size=32",
-                "audit.negatives_behaviours=[idle,jitter]", "audit.negatives_per_behaviour=1",
-                "audit.negatives_counts={solve_displaced: 2}", "audit.negatives_frame_stride=25") == 0
-    rows = read_index(out)
+                "audit.negatives_behaviours=[idle,solve_displaced,jitter]", "audit.negatives_per_behaviour=1",
+                "audit.negatives_counts={solve_displaced: 2, push_away: 3}", "audit.negatives_frame_stride=25") == 0
+    rows = read_index(out)  # push_away is not recorded: a count only applies to a behaviour that is
     assert [(r["meta"]["behaviour"], r["seed"]) for r in rows] == [
         ("idle", 500_000), ("jitter", 500_001), ("solve_displaced", 500_002), ("solve_displaced", 500_003)]
     assert _cli(tmp_path, "--record-negatives", "audit.negatives_counts={moonwalk: 2}") == 2
