@@ -436,6 +436,8 @@ def main(argv=None) -> int:
                    help="held-out pairs for --bt-offline from these sources (default: the episodes' val split)")
     p.add_argument("--bt-variants", default='[{"image_size": 64, "channels": [16, 32, 64]}]')
     p.add_argument("--bt-steps", type=int, default=600)
+    p.add_argument("--bt-train-pairs", type=int, default=3000,
+                   help="oracle-labelled training pairs drawn for --bt-offline (labels a run would ask)")
     p.add_argument("--bt-gaps", nargs="+", default=None, metavar="RUN_DIR",
                    help="only score each run's final BT reward model on every given run's final frame buffer: pair "
                         "accuracy vs the oracle by tercile of |delta dense| and of dense level")
@@ -445,7 +447,7 @@ def main(argv=None) -> int:
         from vlmrl.system.config import load_config
 
         tie = float(load_config(CONFIG, []).preference.oracle_tie_threshold)
-        bt_offline(args.bt_offline, json.loads(args.bt_variants), 3000, 1000, args.bt_steps, 64, tie,
+        bt_offline(args.bt_offline, json.loads(args.bt_variants), args.bt_train_pairs, 1000, args.bt_steps, 64, tie,
                    heldout=args.bt_heldout)
         return 0
     if args.bt_gaps:
