@@ -196,9 +196,9 @@ def place_object(ctl: ScriptedController, position: np.ndarray) -> None:
 
 class DisplaceAfterSuccess:
     """Counterfactual hard negative: the task's scripted controller until the task is done and its arm has settled
-    (``settle_steps``); then the simulator puts
-    the object on the table ``miss_distance`` (the controller's, outside the task's success tolerance) from the goal
-    in a random direction, clear of the arm, and the arm holds the pose it solved the task in.
+    (``settle_steps``); then the simulator puts the object on the table ``miss_distance`` (the controller's, outside
+    the task's success tolerance) from the goal in a random direction, clear of the arm, and the arm holds the pose
+    it solved the task in.
 
     No policy makes this move, but a policy reaches its state (a push that slides past the goal, an object knocked
     away): an arm that looks done next to an object that is not. A reward that reads "done" off the arm's pose pays

@@ -10,8 +10,8 @@ exceeds ``audit.max_margin`` / ``audit.max_complete_share`` (a gate for RL runs)
 ``--record-negatives``: record the non-progress behaviours on TRAINING seeds (``audit.negatives_seed``) into
 ``audit.negatives_dir`` instead, with ground truth, as hard negatives for ``lrm_train.dataset_dirs`` (any
 behaviours with ``audit.negatives_behaviours``, ``audit.negatives_per_behaviour`` episodes each, or as many as
-``audit.negatives_counts`` names for a recorded behaviour; recorded on held-out seeds they serve as ``audit.episodes_dirs``: identical episodes for
-every scorer, rendering paid once).
+``audit.negatives_counts`` names for a recorded behaviour; recorded on held-out seeds they serve as
+``audit.episodes_dirs``: identical episodes for every scorer, rendering paid once).
 
 ``--mine-negatives``: hard-negative mining with the trained scorer: roll out ``audit.mine_per_behaviour`` episodes of
 every behaviour on TRAINING seeds (``audit.mine_seed``), score them, and write the non-progress ones the scorer
@@ -182,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _record_negatives(cfg, tasks: List[str]) -> int:
     from vlmrl.envs.behaviours import BEHAVIOURS, behaviours_for, record_behaviours
+    from vlmrl.envs.tasks import get_task
 
     a = cfg.audit
     names = list(a.negatives_behaviours) or [n for n, b in BEHAVIOURS.items() if b.category == "non_progress"]
@@ -190,16 +191,14 @@ def _record_negatives(cfg, tasks: List[str]) -> int:
     if bad or int(a.negatives_per_behaviour) < 0:
         raise AuditInputError(f"episode counts must be >= 0: audit.negatives_per_behaviour="
                               f"{a.negatives_per_behaviour}, audit.negatives_counts {bad or {}}")
-    from vlmrl.envs.tasks import get_task
-
-    for task in tasks:
+    for k, task in enumerate(tasks):
         try:
             behaviours_for(get_task(task).env_id, [*names, *counts])
+            runs = {b.name for b in behaviours_for(get_task(task).env_id, names)}  # push-only ones drop out
         except ValueError as e:
             raise AuditInputError(f"{task}: {e} (audit.negatives_behaviours / audit.negatives_counts)") from None
-    groups = [([n for n in names if n not in counts], int(a.negatives_per_behaviour)),
-              *(([n], counts[n]) for n in names if n in counts)]
-    for k, task in enumerate(tasks):
+        groups = [([n for n in names if n in runs and n not in counts], int(a.negatives_per_behaviour)),
+                  *(([n], counts[n]) for n in names if n in runs and n in counts)]
         seed = int(a.negatives_seed) + 10_000 * k
         for group, per in groups:
             if group and per:
