@@ -192,7 +192,7 @@ class _RewardServicer:
         budget = ClientBudget()
         out: asyncio.Queue = asyncio.Queue()  # (response, request_id to release once written) or None at the end
         handlers: set[asyncio.Task] = set()
-        in_flight: set[str] = set()  # request ids read and not yet answered on the wire
+        in_flight: set[str] = set()  # request ids read and not yet answered (freed as the answer is handed to grpc)
         fatal: list[tuple[grpc.StatusCode, str]] = []  # why the stream ends non-OK (after answering what it read)
 
         async def handle(request, wire_bytes: int):
@@ -246,10 +246,10 @@ class _RewardServicer:
         try:
             while (entry := await out.get()) is not None:
                 response, request_id = entry
+                if request_id is not None:  # free the id before the answer can reach the client: a client that
+                    in_flight.discard(request_id)  # reuses it once answered must never be refused (seen under load)
                 yield response  # returns once grpc has taken the answer
                 budget.requests -= 1
-                if request_id is not None:
-                    in_flight.discard(request_id)
                 budget.changed()
             if fatal:
                 context.set_code(fatal[0][0])
