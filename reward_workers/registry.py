@@ -106,11 +106,14 @@ def get_registry(name: str, namespace: str) -> Any:
 
 
 def near_the_caller() -> Any:
-    """Scheduling for the pool's own small actors (registry, supervisor): on the caller's node if it can (the job's
-    driver, usually the head), so losing a reward node never takes the actors that rebuild the pool with it."""
+    """Scheduling for the pool's own small actors (registry, supervisor): on the caller's node (the job's driver,
+    usually the head), so losing a reward node never takes the actors that rebuild the pool with it. Hard affinity:
+    with ``soft=True`` Ray placed the supervisor on a reward node of a 2-node cluster (tests/reward_workers/
+    test_pool_cluster.py), and removing that node took the pool's healer with it. The actors need no CPU, so the
+    caller's live node can always host them."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
 
 
 def get_or_create_registry(name: str, namespace: str) -> Any:
