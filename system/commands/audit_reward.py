@@ -192,9 +192,8 @@ def _record_negatives(cfg, tasks: List[str]) -> int:
         raise AuditInputError(f"episode counts must be >= 0: audit.negatives_per_behaviour="
                               f"{a.negatives_per_behaviour}, audit.negatives_counts {bad or {}}")
     for k, task in enumerate(tasks):
-        try:
-            behaviours_for(get_task(task).env_id, [*names, *counts])
-            runs = {b.name for b in behaviours_for(get_task(task).env_id, names)}  # push-only ones drop out
+        try:  # unknown names are refused; push-only ones drop out on a lift task
+            runs = {b.name for b in behaviours_for(get_task(task).env_id, [*names, *counts])}
         except ValueError as e:
             raise AuditInputError(f"{task}: {e} (audit.negatives_behaviours / audit.negatives_counts)") from None
         groups = [([n for n in names if n in runs and n not in counts], int(a.negatives_per_behaviour)),
