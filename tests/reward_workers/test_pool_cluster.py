@@ -141,7 +141,9 @@ def test_load_burst_scales_up_and_idleness_scales_down_within_bounds(cluster):
 
 def test_training_run_continues_when_a_reward_node_is_removed(cluster, tmp_path):
     """`vlmrl train`'s trainer with its pool on two reward nodes (SPREAD: one worker each); one node is removed after
-    iteration 2: the run completes every iteration, no reward is lost, and both workers end up on the other node."""
+    iteration 2: the run completes every iteration, no reward is lost, and both workers end up on the other node.
+    The iteration that runs through the outage is followed by a pause until the pool is whole again (<= 120 s), so a
+    slow rebuild on a loaded machine cannot outlast the 12 short iterations (the test was timing-flaky without it)."""
     import threading
 
     from vlmrl.learner.online.online_trainer import OnlineTrainer
@@ -155,9 +157,18 @@ def test_training_run_continues_when_a_reward_node_is_removed(cluster, tmp_path)
         "pool.registry_name=reg-cluster-train", "pool.namespace=vlmrl-test", "train.iterations=12",
         "train.checkpoint_every=0", "train.image_every=0", "client.no_worker_wait_s=120",
         "client.discovery_interval_s=0.5", f"output_dir={tmp_path}", "run_name=node_loss"])
-    trainer = OnlineTrainer(cfg, tmp_path / "node_loss", print_fn=print)
     placed: dict = {}
     healed: dict = {}
+    rebuilt, waited = threading.Event(), threading.Event()
+
+    def print_and_wait_for_the_rebuild(*args, **kwargs) -> None:
+        print(*args, **kwargs)
+        # the node went after iteration 2 and iteration 3 ran through the outage: no more until the pool is whole
+        if placed and trainer.iteration >= 3 and not waited.is_set():
+            rebuilt.wait(120)
+            waited.set()
+
+    trainer = OnlineTrainer(cfg, tmp_path / "node_loss", print_fn=print_and_wait_for_the_rebuild)
 
     def remove_a_node() -> None:
         while trainer.iteration < 2:
@@ -169,6 +180,7 @@ def test_training_run_continues_when_a_reward_node_is_removed(cluster, tmp_path)
             h = trainer.pool.health()
             if h["counters"].get("replaced", 0) >= 1 and h["live"] == 2:
                 healed.update(node_of(trainer.pool), seconds=time.monotonic() - t0, events=h["events"])
+                rebuilt.set()
                 return
             time.sleep(0.2)
 
