@@ -73,6 +73,11 @@ log = logging.getLogger(__name__)
 REWARD_SCORER = "bt_reward"
 LABELLERS = ("pool", "oracle")
 PAIR_SAMPLING = ("uniform", "disagreement")
+TRAINER_CALL_TIMEOUT_S = 600.0
+"""Bound on the reward-model trainer actor's bookkeeping calls (add pairs, sizes, weights, state): a guard against
+a dead or hung actor, not a latency target -- on a loaded machine (Ray nices its worker processes) such a call took
+over 60 s, and a busy machine must not end a run. Training itself is bounded by ``TRAIN_TIMEOUT_S``."""
+TRAIN_TIMEOUT_S = 3600.0
 
 
 def pair_image(lp, bar: int = 4) -> np.ndarray:
@@ -219,7 +224,7 @@ class PreferenceMode(TrainingMode):
         cls = remote_trainer_class(self.p.trainer_num_cpus, self.p.trainer_num_gpus)
         self.trainer = cls.remote(OmegaConf.to_container(self.cfg.scorer.params, resolve=True), float(self.p.lr),
                                   int(self.p.max_pairs), int(self.cfg.seed), device, 1, bool(self.p.normalize_reward))
-        self.version = ray.get(self.trainer.weights.remote(), timeout=120)[0]
+        self.version = ray.get(self.trainer.weights.remote(), timeout=TRAINER_CALL_TIMEOUT_S)[0]
 
     # ------------------------------------------------------------------ per iteration
     @property
@@ -241,7 +246,7 @@ class PreferenceMode(TrainingMode):
         self.frames.extend(new_frames)
         batch = self._label_round(n, 0)
         s = self._add_labelled(batch)
-        if ray.get(self.trainer.sizes.remote(), timeout=60)["train_pairs"] == 0:
+        if ray.get(self.trainer.sizes.remote(), timeout=TRAINER_CALL_TIMEOUT_S)["train_pairs"] == 0:
             raise LabelFailureError(f"the warm-up labelled no usable pair ({batch.counts}; errors {batch.errors[-3:]}); "
                                     f"cannot train the reward model before PPO")
         s.update({f"preference/warmup_{k.split('/', 1)[1]}": v
@@ -266,7 +271,7 @@ class PreferenceMode(TrainingMode):
         s.update(self._add_labelled(batch))
         s.update({"preference/label_s": label_s, "preference/frames_collected": float(len(new_frames)),
                   "preference/buffer_frames": float(len(self.frames))})
-        sizes = ray.get(self.trainer.sizes.remote(), timeout=60)
+        sizes = ray.get(self.trainer.sizes.remote(), timeout=TRAINER_CALL_TIMEOUT_S)
         if iteration % int(p.train_every) == 0 and sizes["train_pairs"] > 0 and (batch.pairs or self.updates == 0):
             s.update(self._train_and_swap(int(p.train_steps)))
         s["preference/reward_model_updates"] = float(self.updates)
@@ -301,7 +306,8 @@ class PreferenceMode(TrainingMode):
         cands = self.frames.sample_pairs(n * int(self.p.disagreement_candidates), self.rng)
         if len(cands) <= n:
             return cands
-        std = ray.get(self.trainer.disagreement.remote([(a.frame, b.frame, a.task) for a, b in cands]), timeout=600)
+        std = ray.get(self.trainer.disagreement.remote([(a.frame, b.frame, a.task) for a, b in cands]),
+                      timeout=TRAINER_CALL_TIMEOUT_S)
         return [cands[i] for i in np.argsort(-np.asarray(std), kind="stable")[:n]]
 
     def _add_labelled(self, batch: LabelBatch) -> Dict[str, float]:
@@ -316,7 +322,7 @@ class PreferenceMode(TrainingMode):
             refs.append(self.trainer.add_pairs.remote(train_rows, False))
         if held_rows:
             refs.append(self.trainer.add_pairs.remote(held_rows, True))
-        ray.get(refs, timeout=120)
+        ray.get(refs, timeout=TRAINER_CALL_TIMEOUT_S)
         s: Dict[str, float] = {f"preference/labels_{k}": float(v) for k, v in batch.counts.items()}
         totals = self.labeller.totals
         s.update({"preference/labels_total": float(totals["first"] + totals["second"]),
@@ -351,9 +357,9 @@ class PreferenceMode(TrainingMode):
 
     def _train_and_swap(self, steps: int) -> Dict[str, float]:
         t0 = time.perf_counter()
-        m = ray.get(self.trainer.train.remote(int(steps), int(self.p.batch_size)), timeout=3600)
+        m = ray.get(self.trainer.train.remote(int(steps), int(self.p.batch_size)), timeout=TRAIN_TIMEOUT_S)
         train_s = time.perf_counter() - t0
-        version, state = ray.get(self.trainer.weights.remote(), timeout=120)
+        version, state = ray.get(self.trainer.weights.remote(), timeout=TRAINER_CALL_TIMEOUT_S)
         t1 = time.perf_counter()
         served = self.reward_pool.update_weights(version, state)
         swap_s = time.perf_counter() - t1
@@ -386,7 +392,7 @@ class PreferenceMode(TrainingMode):
     # ------------------------------------------------------------------ checkpoints
     def on_checkpoint_saved(self, path: Path) -> Path:
         """Write the reward model's and this mode's state into checkpoint dir ``path`` (see module doc)."""
-        trainer_state = ray.get(self.trainer.get_state.remote(), timeout=600)
+        trainer_state = ray.get(self.trainer.get_state.remote(), timeout=TRAINER_CALL_TIMEOUT_S)
         if trainer_state["version"] != self.version:
             raise RuntimeError(f"the reward model trainer holds version {trainer_state['version']} but the reward "
                                f"workers serve {self.version}; not checkpointing a model PPO never trained on")
@@ -406,11 +412,11 @@ class PreferenceMode(TrainingMode):
         """Load checkpoint dir ``path``'s state into the trainer actor and hot-swap its weights into the reward
         workers (same version as before the stop); raises PreferenceStateMissingError when it has none."""
         state = ckpt.load_state(path)
-        version, updates = ray.get(self.trainer.load_state.remote(state["trainer"]), timeout=600)
+        version, updates = ray.get(self.trainer.load_state.remote(state["trainer"]), timeout=TRAINER_CALL_TIMEOUT_S)
         m = state["mode"]
         if version != m["version"]:
             raise RuntimeError(f"{ckpt.state_path(path)}: trainer version {version} != mode version {m['version']}")
-        _, weights = ray.get(self.trainer.weights.remote(), timeout=120)
+        _, weights = ray.get(self.trainer.weights.remote(), timeout=TRAINER_CALL_TIMEOUT_S)
         served = self.reward_pool.update_weights(version, weights)
         if set(served.values()) != {version}:
             raise RuntimeError(f"reward workers serve {served} after restoring reward model {version}")
@@ -430,7 +436,7 @@ class PreferenceMode(TrainingMode):
         self.label_rounds = int(m.get("label_rounds", 0))
         if isinstance(self.labeller, GroundTruthLabeller) and "oracle_rng" in m:
             self.labeller.rng.bit_generator.state = m["oracle_rng"]
-        sizes = ray.get(self.trainer.sizes.remote(), timeout=60)
+        sizes = ray.get(self.trainer.sizes.remote(), timeout=TRAINER_CALL_TIMEOUT_S)
         self.print(f"preference: restored reward model {version} ({updates} updates, {sizes['train_pairs']} train / "
                    f"{sizes['heldout_pairs']} held-out pairs, {len(self.frames)} buffered frames) into "
                    f"{len(served)} reward worker(s)")

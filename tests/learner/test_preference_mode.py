@@ -19,7 +19,7 @@ import pytest
 import ray
 
 from vlmrl.learner.preference.checkpoint import STATE_FILE, PreferenceStateMissingError, load_state, save_state
-from vlmrl.learner.preference.mode import PreferenceMode
+from vlmrl.learner.preference.mode import TRAINER_CALL_TIMEOUT_S, PreferenceMode
 from vlmrl.learner.online.train_metrics import read_scalars
 from vlmrl.system.cli import main
 from vlmrl.system.config import load_config
@@ -53,7 +53,8 @@ def probe(mode: PreferenceMode):
     finally:
         client.close()
     return {"versions": {r.model_version for r in res}, "rewards": np.array([r.reward for r in res]),
-            "sizes": ray.get(mode.trainer.sizes.remote(), timeout=60), "totals": dict(mode.labeller.totals),
+            "sizes": ray.get(mode.trainer.sizes.remote(), timeout=TRAINER_CALL_TIMEOUT_S),
+            "totals": dict(mode.labeller.totals),
             "frames": len(mode.frames), "version": mode.version, "updates": mode.updates}
 
 
