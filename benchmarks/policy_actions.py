@@ -1,0 +1,89 @@
+"""Why do greedy and training success differ? A run's final policy, acted greedily and stochastically:
+
+    .venv/bin/python -m benchmarks.policy_actions RUN_DIR [RUN_DIR ...] [--episodes 20]
+
+``RUN_DIR``: a ``vlmrl train`` run (its ``config.yaml`` gives the env; its last checkpoint the policy). On the
+benchmarks' fixed eval seeds (``lrm_refine.eval_seed + i``) each policy runs once with its mean action (what the
+benchmarks call greedy success) and once sampling its own diagonal Gaussian (what its training episodes do).
+Printed per mode: success at the last step and at any step, the final normalised dense env reward, and over all
+steps the mean |mean action| and std per action dimension and the share of mean components outside the action
+box (a saturated mean acts differently from the clipped samples PPO trained on).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Dict
+
+import numpy as np
+
+
+def act(module, obs: np.ndarray, rng: np.random.Generator, stochastic: bool):
+    """(action, mean, std) of a PPO RLModule's diagonal Gaussian at one observation."""
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    with torch.no_grad():
+        out = module.forward_inference({Columns.OBS: torch.as_tensor(np.asarray(obs, np.float32)[None])})
+    mean, log_std = np.split(out[Columns.ACTION_DIST_INPUTS][0].cpu().numpy(), 2)
+    std = np.exp(log_std)
+    return (mean + std * rng.standard_normal(mean.shape) if stochastic else mean), mean, std
+
+
+def measure(run_dir: Path, episodes: int, stochastic: bool) -> Dict[str, object]:
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    from vlmrl.envs import info_keys as K
+    from vlmrl.learner.online.lrm_refine import BC_COMPONENT, make_eval_env
+    from vlmrl.learner.run_files import latest_checkpoint
+    from vlmrl.system.config import load_config
+
+    cfg = load_config(str(run_dir / "config.yaml"), [])
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise SystemExit(f"policy_actions: no checkpoint in {run_dir}")
+    module = RLModule.from_checkpoint(str(Path(ckpt["path"]) / BC_COMPONENT))
+    env = make_eval_env(cfg)
+    low, high = env.action_space.low, env.action_space.high
+    rng = np.random.default_rng(0)
+    last, ever, dense, means, stds, outside = [], [], [], [], [], []
+    try:
+        for i in range(episodes):
+            obs, info = env.reset(seed=int(cfg.lrm_refine.eval_seed) + i)
+            done, hit = False, False
+            while not done:
+                a, mean, std = act(module, obs, rng, stochastic)
+                means.append(np.abs(mean))
+                stds.append(std)
+                outside.append(np.mean((mean < low) | (mean > high)))
+                obs, _, term, trunc, info = env.step(np.clip(a, low, high))
+                hit |= bool(info[K.SUCCESS])
+                done = bool(term or trunc)
+            last.append(bool(info[K.SUCCESS]))
+            ever.append(hit)
+            dense.append(float(info.get(K.ENV_REWARD, np.nan)))
+    finally:
+        env.close()
+    return {"success_last_step": float(np.mean(last)), "success_any_step": float(np.mean(ever)),
+            "final_dense": float(np.nanmean(dense)), "abs_mean_action": [round(float(v), 2) for v in np.mean(means, 0)],
+            "std": [round(float(v), 2) for v in np.mean(stds, 0)], "mean_outside_box": float(np.mean(outside))}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--episodes", type=int, default=20)
+    args = p.parse_args(argv)
+    for run_dir in map(Path, args.run_dirs):
+        for stochastic in (False, True):
+            m = measure(run_dir, args.episodes, stochastic)
+            print(f"{run_dir.name} {'stochastic' if stochastic else 'greedy'}: success {m['success_last_step']:.2f} "
+                  f"(any step {m['success_any_step']:.2f}), final dense {m['final_dense']:.3f}, |mean action| "
+                  f"{m['abs_mean_action']}, std {m['std']}, mean outside the box {m['mean_outside_box']:.3f}",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
