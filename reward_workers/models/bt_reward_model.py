@@ -149,7 +149,7 @@ class BtRewardModel(nn.Module):
             s = int(self.p.image_size)
             imgs = []
             for f in frames:
-                f = np.require(f, requirements=["C", "W"])  # a read-only frame is copied (torch warns on read-only arrays)
+                f = np.require(f, requirements=["C", "W"])  # read-only frames are copied (torch warns on them)
                 x = torch.from_numpy(f).to(device).permute(2, 0, 1).unsqueeze(0)
                 x = x.float().div_(255.0)
                 if x.shape[-2:] != (s, s):
