@@ -46,20 +46,18 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from omegaconf import OmegaConf
-    from ray.rllib.core.rl_module.rl_module import RLModule
 
     from vlmrl.actors.ground_truth_metrics import pearson
     from vlmrl.envs.maniskill_env import make_env
-    from vlmrl.learner.online.lrm_refine import BC_COMPONENT
-    from vlmrl.learner.run_files import latest_checkpoint
+    from vlmrl.learner.online.lrm_refine import final_policy
     from vlmrl.reward_workers.scorers.base import build_scorer
 
     run_dir = Path(args.run_dir)
     cfg = OmegaConf.load(run_dir / "config.yaml")
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
-        p.error(f"no checkpoint in {run_dir}")
-    module = RLModule.from_checkpoint(str(Path(ckpt["path"]) / BC_COMPONENT))
+    try:
+        module = final_policy(run_dir)
+    except FileNotFoundError as e:
+        p.error(str(e))
     env_cfg = OmegaConf.to_container(cfg.env, resolve=True)
     env_cfg["capture_frames"] = True
     env = make_env(env_cfg)

@@ -148,17 +148,11 @@ def record_toy_demos(root: Path, frame_size: int, max_steps: int) -> None:
 def evaluate_checkpoint(cfg_overrides: List[str], run_dir: Path, episodes: int, config: str = "demo") -> float:
     """Greedy ground-truth success of a run's final RLModule (lrm_refine's evaluation, lrm_refine.eval_seed...);
     the run's config is ``config`` (a configs/ name) + ``cfg_overrides``."""
-    from ray.rllib.core.rl_module.rl_module import RLModule
-
-    from vlmrl.learner.online.lrm_refine import BC_COMPONENT, greedy_success_rate, make_eval_env
-    from vlmrl.learner.run_files import latest_checkpoint
+    from vlmrl.learner.online.lrm_refine import final_policy, greedy_success_rate, make_eval_env
     from vlmrl.system.config import load_config
 
     cfg = load_config(config, cfg_overrides)
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
-        raise RuntimeError(f"no checkpoint in {run_dir}")
-    module = RLModule.from_checkpoint(str(Path(ckpt["path"]) / BC_COMPONENT))
+    module = final_policy(run_dir)
     env = make_eval_env(cfg)
     try:
         return greedy_success_rate(module, env, episodes, int(cfg.lrm_refine.eval_seed))

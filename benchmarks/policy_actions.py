@@ -32,18 +32,15 @@ def act(module, obs: np.ndarray, rng: np.random.Generator, stochastic: bool):
 
 
 def measure(run_dir: Path, episodes: int, stochastic: bool) -> Dict[str, object]:
-    from ray.rllib.core.rl_module.rl_module import RLModule
-
     from vlmrl.envs import info_keys as K
-    from vlmrl.learner.online.lrm_refine import BC_COMPONENT, make_eval_env
-    from vlmrl.learner.run_files import latest_checkpoint
+    from vlmrl.learner.online.lrm_refine import final_policy, make_eval_env
     from vlmrl.system.config import load_config
 
     cfg = load_config(str(run_dir / "config.yaml"), [])
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
-        raise SystemExit(f"policy_actions: no checkpoint in {run_dir}")
-    module = RLModule.from_checkpoint(str(Path(ckpt["path"]) / BC_COMPONENT))
+    try:
+        module = final_policy(run_dir)
+    except FileNotFoundError as e:
+        raise SystemExit(f"policy_actions: {e}") from None
     env = make_eval_env(cfg)
     low, high = env.action_space.low, env.action_space.high
     rng = np.random.default_rng(0)

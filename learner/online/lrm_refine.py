@@ -55,6 +55,19 @@ def check_lrm_config(cfg: DictConfig) -> None:
         raise ValueError("lrm_refine.demo_sources is empty; BC needs at least one episode source (e.g. [demo])")
 
 
+def final_policy(run_dir: str | Path) -> Any:
+    """The RLModule of a finished ``vlmrl train`` run: its newest checkpoint's policy (``checkpoints/latest.json``);
+    FileNotFoundError naming the run when it has no checkpoint."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    from vlmrl.learner.run_files import latest_checkpoint
+
+    ckpt = latest_checkpoint(Path(run_dir))
+    if ckpt is None:
+        raise FileNotFoundError(f"no checkpoint in {run_dir}")
+    return RLModule.from_checkpoint(str(Path(ckpt["path"]) / BC_COMPONENT))
+
+
 def make_eval_env(cfg: DictConfig):
     """The run's env without frames (evaluation needs states and ground-truth success only): one CPU-sim env in the
     driver, also for a GPU-sim run (``env.sim_backend=gpu``)."""

@@ -13,7 +13,7 @@ import torch
 from vlmrl.envs.toy_reach_dataset import write_toy_dataset
 from vlmrl.envs.toy_reach_env import ToyReachEnv
 from vlmrl.learner.online.bc_pretrain import BcDataError, demos_to_episodes, train_bc
-from vlmrl.learner.online.lrm_refine import greedy_actions, greedy_success_rate, load_module_into
+from vlmrl.learner.online.lrm_refine import final_policy, greedy_actions, greedy_success_rate, load_module_into
 from vlmrl.learner.online.train_metrics import read_scalars
 
 NAMESPACE = "vlmrl-test-lrm"
@@ -147,6 +147,16 @@ def test_lrm_mode_end_to_end(ray_local, toy_demos, tmp_path):
 
     bc = RLModule.from_checkpoint(base["bc_module"]).get_state()["pi.log_std"]
     np.testing.assert_allclose(bc, -1.0)  # PPO started from the BC module with its std reset for exploration
+    env = ToyReachEnv({"max_episode_steps": 20})
+    refined = final_policy(run)  # the run's newest checkpoint, as the benchmarks evaluate it
+    obs = np.zeros((1, *env.observation_space.shape), np.float32)
+    assert greedy_actions(refined, obs).shape == (1, *env.action_space.shape)
+    assert not np.allclose(refined.get_state()["pi.log_std"], -1.0)  # PPO's policy, not the BC module
+
+
+def test_final_policy_of_a_run_without_a_checkpoint_names_the_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"no checkpoint in {tmp_path}"):
+        final_policy(tmp_path)
 
 
 def test_lrm_mode_can_refine_on_the_env_reward_without_a_pool(ray_local, toy_demos, tmp_path):
