@@ -1,8 +1,10 @@
 """Why do greedy and training success differ? A run's final policy, acted greedily and stochastically:
 
     .venv/bin/python -m benchmarks.policy_actions RUN_DIR [RUN_DIR ...] [--episodes 20]
+    .venv/bin/python -m benchmarks.policy_actions RUN_DIR/checkpoints/iter_000030 ...   # an earlier policy
 
-``RUN_DIR``: a ``vlmrl train`` run (its ``config.yaml`` gives the env; its last checkpoint the policy). On the
+``RUN_DIR``: a ``vlmrl train`` run (its ``config.yaml`` gives the env; its last checkpoint the policy), or one of
+its checkpoint folders (that checkpoint's policy; the run keeps its newest ``train.keep_checkpoints``). On the
 benchmarks' fixed eval seeds (``lrm_refine.eval_seed + i``) each policy runs once with its mean action (what the
 benchmarks call greedy success) and once sampling its own diagonal Gaussian (what its training episodes do).
 Printed per mode: success at the last step and at any step, the final normalised dense env reward, and over all
@@ -14,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional, Tuple
 
 import numpy as np
+
+from vlmrl.learner.run_files import CHECKPOINT_DIR
 
 
 def act(module, obs: np.ndarray, rng: np.random.Generator, stochastic: bool):
@@ -31,14 +35,22 @@ def act(module, obs: np.ndarray, rng: np.random.Generator, stochastic: bool):
     return (mean + std * rng.standard_normal(mean.shape) if stochastic else mean), mean, std
 
 
-def measure(run_dir: Path, episodes: int, stochastic: bool) -> Dict[str, object]:
+def run_and_checkpoint(path: Path) -> Tuple[Path, Optional[Path]]:
+    """(run folder, checkpoint folder or None for the newest) of a RUN_DIR argument."""
+    if path.parent.name == CHECKPOINT_DIR:
+        return path.parent.parent, path
+    return path, None
+
+
+def measure(path: Path, episodes: int, stochastic: bool) -> Dict[str, object]:
     from vlmrl.envs import info_keys as K
     from vlmrl.learner.online.lrm_refine import final_policy, make_eval_env
     from vlmrl.system.config import load_config
 
+    run_dir, checkpoint = run_and_checkpoint(path)
     cfg = load_config(str(run_dir / "config.yaml"), [])
     try:
-        module = final_policy(run_dir)
+        module = final_policy(run_dir, checkpoint)
     except FileNotFoundError as e:
         raise SystemExit(f"policy_actions: {e}") from None
     env = make_eval_env(cfg)
@@ -72,10 +84,12 @@ def main(argv=None) -> int:
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--episodes", type=int, default=20)
     args = p.parse_args(argv)
-    for run_dir in map(Path, args.run_dirs):
+    for path in map(Path, args.run_dirs):
+        run_dir, checkpoint = run_and_checkpoint(path)
+        name = run_dir.name + (f"/{checkpoint.name}" if checkpoint else "")
         for stochastic in (False, True):
-            m = measure(run_dir, args.episodes, stochastic)
-            print(f"{run_dir.name} {'stochastic' if stochastic else 'greedy'}: success {m['success_last_step']:.2f} "
+            m = measure(path, args.episodes, stochastic)
+            print(f"{name} {'stochastic' if stochastic else 'greedy'}: success {m['success_last_step']:.2f} "
                   f"(any step {m['success_any_step']:.2f}), final dense {m['final_dense']:.3f}, |mean action| "
                   f"{m['abs_mean_action']}, std {m['std']}, mean outside the box {m['mean_outside_box']:.3f}",
                   flush=True)

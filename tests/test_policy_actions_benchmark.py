@@ -27,3 +27,11 @@ def test_greedy_is_the_mean_and_stochastic_samples_the_policys_std():
     samples = np.stack([act(head, obs, np.random.default_rng(i), stochastic=True)[0] for i in range(2000)])
     np.testing.assert_allclose(samples.mean(0), [0.5, -2.0], atol=0.15)
     np.testing.assert_allclose(samples.std(0), [0.1, 2.0], rtol=0.1)
+
+
+def test_a_checkpoint_folder_names_its_run_and_a_run_folder_its_newest_checkpoint(tmp_path):
+    from benchmarks.policy_actions import run_and_checkpoint
+
+    ckpt = tmp_path / "run" / "checkpoints" / "iter_000030"
+    assert run_and_checkpoint(ckpt) == (tmp_path / "run", ckpt)
+    assert run_and_checkpoint(tmp_path / "run") == (tmp_path / "run", None)

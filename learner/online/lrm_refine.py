@@ -55,17 +55,23 @@ def check_lrm_config(cfg: DictConfig) -> None:
         raise ValueError("lrm_refine.demo_sources is empty; BC needs at least one episode source (e.g. [demo])")
 
 
-def final_policy(run_dir: str | Path) -> Any:
-    """The RLModule of a finished ``vlmrl train`` run: its newest checkpoint's policy (``checkpoints/latest.json``);
-    FileNotFoundError naming the run when it has no checkpoint."""
+def final_policy(run_dir: str | Path, checkpoint: Optional[str | Path] = None) -> Any:
+    """The RLModule of a finished ``vlmrl train`` run: its newest checkpoint's policy (``checkpoints/latest.json``),
+    or that of ``checkpoint`` (a folder the run's trainer wrote, e.g. ``<run>/checkpoints/iter_000030``);
+    FileNotFoundError naming the run (or the folder) when there is no such checkpoint."""
     from ray.rllib.core.rl_module.rl_module import RLModule
 
     from vlmrl.learner.run_files import latest_checkpoint
 
-    ckpt = latest_checkpoint(Path(run_dir))
-    if ckpt is None:
-        raise FileNotFoundError(f"no checkpoint in {run_dir}")
-    return RLModule.from_checkpoint(str(Path(ckpt["path"]) / BC_COMPONENT))
+    if checkpoint is None:
+        ckpt = latest_checkpoint(Path(run_dir))
+        if ckpt is None:
+            raise FileNotFoundError(f"no checkpoint in {run_dir}")
+        checkpoint = ckpt["path"]
+    module_dir = Path(checkpoint) / BC_COMPONENT
+    if not module_dir.is_dir():
+        raise FileNotFoundError(f"{checkpoint} is not a checkpoint of a vlmrl run (no {BC_COMPONENT})")
+    return RLModule.from_checkpoint(str(module_dir))
 
 
 def make_eval_env(cfg: DictConfig):

@@ -15,6 +15,7 @@ from vlmrl.envs.toy_reach_env import ToyReachEnv
 from vlmrl.learner.online.bc_pretrain import BcDataError, demos_to_episodes, train_bc
 from vlmrl.learner.online.lrm_refine import final_policy, greedy_actions, greedy_success_rate, load_module_into
 from vlmrl.learner.online.train_metrics import read_scalars
+from vlmrl.learner.run_files import latest_checkpoint
 
 NAMESPACE = "vlmrl-test-lrm"
 EVAL_EPISODES = 30
@@ -152,11 +153,15 @@ def test_lrm_mode_end_to_end(ray_local, toy_demos, tmp_path):
     obs = np.zeros((1, *env.observation_space.shape), np.float32)
     assert greedy_actions(refined, obs).shape == (1, *env.action_space.shape)
     assert not np.allclose(refined.get_state()["pi.log_std"], -1.0)  # PPO's policy, not the BC module
+    named = final_policy(run, latest_checkpoint(run)["path"])  # a checkpoint folder named explicitly
+    np.testing.assert_allclose(named.get_state()["pi.log_std"], refined.get_state()["pi.log_std"])
 
 
 def test_final_policy_of_a_run_without_a_checkpoint_names_the_run(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"no checkpoint in {tmp_path}"):
         final_policy(tmp_path)
+    with pytest.raises(FileNotFoundError, match="iter_000007 is not a checkpoint of a vlmrl run"):
+        final_policy(tmp_path, tmp_path / "checkpoints" / "iter_000007")
 
 
 def test_lrm_mode_can_refine_on_the_env_reward_without_a_pool(ray_local, toy_demos, tmp_path):
