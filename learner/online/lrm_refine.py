@@ -68,7 +68,7 @@ def final_policy(run_dir: str | Path, checkpoint: Optional[str | Path] = None) -
         if ckpt is None:
             raise FileNotFoundError(f"no checkpoint in {run_dir}")
         checkpoint = ckpt["path"]
-    module_dir = Path(checkpoint) / BC_COMPONENT
+    module_dir = Path(checkpoint).resolve() / BC_COMPONENT  # pyarrow (RLlib's loader) takes absolute paths only
     if not module_dir.is_dir():
         raise FileNotFoundError(f"{checkpoint} is not a checkpoint of a vlmrl run (no {BC_COMPONENT})")
     return RLModule.from_checkpoint(str(module_dir))

@@ -5,6 +5,7 @@ through ``vlmrl train`` logs base and refined ground-truth success; bad configs 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -153,7 +154,7 @@ def test_lrm_mode_end_to_end(ray_local, toy_demos, tmp_path):
     obs = np.zeros((1, *env.observation_space.shape), np.float32)
     assert greedy_actions(refined, obs).shape == (1, *env.action_space.shape)
     assert not np.allclose(refined.get_state()["pi.log_std"], -1.0)  # PPO's policy, not the BC module
-    named = final_policy(run, latest_checkpoint(run)["path"])  # a checkpoint folder named explicitly
+    named = final_policy(run, os.path.relpath(latest_checkpoint(run)["path"]))  # a checkpoint folder, relative path
     np.testing.assert_allclose(named.get_state()["pi.log_std"], refined.get_state()["pi.log_std"])
 
 
