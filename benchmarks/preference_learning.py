@@ -253,9 +253,11 @@ def frames_of_episodes(dirs: List[str], val_fraction: float = 0.2, split: str = 
     return out
 
 
-def labeller_agreement(records, lrm_dir: str, pairs: int, tie: float, margin: float, seed: int = 0) -> Dict:
-    """The compact LRM's pair answers (the AI labeller, in-process) vs the ground-truth oracle on ``pairs`` uniform
-    pairs of ``records`` (same draw as the mode's FrameBuffer.sample_pairs), split by same / other episode."""
+def labeller_agreement(records, lrm_dir: str, pairs: int, tie: float, margin: float, seed: int = 0,
+                       label_from: str = "contrastive") -> Dict:
+    """The compact LRM's pair answers (the AI labeller, in-process; ``label_from`` its head) vs the ground-truth oracle
+    on ``pairs`` uniform pairs of ``records`` (same draw as the mode's FrameBuffer.sample_pairs), split by same / other
+    episode."""
     import numpy as np
 
     from vlmrl.learner.preference.frame_buffer import FrameBuffer
@@ -265,7 +267,7 @@ def labeller_agreement(records, lrm_dir: str, pairs: int, tie: float, margin: fl
     buf = FrameBuffer(max(2, len(records)))
     buf.extend(records)
     drawn = buf.sample_pairs(pairs, np.random.default_rng(seed))
-    scorer = build_scorer("compact_lrm", {"weights_dir": lrm_dir, "label_margin": margin})
+    scorer = build_scorer("compact_lrm", {"weights_dir": lrm_dir, "label_margin": margin, "label_from": label_from})
     answers = []
     for i in range(0, len(drawn), 64):
         chunk = drawn[i:i + 64]
@@ -458,12 +460,14 @@ def main(argv=None) -> int:
     if args.agreement:
         from vlmrl.system.config import load_config
 
-        cfg = load_config(CONFIG, [])
+        cfg = load_config(CONFIG, args.set)
+        params = cfg.preference.labeller_scorer.params
         for src in args.agreement:
             recs = records_of(src, "val")
             st = labeller_agreement(recs, args.lrm_dir, args.agreement_pairs, float(cfg.preference.oracle_tie_threshold),
-                                    float(cfg.preference.labeller_scorer.params.get("label_margin", 0.1)))
-            print(json.dumps({"source": src, "frames": len(recs), **st}))
+                                    float(params.get("label_margin", 0.1)), label_from=params.get("label_from", "contrastive"))
+            print(json.dumps({"source": src, "frames": len(recs), "label_from": params.get("label_from", "contrastive"),
+                              **st}))
         return 0
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

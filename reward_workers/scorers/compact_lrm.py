@@ -6,10 +6,18 @@ current frame is further along than the previous one), and ``reward`` = the weig
 ``sum_k weights[k] * component_k``. ``model_version`` is a hash of the weights file, so the
 reward cache and responses change when the model is retrained.
 
-The pair answer (``label``): ``second`` when ``contrastive`` > 0.5 + ``label_margin``, ``first`` when it is
-< 0.5 - ``label_margin``, else ``none`` -- which frame is further along, the same first / second / none the VLM
-``preference`` scorer answers, so a labeller pool running this scorer is the preference mode's AI labeller
-(``preference.labeller=pool``, ``preference.labeller_scorer.name=compact_lrm``).
+The pair answer (``label``): which frame is further along, the same first / second / none the VLM ``preference``
+scorer answers, so a labeller pool running this scorer is the preference mode's AI labeller
+(``preference.labeller=pool``, ``preference.labeller_scorer.name=compact_lrm``). ``label_from`` picks the head:
+
+* ``contrastive`` (default): ``second`` when ``contrastive`` > 0.5 + ``label_margin``, ``first`` when it is
+  < 0.5 - ``label_margin``, else ``none``. The head was trained on two frames of one episode, so it orders frames
+  of the same episode; a labeller's pairs mostly come from two episodes.
+* ``progress``: the absolute progress of each frame (a second pass with the pair swapped gives the first's):
+  ``second`` when progress(second) - progress(first) > ``label_margin``, ``first`` when < -``label_margin``, else
+  ``none``. Progress is one scale across episodes (benchmarks/results/preference_pushcube.md, section 2: on a
+  from-scratch policy's frames the contrastive answer agreed with the oracle on 0.43 of pairs, progress on 0.59).
+  Costs a second forward pass per item, so the reward path keeps the default.
 
 An ensemble (``ensemble_dirs``: more LRM folders of the same recipe, e.g. trained with other ``lrm_train.seed``
 values): every component is the members' mean, and ``disagreement`` (the members' standard deviation of progress)
@@ -36,11 +44,19 @@ if TYPE_CHECKING:
 COMPONENTS = ("progress", "completion", "contrastive")
 
 
+LABEL_SOURCES = ("contrastive", "progress")
+
+
 def pair_label(contrastive: float, margin: float) -> str:
     """``first`` / ``second`` / ``none`` from P(second frame further along) (see module doc)."""
-    if contrastive > 0.5 + margin:
+    return signed_label(contrastive - 0.5, margin)
+
+
+def signed_label(second_minus_first: float, margin: float) -> str:
+    """``second`` when the second frame is ahead by more than ``margin``, ``first`` when behind by more, else ``none``."""
+    if second_minus_first > margin:
         return "second"
-    if contrastive < 0.5 - margin:
+    if second_minus_first < -margin:
         return "first"
     return "none"
 
@@ -63,7 +79,9 @@ class CompactLrmScorer(Scorer):
         num_threads: int = 0
         """torch CPU threads (0 = leave torch's setting)."""
         label_margin: float = 0.1
-        """Pair answer: ``none`` while |contrastive - 0.5| <= this (see module doc); in [0, 0.5)."""
+        """Pair answer: ``none`` while |contrastive - 0.5| (or the progress difference) <= this; in [0, 0.5)."""
+        label_from: str = "contrastive"
+        """Pair answer from the ``contrastive`` head or from the two frames' ``progress`` (module doc)."""
         ensemble_dirs: List[str] = field(default_factory=list)
         """More compact LRM folders scored beside ``weights_dir``; components are the members' mean (module doc)."""
         disagreement_penalty: float = 0.0
@@ -80,6 +98,8 @@ class CompactLrmScorer(Scorer):
             raise ScorerError(f"compact_lrm device={params.device!r} but no CUDA GPU is available")
         if not 0.0 <= float(params.label_margin) < 0.5:
             raise ScorerError(f"compact_lrm label_margin must be in [0, 0.5), got {params.label_margin}")
+        if params.label_from not in LABEL_SOURCES:
+            raise ScorerError(f"compact_lrm label_from must be one of {list(LABEL_SOURCES)}, got {params.label_from!r}")
         if params.num_threads > 0:
             torch.set_num_threads(params.num_threads)
         penalty = float(params.disagreement_penalty)
@@ -138,9 +158,14 @@ class CompactLrmScorer(Scorer):
             if it.ndim != 4 or it.shape[0] != 2 or it.shape[-1] != 3 or it.dtype != np.uint8:
                 raise ScorerError(f"item {i}: compact_lrm takes uint8 pairs (2, H, W, 3), got {it.dtype} {it.shape}")
         out = self._predict(tasks, items)
+        margin = float(self.params.label_margin)
+        first = self._predict(tasks, [it[::-1] for it in items])["progress"] if self.params.label_from == "progress" \
+            else None  # the swapped pair's current frame is the first frame
         results = []
         for i in range(len(items)):
             comps = {k: float(v[i]) for k, v in out.items()}
+            label = (pair_label(comps["contrastive"], margin) if first is None
+                     else signed_label(comps["progress"] - float(first[i]), margin))
             results.append(ScoreResult(reward=sum(self._weights[k] * comps[k] for k in COMPONENTS), components=comps,
-                                       label=pair_label(comps["contrastive"], float(self.params.label_margin))))
+                                       label=label))
         return results

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from vlmrl.learner.preference.budget import LabelBudget
 from vlmrl.learner.preference.frame_buffer import FrameRecord
 from vlmrl.learner.preference.labeller import LabelBatch
 from vlmrl.learner.preference.mode import pair_image
 from vlmrl.learner.preference.oracle import GroundTruthLabeller, oracle_label
-from vlmrl.reward_workers.scorers.compact_lrm import pair_label
+from vlmrl.reward_workers.scorers.compact_lrm import pair_label, signed_label
 
 FRAME = np.zeros((8, 8, 3), np.uint8)
 
@@ -69,6 +70,31 @@ def test_malformed_labels_count_as_failures():
 def test_compact_lrm_pair_answer_from_contrastive():
     assert pair_label(0.9, 0.1) == "second" and pair_label(0.1, 0.1) == "first"
     assert pair_label(0.55, 0.1) == "none" and pair_label(0.55, 0.0) == "second"
+
+
+def test_compact_lrm_pair_answer_from_progress_compares_each_frames_progress(tmp_path):
+    """label_from=progress: the first frame's progress comes from the swapped pair, and the answer is the sign of
+    progress(second) - progress(first) beyond the margin -- antisymmetric: swapping the pair swaps the answer."""
+    from vlmrl.reward_workers.models.compact_lrm import CompactLRM, CompactLRMConfig
+    from vlmrl.reward_workers.scorers import build_scorer
+    from vlmrl.reward_workers.scorers.base import ScorerError
+
+    torch.manual_seed(0)
+    lrm = CompactLRM(CompactLRMConfig(image_size=16, widths=[8, 16], embed_dim=16, text_encoder="hashed"))
+    folder = str(lrm.save_pretrained(tmp_path / "lrm"))
+    scorer = build_scorer("compact_lrm", {"weights_dir": folder, "label_margin": 0.0, "label_from": "progress"})
+    rng = np.random.default_rng(0)
+    pairs = [rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8) for _ in range(6)]
+    fwd = scorer.score_batch(["push"] * 6, pairs)
+    back = scorer.score_batch(["push"] * 6, [p[::-1] for p in pairs])
+    for f, b in zip(fwd, back):
+        assert f.label == signed_label(f.components["progress"] - b.components["progress"], 0.0)
+        assert {f.label, b.label} == {"first", "second"}
+    wide = build_scorer("compact_lrm", {"weights_dir": folder, "label_margin": 0.49, "label_from": "progress"})
+    assert max(abs(f.components["progress"] - b.components["progress"]) for f, b in zip(fwd, back)) < 0.49
+    assert all(r.label == "none" for r in wide.score_batch(["push"] * 6, pairs))  # inside the margin: no answer
+    with pytest.raises(ScorerError, match="label_from must be one of"):
+        build_scorer("compact_lrm", {"weights_dir": folder, "label_from": "pixels"})
 
 
 def test_label_budget_schedule_and_cap():
