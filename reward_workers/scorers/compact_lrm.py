@@ -159,8 +159,9 @@ class CompactLrmScorer(Scorer):
                 raise ScorerError(f"item {i}: compact_lrm takes uint8 pairs (2, H, W, 3), got {it.dtype} {it.shape}")
         out = self._predict(tasks, items)
         margin = float(self.params.label_margin)
-        first = self._predict(tasks, [it[::-1] for it in items])["progress"] if self.params.label_from == "progress" \
-            else None  # the swapped pair's current frame is the first frame
+        first = None
+        if self.params.label_from == "progress":  # the swapped pair's current frame is the first frame
+            first = self._predict(tasks, [it[::-1] for it in items])["progress"]
         results = []
         for i in range(len(items)):
             comps = {k: float(v[i]) for k, v in out.items()}
