@@ -42,17 +42,23 @@ def run_and_checkpoint(path: Path) -> Tuple[Path, Optional[Path]]:
     return path, None
 
 
-def measure(path: Path, episodes: int, stochastic: bool) -> Dict[str, object]:
-    from vlmrl.envs import info_keys as K
-    from vlmrl.learner.online.lrm_refine import final_policy, make_eval_env
+def load(path: Path):
+    """(run config, policy) of a RUN_DIR argument; exits naming the folder when it holds no checkpoint."""
+    from vlmrl.learner.online.lrm_refine import final_policy
     from vlmrl.system.config import load_config
 
     run_dir, checkpoint = run_and_checkpoint(path)
-    cfg = load_config(str(run_dir / "config.yaml"), [])
     try:
-        module = final_policy(run_dir, checkpoint)
+        return load_config(str(run_dir / "config.yaml"), []), final_policy(run_dir, checkpoint)
     except FileNotFoundError as e:
         raise SystemExit(f"policy_actions: {e}") from None
+
+
+def measure(cfg, module, episodes: int, stochastic: bool) -> Dict[str, object]:
+    """One acting mode of ``module`` on the run's env (``cfg``) over the fixed eval seeds (module doc)."""
+    from vlmrl.envs import info_keys as K
+    from vlmrl.learner.online.lrm_refine import make_eval_env
+
     env = make_eval_env(cfg)
     low, high = env.action_space.low, env.action_space.high
     rng = np.random.default_rng(0)
@@ -87,8 +93,9 @@ def main(argv=None) -> int:
     for path in map(Path, args.run_dirs):
         run_dir, checkpoint = run_and_checkpoint(path)
         name = run_dir.name + (f"/{checkpoint.name}" if checkpoint else "")
+        cfg, module = load(path)
         for stochastic in (False, True):
-            m = measure(path, args.episodes, stochastic)
+            m = measure(cfg, module, args.episodes, stochastic)
             print(f"{name} {'stochastic' if stochastic else 'greedy'}: success {m['success_last_step']:.2f} "
                   f"(any step {m['success_any_step']:.2f}), final dense {m['final_dense']:.3f}, |mean action| "
                   f"{m['abs_mean_action']}, std {m['std']}, mean outside the box {m['mean_outside_box']:.3f}",

@@ -462,12 +462,12 @@ def main(argv=None) -> int:
 
         cfg = load_config(CONFIG, args.set)
         params = cfg.preference.labeller_scorer.params
+        label_from = params.get("label_from", "contrastive")
         for src in args.agreement:
             recs = records_of(src, "val")
             st = labeller_agreement(recs, args.lrm_dir, args.agreement_pairs, float(cfg.preference.oracle_tie_threshold),
-                                    float(params.get("label_margin", 0.1)), label_from=params.get("label_from", "contrastive"))
-            print(json.dumps({"source": src, "frames": len(recs), "label_from": params.get("label_from", "contrastive"),
-                              **st}))
+                                    float(params.get("label_margin", 0.1)), label_from=label_from)
+            print(json.dumps({"source": src, "frames": len(recs), "label_from": label_from, **st}))
         return 0
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
