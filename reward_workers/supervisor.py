@@ -93,6 +93,7 @@ class PoolSupervisor:
         self._loop_task: Optional[asyncio.Task] = None
         self._wake: Optional[asyncio.Event] = None
         self._closed = False
+        self.passes = 0  # loop passes: one per supervise_interval_s unless a loss or a call wakes it early
         self.autoscaler = None
         if self.pool_cfg.autoscale.enabled:
             from vlmrl.reward_workers.autoscale import AutoscalePolicy
@@ -174,6 +175,7 @@ class PoolSupervisor:
             "spares": len(self.spares),
             "stopping": len(self.stopping), "counters": dict(self.counters), "last_error": self.last_error,
             "events": list(self.events)[-20:], "weights_version": self.weights[0] if self.weights else None,
+            "supervise_passes": self.passes,
             "autoscale": None if self.autoscaler is None else {
                 "min": self.autoscaler.min, "max": self.autoscaler.max, "metric": self.autoscaler.metric,
                 "target": self.autoscaler.target, "observed": self.autoscaler.last_value},
@@ -208,6 +210,7 @@ class PoolSupervisor:
     async def _run(self) -> None:
         interval = float(self.pool_cfg.supervise_interval_s)
         while not self._closed:
+            self.passes += 1
             try:
                 await self._check_liveness()
                 await self._autoscale()
@@ -239,6 +242,7 @@ class PoolSupervisor:
                 return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
 
         results = await asyncio.gather(*(probe(w) for w in workers))
+        lost_any = False
         for w, dead in zip(workers, results):
             if dead is not None and self.spares.get(w.worker_id) is w:
                 del self.spares[w.worker_id]
@@ -249,6 +253,7 @@ class PoolSupervisor:
                 continue
             del self.live[w.worker_id]
             ray.kill(w.handle, no_restart=True)
+            lost_any = True
             self.counters["lost"] += 1
             self._event("lost", w.worker_id, dead)
             try:
@@ -259,7 +264,8 @@ class PoolSupervisor:
                 self.counters["to_replace"] += 1
             else:
                 self.target = max(0, self.target - 1)
-        self._wake.set()
+        if lost_any:  # one more pass at once (a loss during this pass's reconcile); never every pass: that pings
+            self._wake.set()  # the workers back to back (31 passes in 3 s at load 20 instead of 6)
 
     async def _autoscale(self) -> None:
         if self.autoscaler is None or not self.live or self.starting or self.stopping:

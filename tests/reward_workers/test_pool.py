@@ -218,6 +218,21 @@ def test_a_size_the_cluster_can_never_hold_fails_fast_listing_its_resources(ray_
         pool.shutdown()
 
 
+def test_the_supervisor_checks_once_per_interval_when_nothing_happens(ray_local):
+    cfg = pool_config("reg-idle")
+    pool = RewardWorkerPool(cfg)
+    try:
+        pool.start(2)
+        before = pool.health()["supervise_passes"]
+        time.sleep(3.0)
+        passes = pool.health()["supervise_passes"] - before
+        interval = float(cfg.pool.supervise_interval_s)
+        # each pass pings every worker: back-to-back passes would cost a core's share on an idle pool
+        assert 1 <= passes <= 3.0 / interval + 2, passes
+    finally:
+        pool.shutdown()
+
+
 def test_scale_up_and_down_while_streaming_and_status(ray_local):
     cfg = pool_config("reg-scale")
     pool = RewardWorkerPool(cfg)
