@@ -131,6 +131,10 @@ class LrmTrainConfig:
     restart's metrics go to ``out_dir/restarts.json``. The recipe's outcome depends on the seed (a restart can end
     with val progress acc 0.74 and over-pay arm-only poses where another ends with 0.93-0.95 and passes the audit:
     benchmarks/results/reward_audit.md); the validation split tells them apart."""
+    parallel_restarts: int = 1
+    """How many restarts train at once, each in its own process (same seeds, same weights as one at a time when
+    ``num_threads`` is set). With ``num_threads`` 1, up to the number of cores: ``make demo`` trains 2 of its 3 at once
+    on a 2-core machine."""
     vlm: LrmLoraConfig = field(default_factory=LrmLoraConfig)
     """LoRA VLM training parameters, used when ``model=vlm`` (``learner.lrm_lora.train_lora_lrm``)."""
 

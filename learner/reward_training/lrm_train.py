@@ -197,14 +197,23 @@ def train_best_of_restarts(cfg, log: Callable[[str], None] = print, writer=None)
     if isinstance(cfg, DictConfig):  # a section of the whole config: resolve its ${...} before copying it out
         cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     out_dir = Path(cfg.out_dir)
-    results = []
+    subs = []
     for k in range(n):
         sub = copy.deepcopy(cfg)
         sub.seed = int(cfg.seed) + k
         sub.out_dir = str(out_dir / "restarts" / f"seed_{sub.seed}")
-        log(f"lrm-train: restart {k + 1}/{n} (seed {sub.seed}) -> {sub.out_dir}")
-        res = train_compact_lrm(sub, lambda m, s=sub.seed: log(f"[seed {s}] {m}"))
-        results.append((sub.seed, selection_score(res["val"]), res))
+        subs.append(sub)
+    at_once = min(int(getattr(cfg, "parallel_restarts", 1)), n)
+    if at_once < 1:
+        raise ValueError(f"lrm_train.parallel_restarts must be >= 1, got {at_once}")
+    if at_once == 1:
+        runs = []
+        for k, sub in enumerate(subs):
+            log(f"lrm-train: restart {k + 1}/{n} (seed {sub.seed}) -> {sub.out_dir}")
+            runs.append(train_compact_lrm(sub, lambda m, s=sub.seed: log(f"[seed {s}] {m}")))
+    else:
+        runs = _train_in_processes(subs, at_once, log)
+    results = [(sub.seed, selection_score(res["val"]), res) for sub, res in zip(subs, runs)]
     seed, _, best = max(results, key=lambda r: r[1])
     for f in Path(best["out_dir"]).iterdir():
         if f.is_file():
@@ -221,6 +230,22 @@ def train_best_of_restarts(cfg, log: Callable[[str], None] = print, writer=None)
     log("lrm-train: restarts (score = mean of val progress acc@0.2 and completion F1): "
         + ", ".join(f"seed {r['seed']} {r['score']:.3f}" for r in summary) + f"; kept seed {seed}")
     return {**best, "out_dir": str(out_dir), "chosen_seed": seed, "restarts": summary}
+
+
+def _train_restart_in_child(sub) -> Dict[str, object]:
+    """One restart in a worker process; its log lines go to the process's stdout, tagged with its seed."""
+    return train_compact_lrm(sub, lambda m, s=sub.seed: print(f"[seed {s}] {m}", flush=True))
+
+
+def _train_in_processes(subs, at_once: int, log: Callable[[str], None]):
+    """The restarts ``subs`` in ``at_once`` spawned processes (torch is not fork-safe); results in ``subs``' order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    log(f"lrm-train: {len(subs)} restarts (seeds {', '.join(str(s.seed) for s in subs)}), {at_once} at once in "
+        f"their own processes -> {Path(subs[0].out_dir).parent}")
+    with ProcessPoolExecutor(max_workers=at_once, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_train_restart_in_child, subs))
 
 
 def _num(v) -> str:

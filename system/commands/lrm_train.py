@@ -36,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"vlmrl lrm-train: lrm_train.restarts={sec.restarts}: must be >= 1, and > 1 only with model=compact "
               "(the LoRA VLM trains once)", file=sys.stderr)
         return 2
+    if int(sec.parallel_restarts) < 1:
+        print(f"vlmrl lrm-train: lrm_train.parallel_restarts={sec.parallel_restarts}: must be >= 1 (restarts trained "
+              "at once, each in its own process)", file=sys.stderr)
+        return 2
     problem = dataset_config_problem(sec.dataset_dirs, "lrm_train.dataset_dirs")
     if problem:
         print(f"vlmrl lrm-train: {problem}", file=sys.stderr)

@@ -169,6 +169,31 @@ def test_restarts_keep_the_best_validated_seed(tmp_path):
         train_best_of_restarts(tiny_cfg([data], tmp_path / "m2", restarts=0))
 
 
+def test_parallel_restarts_train_the_same_models_as_one_at_a_time(tmp_path):
+    import json
+
+    from vlmrl.learner.reward_training.lrm_train import train_best_of_restarts
+
+    data = write_synthetic_dataset(tmp_path / "data", 24, seed=4, image_size=32)
+    out = {}
+    for at_once in (1, 2):
+        cfg = tiny_cfg([data], tmp_path / f"model_{at_once}", epochs=1, restarts=3, seed=5, num_threads=1,
+                       parallel_restarts=at_once)
+        logs = []
+        result = train_best_of_restarts(cfg, log=logs.append)
+        out[at_once] = (json.loads((tmp_path / f"model_{at_once}" / "restarts.json").read_text()), result, logs)
+    (seq_table, seq, _), (par_table, par, par_logs) = out[1], out[2]
+    assert par_table == seq_table and par["chosen_seed"] == seq["chosen_seed"]
+    assert any("2 at once" in m for m in par_logs)
+    for s in (5, 6, 7):  # every restart, not only the kept one: same weights from its own process
+        rel = f"restarts/seed_{s}/model.safetensors"
+        assert (tmp_path / "model_2" / rel).read_bytes() == (tmp_path / "model_1" / rel).read_bytes()
+    assert (tmp_path / "model_2" / "model.safetensors").read_bytes() == \
+        (tmp_path / "model_1" / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="parallel_restarts"):
+        train_best_of_restarts(tiny_cfg([data], tmp_path / "m3", restarts=2, parallel_restarts=0))
+
+
 def test_repeat_oversamples_a_sources_training_episodes_only(tmp_path):
     from vlmrl.learner.reward_training.lrm_data import dataset_sources, repeat_entries
 

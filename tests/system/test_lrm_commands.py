@@ -44,3 +44,5 @@ def test_clear_errors(tmp_path):
     assert r.returncode == 2 and "restarts=0" in r.stderr
     r = vlmrl("lrm-train", f"lrm_train.out_dir={tmp_path}", "lrm_train.restarts=2", "lrm_train.model=vlm")
     assert r.returncode == 2 and "only with model=compact" in r.stderr
+    r = vlmrl("lrm-train", f"lrm_train.out_dir={tmp_path}", "lrm_train.parallel_restarts=0")
+    assert r.returncode == 2 and "parallel_restarts=0" in r.stderr
