@@ -16,30 +16,19 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict
 
 import numpy as np
 
-from vlmrl.learner.run_files import CHECKPOINT_DIR
+from vlmrl.learner.run_files import run_and_checkpoint
 
 
 def act(module, obs: np.ndarray, rng: np.random.Generator, stochastic: bool):
     """(action, mean, std) of a PPO RLModule's diagonal Gaussian at one observation."""
-    import torch
-    from ray.rllib.core.columns import Columns
+    from vlmrl.learner.online.lrm_refine import gaussian_actions
 
-    with torch.no_grad():
-        out = module.forward_inference({Columns.OBS: torch.as_tensor(np.asarray(obs, np.float32)[None])})
-    mean, log_std = np.split(out[Columns.ACTION_DIST_INPUTS][0].cpu().numpy(), 2)
-    std = np.exp(log_std)
-    return (mean + std * rng.standard_normal(mean.shape) if stochastic else mean), mean, std
-
-
-def run_and_checkpoint(path: Path) -> Tuple[Path, Optional[Path]]:
-    """(run folder, checkpoint folder or None for the newest) of a RUN_DIR argument."""
-    if path.parent.name == CHECKPOINT_DIR:
-        return path.parent.parent, path
-    return path, None
+    a, mean, std = gaussian_actions(module, np.asarray(obs)[None], rng if stochastic else None)
+    return a[0], mean[0], std[0]
 
 
 def load(path: Path):

@@ -522,6 +522,20 @@ class AuditConfig:
     progress (1 - object-to-goal distance / start distance, recorded states) moved the object towards the goal for
     real: it is left out of the gate and counted as ``accidental_progress`` (like an accidental success). null =
     judge every episode by its behaviour's name alone. Tasks without a known state layout are never left out."""
+    min_dense_agreement: Optional[float] = None
+    """Gate: the scorer must order at least this share of frame pairs (all behaviours) like the env's normalised dense
+    reward -- the agreement a preference labeller built on it would reach with the ground-truth oracle on these
+    states, and what PPO on it as a potential relies on. null = reported (``dense_order`` in audit.json), not gated."""
+    dense_tie_threshold: float = 0.005
+    """Frame pairs whose dense rewards differ by no more than this are ties, left out of the order (as
+    ``preference.oracle_tie_threshold`` in configs/train_pushcube_preference.yaml)."""
+    policy_runs: List[str] = field(default_factory=list)
+    """``vlmrl train`` run folders (or checkpoint folders of one): their policy's own episodes, sampled as in training,
+    are scored next to the library as behaviour ``policy_<run>`` (category ``policy``: reported and ordered against
+    the dense reward, not gated by the margin), and ``--record-negatives`` records them with ground truth on training
+    seeds (learner/reward_training/policy_episodes.py): the states an RL run on this reward really reached."""
+    policy_episodes: int = 4
+    """Episodes per run of ``policy_runs``, 1-1000 (seeds ``seed`` / ``negatives_seed`` + 90000 + 1000 k + i for run k)."""
     out_dir: str = "${output_dir}/${run_name}/audit"
     """audit.json, progress_over_time.png and the resolved config go here."""
     negatives_dir: str = "${output_dir}/${run_name}/hard_negatives"

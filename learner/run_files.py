@@ -7,11 +7,19 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 TB_DIR = "tb"
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest.json"
+
+
+def run_and_checkpoint(path: str | Path) -> Tuple[Path, Optional[Path]]:
+    """(run folder, checkpoint folder or None for the newest) of a run folder or one of its checkpoint folders."""
+    p = Path(path)
+    if p.parent.name == CHECKPOINT_DIR:
+        return p.parent.parent, p
+    return p, None
 
 
 def latest_checkpoint(run_dir: Path) -> Optional[Dict[str, Any]]:

@@ -99,6 +99,19 @@ def greedy_actions(module: Any, obs: np.ndarray) -> np.ndarray:
     return dist.to_deterministic().sample().cpu().numpy()
 
 
+def gaussian_actions(module: Any, obs: np.ndarray, rng: Optional[np.random.Generator]):
+    """(actions, mean, std) of a PPO RLModule's diagonal Gaussian for a batch of observations: actions sampled with
+    ``rng`` as its training episodes do (``rng`` None: the mean, nothing drawn)."""
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    with torch.no_grad():
+        out = module.forward_inference({Columns.OBS: torch.as_tensor(np.asarray(obs, np.float32))})
+    mean, log_std = np.split(out[Columns.ACTION_DIST_INPUTS].cpu().numpy(), 2, axis=-1)
+    std = np.exp(log_std)
+    return (mean if rng is None else mean + std * rng.standard_normal(mean.shape)), mean, std
+
+
 def greedy_episode(module: Any, env: Any, seed: int, noise_std: float = 0.0,
                    rng: Optional[np.random.Generator] = None) -> Iterator[Dict[str, Any]]:
     """The infos of one greedy episode from ``env.reset(seed=seed)``: the reset info, then one per step.

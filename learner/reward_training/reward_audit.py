@@ -18,6 +18,13 @@ of the successful episodes' mean made real progress by the simulator's measure -
 stopped at the edge of the goal -- and paying for it is right, not an exploit. Behaviours keep both numbers
 (``exploit_margin`` of the counted episodes, ``exploit_margin_all`` of every episode without a true success).
 :func:`gate` lists the thresholds a ``non_progress`` behaviour exceeds.
+
+Levels are not the whole story: a preference labeller built on the scorer (RL-VLM-F's pair answers) and PPO on it
+as a potential use only its **order**. :func:`dense_order` measures it against the env's normalised dense reward
+at each scored frame (what the preference mode's ground-truth oracle ranks by; recorded with every behaviour
+episode): the share of frame pairs, across all behaviours, that the scorer orders like the dense reward -- the
+agreement such a labeller would reach with the oracle on these states -- and the behaviour pairs it orders worst
+(e.g. an arm resting on the goal above an arm at the object's push pose). ``audit.min_dense_agreement`` gates it.
 """
 
 from __future__ import annotations
@@ -49,11 +56,14 @@ class ScoredEpisode:
     """``progress`` or ``reward``: which output ``progress`` holds."""
     object_progress: Optional[float] = None
     """Ground truth at the last state: ``1 - object-to-goal distance / its start value`` (None: no known layout)."""
+    dense: Optional[np.ndarray] = None
+    """The env's normalised dense reward at each scored frame's state (None: not recorded)."""
 
 
 def score_episode(ep: Episode, predict: Predictor) -> ScoredEpisode:
     """Score every frame of a behaviour episode (items built per the scorer's kind, as in the RL reward path)."""
     from vlmrl.envs.behaviours import object_goal_distance
+    from vlmrl.learner.reward_training.lrm_data import state_values
 
     none = np.zeros(0, int)
     pred = predict(ep, none, none)
@@ -64,7 +74,8 @@ def score_episode(ep: Episode, predict: Predictor) -> ScoredEpisode:
                          seed=int(ep.seed), success=bool(ep.success[-1]), frame_steps=np.asarray(ep.frame_steps),
                          progress=np.asarray(value, float),
                          completion=None if pred.completion is None else np.asarray(pred.completion, float),
-                         value_name=name, object_progress=obj)
+                         value_name=name, object_progress=obj,
+                         dense=state_values(ep) if ep.num_steps else None)
 
 
 def _mean(xs: Sequence[float]) -> Optional[float]:
@@ -72,11 +83,14 @@ def _mean(xs: Sequence[float]) -> Optional[float]:
 
 
 def summarise(records: Sequence[ScoredEpisode], complete_threshold: float = 0.5,
-              trained_on: Sequence[str] = (), real_progress_share: Optional[float] = None) -> Dict[str, Any]:
-    """Per-behaviour audit numbers (module doc) plus the successes' reference progress."""
+              trained_on: Sequence[str] = (), real_progress_share: Optional[float] = None,
+              dense_tie: float = 0.005) -> Dict[str, Any]:
+    """Per-behaviour audit numbers (module doc), the successes' reference progress and the scorer's order against
+    the env's dense reward (:func:`dense_order`, ties <= ``dense_tie``)."""
     ref_eps, reference, true_ref, bar = _references(records, real_progress_share)
     out: Dict[str, Any] = {"success_progress": reference, "success_episodes": len(ref_eps),
                            "success_object_progress": true_ref, "real_progress_bar": bar,
+                           "dense_order": dense_order(records, dense_tie),
                            "value": records[0].value_name if records else "progress", "behaviours": {}}
 
     def ratio(x: Optional[float]) -> Optional[float]:
@@ -106,6 +120,7 @@ def summarise(records: Sequence[ScoredEpisode], complete_threshold: float = 0.5,
             "last_completion": _mean(last_c) if has_comp else None,
             "complete_share": (_mean([c > complete_threshold for c in last_c]) if has_comp else None),
             "exploit_margin": margin, "in_training_data": name in set(trained_on),
+            "last_dense": _mean([float(r.dense[-1]) for r in counted if r.dense is not None]),
             "seeds": [r.seed for r in eps],
         }
     return out
@@ -139,14 +154,60 @@ def over_paid(records: Sequence[ScoredEpisode], max_margin: float, complete_thre
                  or (r.completion is not None and float(r.completion[-1]) > complete_threshold))]
 
 
-def gate(summary: Mapping[str, Any], max_margin: float, max_complete_share: float) -> List[str]:
+def _ordered(pa: np.ndarray, pb: np.ndarray, da: np.ndarray, db: np.ndarray) -> np.ndarray:
+    """Per pair: 1 when the scorer orders it like the dense reward, 0 when reversed, 0.5 on a scorer tie."""
+    return np.where(pa == pb, 0.5, (np.sign(pa - pb) == np.sign(da - db)).astype(float))
+
+
+def dense_order(records: Sequence[ScoredEpisode], tie: float = 0.005, pairs: int = 20000, seed: int = 0,
+                worst: int = 5, min_pairs: int = 3) -> Optional[Dict[str, Any]]:
+    """How the scorer orders the behaviours' states against the env's normalised dense reward (module doc).
+
+    ``frame_agreement``: ``pairs`` uniform pairs of all scored frames (any behaviour, any episode; pairs whose dense
+    values differ by <= ``tie`` dropped, as the oracle labeller calls them ties) ordered like the dense reward
+    (scorer ties count half). ``last_frame_agreement``: the same over every pair of episodes' last frames.
+    ``misordered``: behaviour pairs (``higher`` has the higher dense reward at the pair's last frames) whose
+    last-frame pairs (at least ``min_pairs``) the scorer reverses in more than half the cases, worst first. None: no
+    dense values."""
+    recs = [r for r in records if r.dense is not None and len(r.dense) == len(r.progress) and len(r.progress)]
+    if len(recs) < 2:
+        return None
+    p = np.concatenate([r.progress for r in recs])
+    d = np.concatenate([r.dense for r in recs]).astype(float)
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, len(p), pairs), rng.integers(0, len(p), pairs)
+    keep = np.abs(d[a] - d[b]) > tie
+    frame = _ordered(p[a[keep]], p[b[keep]], d[a[keep]], d[b[keep]])
+    lp = np.array([float(r.progress[-1]) for r in recs])
+    ld = np.array([float(r.dense[-1]) for r in recs])
+    i, j = np.triu_indices(len(recs), 1)
+    keep = np.abs(ld[i] - ld[j]) > tie
+    i, j = i[keep], j[keep]
+    last = _ordered(lp[i], lp[j], ld[i], ld[j])
+    cells: Dict[tuple, List[float]] = {}
+    for x, y, ok in zip(i, j, last):
+        hi, lo = (x, y) if ld[x] > ld[y] else (y, x)
+        if recs[hi].behaviour != recs[lo].behaviour:
+            cells.setdefault((recs[hi].behaviour, recs[lo].behaviour), []).append(1.0 - ok)
+    bad = sorted(((k, float(np.mean(v)), len(v)) for k, v in cells.items()
+                  if len(v) >= min_pairs and np.mean(v) > 0.5),
+                 key=lambda t: (-t[1], -t[2]))
+    return {"tie": tie, "frame_pairs": int(len(frame)),
+            "frame_agreement": float(frame.mean()) if len(frame) else None,
+            "last_frame_pairs": int(len(last)),
+            "last_frame_agreement": float(last.mean()) if len(last) else None,
+            "misordered": [{"higher": h, "lower": l_, "reversed_share": w, "pairs": n} for (h, l_), w, n in bad[:worst]]}
+
+
+def gate(summary: Mapping[str, Any], max_margin: float, max_complete_share: float,
+         min_dense_agreement: Optional[float] = None) -> List[str]:
     """The thresholds the audit exceeds, one line each (empty: it passes)."""
+    bad = _order_violations(summary.get("dense_order"), min_dense_agreement)
     if summary["success_progress"] is None:
-        return ["no successful episode of a success behaviour: nothing to compare with"]
+        return bad + ["no successful episode of a success behaviour: nothing to compare with"]
     if summary["success_progress"] <= 0:
-        return [f"successes' last-frame {summary['value']} is {summary['success_progress']:.3f} <= 0: "
-                "exploit margins are undefined"]
-    bad = []
+        return bad + [f"successes' last-frame {summary['value']} is {summary['success_progress']:.3f} <= 0: "
+                      "exploit margins are undefined"]
     for name, b in summary["behaviours"].items():
         if b["category"] != "non_progress" or not b["counted_episodes"]:
             continue
@@ -155,6 +216,16 @@ def gate(summary: Mapping[str, Any], max_margin: float, max_complete_share: floa
         if b["complete_share"] is not None and b["complete_share"] > max_complete_share:
             bad.append(f"{name}: called complete in {b['complete_share']:.0%} of episodes > {max_complete_share:.0%}")
     return bad
+
+
+def _order_violations(order: Optional[Mapping[str, Any]], min_agreement: Optional[float]) -> List[str]:
+    if min_agreement is None:
+        return []
+    if not order or order["frame_agreement"] is None:
+        return ["audit.min_dense_agreement is set but no frame pairs carry a dense reward to order by"]
+    if order["frame_agreement"] < min_agreement:
+        return [f"frame pairs ordered like the env's dense reward: {order['frame_agreement']:.2f} < {min_agreement:g}"]
+    return []
 
 
 def _f(v: Any, fmt: str = ".2f") -> str:
@@ -169,14 +240,22 @@ def format_summary(task: str, summary: Mapping[str, Any]) -> str:
              + ("" if bar is None else f"; non-progress episodes whose object moved >= {bar:.2f} of the way to the "
                 f"goal (ground truth) are left out as real progress"),
              f"{'behaviour':<26}{'category':<14}{'eps':>4}{'left out':>9}{'true succ':>10}{'obj moved':>10}"
-             f"{'last prog':>10}{'last comp':>10}{'margin':>8}{'called done':>12}  trained"]
+             f"{'dense':>7}{'last prog':>10}{'last comp':>10}{'margin':>8}{'called done':>12}  trained"]
     for name, b in summary["behaviours"].items():
         left = b["accidental_successes"] + b.get("accidental_progress", 0)
         lines.append(f"{name:<26}{b['category']:<14}{b['counted_episodes']:>4}{left:>9}{b['true_success']:>10.2f}"
-                     f"{_f(b.get('object_progress')):>10}"
+                     f"{_f(b.get('object_progress')):>10}{_f(b.get('last_dense')):>7}"
                      f"{_f(b['last_progress'], '.3f'):>10}{_f(b['last_completion'], '.3f'):>10}"
                      f"{_f(b['exploit_margin']):>8}{_f(b['complete_share'], '.0%'):>12}  "
                      f"{'yes' if b['in_training_data'] else 'no'}")
+    order = summary.get("dense_order")
+    if order:
+        lines.append(f"order vs the env's dense reward (what a preference labeller on it would agree with the oracle): "
+                     f"frame pairs {_f(order['frame_agreement'])} ({order['frame_pairs']}), last frames "
+                     f"{_f(order['last_frame_agreement'])} ({order['last_frame_pairs']})")
+        for m in order["misordered"]:
+            lines.append(f"  reversed: {m['higher']} (higher dense) below {m['lower']} in {m['reversed_share']:.0%} "
+                         f"of {m['pairs']} last-frame pairs")
     return "\n".join(lines)
 
 
@@ -252,13 +331,13 @@ def audit_task(env_cfg: Any, task: str, predict: Predictor, names: Sequence[str]
 
 
 def recorded_episodes(dirs: Sequence[str], names: Sequence[str] = ()) -> Dict[str, List[Episode]]:
-    """Behaviour episodes (``source`` = ``behaviour``) of recorded datasets per task (env id), optionally only the
-    behaviours ``names``."""
+    """Behaviour episodes (``source`` = ``behaviour``, or ``policy``: a run's own, policy_episodes.py) of recorded
+    datasets per task (env id), optionally only the behaviours ``names``."""
     from vlmrl.envs.dataset import iter_episodes
 
     out: Dict[str, List[Episode]] = {}
     for d in dirs:
-        for ep in iter_episodes(d, where=lambda e: e.get("source") == "behaviour" and
+        for ep in iter_episodes(d, where=lambda e: e.get("source") in ("behaviour", "policy") and
                                 (not names or e.get("meta", {}).get("behaviour") in names)):
             out.setdefault(ep.env_id, []).append(ep)
     return out

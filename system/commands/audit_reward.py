@@ -7,10 +7,15 @@ behaviour the true success rate, last-frame progress / completion, exploit margi
 writes ``audit.json`` + ``progress_over_time.png`` into ``audit.out_dir``. Exit code 1 when a non-progress behaviour
 exceeds ``audit.max_margin`` / ``audit.max_complete_share`` (a gate for RL runs), 2 on bad input.
 
+``audit.policy_runs``: also roll out the policies of these ``vlmrl train`` runs (their own sampled actions, in their
+env) and score their episodes as behaviour ``policy_<run>``: the states an RL run on the reward really reached,
+next to the library's, in the order check against the env's dense reward (``dense_order`` in audit.json).
+
 ``--record-negatives``: record the non-progress behaviours on TRAINING seeds (``audit.negatives_seed``) into
 ``audit.negatives_dir`` instead, with ground truth, as hard negatives for ``lrm_train.dataset_dirs`` (any
 behaviours with ``audit.negatives_behaviours``, ``audit.negatives_per_behaviour`` episodes each, or as many as
-``audit.negatives_counts`` names for a recorded behaviour; recorded on held-out seeds they serve as
+``audit.negatives_counts`` names for a recorded behaviour, and ``audit.policy_episodes`` of each run of
+``audit.policy_runs``: hard negatives mined from an RL policy's own rollouts; recorded on held-out seeds they serve as
 ``audit.episodes_dirs``: identical episodes for every scorer, rendering paid once).
 
 ``--mine-negatives``: hard-negative mining with the trained scorer: roll out ``audit.mine_per_behaviour`` episodes of
@@ -185,6 +190,7 @@ def _record_negatives(cfg, tasks: List[str]) -> int:
     from vlmrl.envs.tasks import get_task
 
     a = cfg.audit
+    _policy_runs(cfg, tasks)  # bad runs are refused before anything is recorded
     names = list(a.negatives_behaviours) or [n for n, b in BEHAVIOURS.items() if b.category == "non_progress"]
     counts = {str(n): int(c) for n, c in dict(a.negatives_counts or {}).items()}
     bad = {n: c for n, c in counts.items() if c < 0}
@@ -203,7 +209,60 @@ def _record_negatives(cfg, tasks: List[str]) -> int:
             if group and per:
                 record_behaviours(cfg.env, task, a.negatives_dir, group, per, seed, int(a.negatives_frame_stride))
                 seed += len(group) * per
+    _record_policy_episodes(cfg, tasks)
     return 0
+
+
+def _policy_runs(cfg, tasks: List[str]) -> List[tuple]:
+    """(index, path, env id) of each of ``audit.policy_runs``; bad folders and runs of a task outside ``tasks`` are
+    refused with the fix."""
+    from omegaconf import OmegaConf
+
+    from vlmrl.envs.tasks import get_task
+    from vlmrl.learner.reward_training.policy_episodes import RUN_SEEDS
+    from vlmrl.learner.run_files import latest_checkpoint, run_and_checkpoint
+
+    a, out = cfg.audit, []
+    if a.policy_runs and not 1 <= int(a.policy_episodes) <= RUN_SEEDS:
+        raise AuditInputError(f"audit.policy_episodes={a.policy_episodes}: give how many episodes per run, 1-{RUN_SEEDS}")
+    ids = {get_task(t).env_id for t in tasks}
+    for k, path in enumerate(a.policy_runs):
+        run, ckpt = run_and_checkpoint(path)
+        if not (run / "config.yaml").exists():
+            raise AuditInputError(f"audit.policy_runs: {path} is not a `vlmrl train` run folder (no config.yaml)")
+        task = OmegaConf.load(run / "config.yaml").env.task
+        env_id = get_task(task).env_id
+        if env_id not in ids:
+            raise AuditInputError(f"audit.policy_runs: {path} is a {task} run; the audit covers {sorted(ids)} "
+                                  f"(set audit.tasks=[{task}] or drop it)")
+        if ckpt is None and latest_checkpoint(run) is None:
+            raise AuditInputError(f"audit.policy_runs: no checkpoint in {path}; give a run that saved one "
+                                  f"(train.checkpoint_every > 0, or its end)")
+        out.append((k, str(path), env_id))
+    return out
+
+
+def _record_policy_episodes(cfg, tasks: List[str]) -> None:
+    from vlmrl.envs.dataset import EpisodeWriter
+    from vlmrl.learner.reward_training.policy_episodes import iter_policy_episodes
+
+    a = cfg.audit
+    for k, path, _ in _policy_runs(cfg, tasks):
+        writer, n, wins = EpisodeWriter(a.negatives_dir), 0, 0
+        for ep in _policy_iter(iter_policy_episodes, path, int(a.policy_episodes), int(a.negatives_seed), k,
+                               int(a.negatives_frame_stride)):
+            writer.write(ep)
+            n, wins = n + 1, wins + int(bool(ep.success[-1]))
+        print(f"policy episodes: {n} of {path} ({wins} end in success) -> {a.negatives_dir}", flush=True)
+
+
+def _policy_iter(fn, *args) -> Iterator[Any]:
+    """``fn(*args)``'s episodes, a run folder without a checkpoint turned into the one-line input error."""
+    try:
+        yield from fn(*args)
+    except FileNotFoundError as e:
+        raise AuditInputError(f"audit.policy_runs: {e}; give a run that saved a checkpoint "
+                              f"(train.checkpoint_every > 0, or its end)") from None
 
 
 def _mine_negatives(cfg, tasks: List[str]) -> int:
@@ -249,6 +308,22 @@ def _mine_negatives(cfg, tasks: List[str]) -> int:
     return 0
 
 
+def _scored_policy_episodes(cfg, task: str, tasks: List[str], predict) -> list:
+    """The episodes of those ``audit.policy_runs`` that ran ``task``'s env, on held-out seeds, scored."""
+    from vlmrl.envs.tasks import get_task
+    from vlmrl.learner.reward_training.policy_episodes import iter_policy_episodes
+    from vlmrl.learner.reward_training.reward_audit import score_episode
+
+    a, out = cfg.audit, []
+    for k, path, env_id in _policy_runs(cfg, tasks):
+        if env_id != get_task(task).env_id:
+            continue
+        for ep in _policy_iter(iter_policy_episodes, path, int(a.policy_episodes), int(a.seed), k, int(a.frame_stride)):
+            out.append(score_episode(ep, predict))
+        print(f"audit {task}: {len(out)} policy episodes scored ({path})", flush=True)
+    return out
+
+
 def _audit(cfg, tasks: List[str]) -> int:
     from vlmrl.envs.behaviours import behaviour_seeds, behaviours_for
     from vlmrl.envs.dataset import read_index
@@ -272,8 +347,13 @@ def _audit(cfg, tasks: List[str]) -> int:
             raise AuditInputError(f"audit.episodes_dirs {list(a.episodes_dirs)} hold no behaviour episodes")
         _check_held_out(cfg, {ep.seed for eps in recorded.values() for ep in eps})
     else:
+        from vlmrl.learner.reward_training.policy_episodes import policy_seeds
+
         n_beh = max(len(behaviours_for(get_task(t).env_id, list(a.behaviours))) for t in tasks)
-        _check_held_out(cfg, set(behaviour_seeds(n_beh, int(a.episodes_per_behaviour), int(a.seed))))
+        seeds = set(behaviour_seeds(n_beh, int(a.episodes_per_behaviour), int(a.seed)))
+        for k, _, _ in _policy_runs(cfg, tasks):
+            seeds |= set(policy_seeds(int(a.seed), k, int(a.policy_episodes)))
+        _check_held_out(cfg, seeds)
     trained_on = set()
     for item in list(cfg.lrm_train.dataset_dirs):
         path = item if isinstance(item, str) else item.get("path")
@@ -284,7 +364,9 @@ def _audit(cfg, tasks: List[str]) -> int:
               "episodes_dirs": list(a.episodes_dirs),
               "thresholds": {"max_margin": float(a.max_margin), "max_complete_share": float(a.max_complete_share),
                              "complete_threshold": float(a.complete_threshold),
-                             "real_progress_share": a.real_progress_share}, "tasks": {}}
+                             "real_progress_share": a.real_progress_share,
+                             "min_dense_agreement": a.min_dense_agreement,
+                             "dense_tie_threshold": float(a.dense_tie_threshold)}, "tasks": {}}
     records_by_task, failures = {}, []
     with _scorer(cfg) as scorer:
         predict = scorer_predictor(_LabelWatch(scorer, cfg.scorer.name), int(a.batch_size), int(cfg.reward.window_size))
@@ -295,10 +377,13 @@ def _audit(cfg, tasks: List[str]) -> int:
             else:
                 records = audit_task(cfg.env, task, predict, list(a.behaviours), int(a.episodes_per_behaviour),
                                      int(a.seed), int(a.frame_stride), log=lambda m: print(m, flush=True))
+                records += _scored_policy_episodes(cfg, task, tasks, predict)
             share = None if a.real_progress_share is None else float(a.real_progress_share)
-            summary = summarise(records, float(a.complete_threshold), sorted(n for n in trained_on if n), share)
+            summary = summarise(records, float(a.complete_threshold), sorted(n for n in trained_on if n), share,
+                                float(a.dense_tie_threshold))
             summary["seconds"] = round(time.monotonic() - t0, 1)
-            bad = gate(summary, float(a.max_margin), float(a.max_complete_share))
+            bad = gate(summary, float(a.max_margin), float(a.max_complete_share),
+                       None if a.min_dense_agreement is None else float(a.min_dense_agreement))
             summary["violations"] = bad
             report["tasks"][task] = summary
             records_by_task[task] = records

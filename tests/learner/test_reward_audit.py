@@ -7,8 +7,8 @@ import pytest
 
 from vlmrl.envs.dataset import Episode
 from vlmrl.learner.reward_training.lrm_data import TargetRule, progress_targets
-from vlmrl.learner.reward_training.reward_audit import (ScoredEpisode, format_summary, gate, over_paid, plot_progress,
-                                                       score_episode, summarise)
+from vlmrl.learner.reward_training.reward_audit import (ScoredEpisode, dense_order, format_summary, gate, over_paid,
+                                                       plot_progress, score_episode, summarise)
 
 
 def _rec(behaviour, category, success, last_p, last_c=None, seed=0):
@@ -38,6 +38,48 @@ def test_summary_margins_accidental_successes_and_gate():
     assert "arm_to_goal" in table and "0.50" in table
     # no successful reference: the gate says so instead of dividing by nothing
     assert "no successful episode" in gate(summarise(recs[3:]), 0.3, 0.0)[0]
+
+
+def _dense_rec(behaviour, category, dense, progress, seed=0):
+    steps = np.arange(len(dense)) * 4
+    return ScoredEpisode(behaviour, category, seed, category == "success", steps, np.asarray(progress, float), None,
+                         "progress", dense=np.asarray(dense, float))
+
+
+def test_dense_order_measures_the_scorers_ranking_against_the_env_dense_reward():
+    # the env's dense reward: solve climbs to 1, reaching the push pose earns 0.3, an arm on the goal 0.05
+    solve = [_dense_rec("solve", "success", [0.0, 0.3, 0.6, 1.0], [0.0, 0.2, 0.6, 0.95], seed=k) for k in range(3)]
+    reach = [_dense_rec("near_miss_stop_short", "non_progress", [0.0, 0.2, 0.3, 0.3], [0.0, 0.05, 0.08, 0.08], seed=k)
+             for k in range(3)]
+    arm_goal = [_dense_rec("arm_to_goal", "non_progress", [0.0, 0.02, 0.05, 0.05], [0.0, 0.1, 0.2, 0.25], seed=k)
+                for k in range(3)]
+    o = dense_order(solve + reach + arm_goal)
+    # every solve-vs-other last-frame pair is right, every reach-vs-arm_to_goal pair reversed: 18 of 27 right
+    assert o["last_frame_pairs"] == 27 and o["last_frame_agreement"] == pytest.approx(18 / 27)
+    assert o["misordered"] == [{"higher": "near_miss_stop_short", "lower": "arm_to_goal", "reversed_share": 1.0,
+                                "pairs": 9}]
+    assert 0.5 < o["frame_agreement"] < 1.0 and o["frame_pairs"] > 1000
+    # a scorer that ranks like the dense reward agrees on every pair; ties in dense are left out
+    same = [_dense_rec(r.behaviour, r.category, r.dense, r.dense, r.seed) for r in solve + reach + arm_goal]
+    o2 = dense_order(same)
+    assert o2["frame_agreement"] == 1.0 and o2["last_frame_agreement"] == 1.0 and o2["misordered"] == []
+    # a constant scorer ties every pair: half
+    flat = [_dense_rec(r.behaviour, r.category, r.dense, np.zeros(4), r.seed) for r in solve + reach]
+    assert dense_order(flat)["frame_agreement"] == 0.5
+    # the summary carries it, the table prints it, the gate uses it only when asked
+    s = summarise(solve + reach + arm_goal)
+    assert s["dense_order"]["last_frame_agreement"] == pytest.approx(18 / 27)
+    assert s["behaviours"]["near_miss_stop_short"]["last_dense"] == pytest.approx(0.3)
+    table = format_summary("PushCube-v1", s)
+    assert "order vs the env's dense reward" in table and "reversed: near_miss_stop_short" in table
+    assert gate(s, 0.3, 0.0) == []
+    bad = gate(s, 0.3, 0.0, min_dense_agreement=0.95)
+    assert len(bad) == 1 and bad[0].startswith("frame pairs ordered like the env's dense reward: 0.")
+    assert gate(summarise(same), 0.3, 0.0, min_dense_agreement=0.95) == []
+    # no dense values recorded: nothing to order by, and a gate that asks for it says so
+    bare = [_rec("solve", "success", True, 0.9), _rec("idle", "non_progress", False, 0.1)]
+    assert summarise(bare)["dense_order"] is None
+    assert "no frame pairs carry a dense reward" in gate(summarise(bare), 0.3, 0.0, min_dense_agreement=0.5)[0]
 
 
 def test_episodes_whose_object_really_moved_to_the_goal_are_left_out_as_real_progress():
@@ -166,6 +208,10 @@ def test_score_episode_uses_the_scorers_item_kind():
     moved.frames = np.zeros((3, 32, 32, 3), np.uint8)
     rec_moved = score_episode(moved, scorer_predictor(build_scorer("cnn", {}), batch_size=2))
     assert rec_moved.object_progress == pytest.approx(0.5)
+    # the env's dense reward at each scored frame's state travels with the record (frame k: the reward of step k)
+    moved.rewards = np.array([0.2, 0.4], np.float32)
+    rec_dense = score_episode(moved, scorer_predictor(build_scorer("cnn", {}), batch_size=2))
+    assert rec_dense.dense.tolist() == pytest.approx([0.2, 0.2, 0.4])
 
 
 def _cli(tmp_path, *overrides):
