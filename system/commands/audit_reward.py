@@ -190,7 +190,7 @@ def _record_negatives(cfg, tasks: List[str]) -> int:
     from vlmrl.envs.tasks import get_task
 
     a = cfg.audit
-    _policy_runs(cfg, tasks)  # bad runs are refused before anything is recorded
+    policy_runs = _policy_runs(cfg, tasks)  # bad runs are refused before anything is recorded
     names = list(a.negatives_behaviours) or [n for n, b in BEHAVIOURS.items() if b.category == "non_progress"]
     counts = {str(n): int(c) for n, c in dict(a.negatives_counts or {}).items()}
     bad = {n: c for n, c in counts.items() if c < 0}
@@ -209,7 +209,7 @@ def _record_negatives(cfg, tasks: List[str]) -> int:
             if group and per:
                 record_behaviours(cfg.env, task, a.negatives_dir, group, per, seed, int(a.negatives_frame_stride))
                 seed += len(group) * per
-    _record_policy_episodes(cfg, tasks)
+    _record_policy_episodes(cfg, policy_runs)
     return 0
 
 
@@ -242,12 +242,12 @@ def _policy_runs(cfg, tasks: List[str]) -> List[tuple]:
     return out
 
 
-def _record_policy_episodes(cfg, tasks: List[str]) -> None:
+def _record_policy_episodes(cfg, runs: List[tuple]) -> None:
     from vlmrl.envs.dataset import EpisodeWriter
     from vlmrl.learner.reward_training.policy_episodes import iter_policy_episodes
 
     a = cfg.audit
-    for k, path, _ in _policy_runs(cfg, tasks):
+    for k, path, _ in runs:
         writer, n, wins = EpisodeWriter(a.negatives_dir), 0, 0
         for ep in _policy_iter(iter_policy_episodes, path, int(a.policy_episodes), int(a.negatives_seed), k,
                                int(a.negatives_frame_stride)):
@@ -308,14 +308,14 @@ def _mine_negatives(cfg, tasks: List[str]) -> int:
     return 0
 
 
-def _scored_policy_episodes(cfg, task: str, tasks: List[str], predict) -> list:
-    """The episodes of those ``audit.policy_runs`` that ran ``task``'s env, on held-out seeds, scored."""
+def _scored_policy_episodes(cfg, task: str, runs: List[tuple], predict) -> list:
+    """The episodes of those ``runs`` (:func:`_policy_runs`) that ran ``task``'s env, on held-out seeds, scored."""
     from vlmrl.envs.tasks import get_task
     from vlmrl.learner.reward_training.policy_episodes import iter_policy_episodes
     from vlmrl.learner.reward_training.reward_audit import score_episode
 
     a, out = cfg.audit, []
-    for k, path, env_id in _policy_runs(cfg, tasks):
+    for k, path, env_id in runs:
         if env_id != get_task(task).env_id:
             continue
         for ep in _policy_iter(iter_policy_episodes, path, int(a.policy_episodes), int(a.seed), k, int(a.frame_stride)):
@@ -333,7 +333,7 @@ def _audit(cfg, tasks: List[str]) -> int:
     from vlmrl.learner.reward_training.reward_eval import scorer_predictor
 
     a = cfg.audit
-    recorded = None
+    recorded, policy_runs = None, []
     if a.episodes_dirs:
         missing = [d for d in a.episodes_dirs if not (Path(d) / "index.jsonl").exists()]
         if missing:
@@ -351,7 +351,8 @@ def _audit(cfg, tasks: List[str]) -> int:
 
         n_beh = max(len(behaviours_for(get_task(t).env_id, list(a.behaviours))) for t in tasks)
         seeds = set(behaviour_seeds(n_beh, int(a.episodes_per_behaviour), int(a.seed)))
-        for k, _, _ in _policy_runs(cfg, tasks):
+        policy_runs = _policy_runs(cfg, tasks)
+        for k, _, _ in policy_runs:
             seeds |= set(policy_seeds(int(a.seed), k, int(a.policy_episodes)))
         _check_held_out(cfg, seeds)
     trained_on = set()
@@ -377,7 +378,7 @@ def _audit(cfg, tasks: List[str]) -> int:
             else:
                 records = audit_task(cfg.env, task, predict, list(a.behaviours), int(a.episodes_per_behaviour),
                                      int(a.seed), int(a.frame_stride), log=lambda m: print(m, flush=True))
-                records += _scored_policy_episodes(cfg, task, tasks, predict)
+                records += _scored_policy_episodes(cfg, task, policy_runs, predict)
             share = None if a.real_progress_share is None else float(a.real_progress_share)
             summary = summarise(records, float(a.complete_threshold), sorted(n for n in trained_on if n), share,
                                 float(a.dense_tie_threshold))
