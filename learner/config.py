@@ -135,6 +135,12 @@ class LrmTrainConfig:
     """How many restarts train at once, each in its own process (same seeds, same weights as one at a time when
     ``num_threads`` is set). With ``num_threads`` 1, up to the number of cores: ``make demo`` trains 2 of its 3 at once
     on a 2-core machine."""
+    init_from: str = ""
+    """A compact LRM folder (config.json + model.safetensors) to start from instead of random weights: fine-tuning,
+    e.g. a re-anchoring round that adds a run's policy episodes (``audit-reward --record-negatives
+    audit.policy_runs=[run]``) to the data in a few epochs. Its architecture must be the one configured here
+    (image_size, widths, embed_dim, text_encoder, hash_buckets); a mismatch is an error naming the field. Every restart
+    starts from it. Empty: train from scratch."""
     vlm: LrmLoraConfig = field(default_factory=LrmLoraConfig)
     """LoRA VLM training parameters, used when ``model=vlm`` (``learner.lrm_lora.train_lora_lrm``)."""
 

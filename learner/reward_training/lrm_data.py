@@ -51,7 +51,8 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -245,6 +246,24 @@ def dataset_sources(items: Sequence[Any]) -> List[DatasetSource]:
         out.append(DatasetSource(path=str(inp.path), format=inp.format, name=name, task_text=inp.task_text or None,
                                  source=inp.source, hdf5=hdf5, repeat=int(inp.repeat),
                                  qualified=not (inp.format == "episodes" and not inp.name)))
+    return _unique_names(out)
+
+
+def _unique_names(sources: List[DatasetSource]) -> List[DatasetSource]:
+    """Sources whose label is the same folder / file name (``a/policy_negatives``, ``b/policy_negatives``) get the
+    parent folders that tell them apart, so per-source counts and logs name each; explicit ``name`` s stay."""
+    def label(s: DatasetSource, depth: int) -> str:
+        parts = Path(s.path).parts
+        return "/".join(parts[-depth:]) if depth <= len(parts) else s.path
+
+    out = list(sources)
+    for depth in range(2, 8):
+        counts = Counter(s.name for s in out)
+        clash = [i for i, s in enumerate(out) if counts[s.name] > 1 and s.name == label(s, depth - 1)]
+        if not clash:
+            break
+        for i in clash:
+            out[i] = replace(out[i], name=label(out[i], depth))
     return out
 
 

@@ -13,6 +13,7 @@ import copy
 import json
 import shutil
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Callable, Dict
 
@@ -82,8 +83,28 @@ def compute_losses(model: CompactLRM, batch: TrainBatch, image_size: int, shift_
 
 
 def build_model(cfg) -> CompactLRM:
-    return CompactLRM(CompactLRMConfig(image_size=cfg.image_size, widths=list(cfg.widths), embed_dim=cfg.embed_dim,
-                                       text_encoder=cfg.text_encoder, hash_buckets=cfg.hash_buckets))
+    """The configured architecture: random weights, or those of ``cfg.init_from`` (fine-tuning; same architecture)."""
+    arch = CompactLRMConfig(image_size=cfg.image_size, widths=list(cfg.widths), embed_dim=cfg.embed_dim,
+                            text_encoder=cfg.text_encoder, hash_buckets=cfg.hash_buckets)
+    init_from = str(getattr(cfg, "init_from", "") or "")
+    if not init_from:
+        return CompactLRM(arch)
+    try:
+        model = CompactLRM.from_pretrained(init_from)
+    except (FileNotFoundError, ValueError) as e:
+        raise ValueError(f"lrm_train.init_from: {e}") from None
+    wrong = [f"{f.name}: {getattr(model.config, f.name)!r} there, {getattr(arch, f.name)!r} here"
+             for f in fields(CompactLRMConfig)
+             if f.name != "hash_buckets" or arch.text_encoder == "hashed"
+             if _plain(getattr(model.config, f.name)) != _plain(getattr(arch, f.name))]
+    if wrong:
+        raise ValueError(f"lrm_train.init_from={init_from} has another architecture ({'; '.join(wrong)}); set "
+                         f"lrm_train's fields to its config.json or leave init_from empty")
+    return model
+
+
+def _plain(v):
+    return list(v) if isinstance(v, (list, tuple)) else v
 
 
 def validate(model: CompactLRM, cfg, rule: TargetRule, sources=None) -> Dict[str, object]:
@@ -190,6 +211,8 @@ def train_best_of_restarts(cfg, log: Callable[[str], None] = print, writer=None)
     n = int(cfg.restarts)
     if n < 1:
         raise ValueError(f"lrm_train.restarts must be >= 1, got {n}")
+    if getattr(cfg, "init_from", ""):
+        build_model(cfg)  # a missing folder or another architecture: one error here, before any restart starts
     if n == 1:
         return train_compact_lrm(cfg, log, writer)
     from omegaconf import DictConfig, OmegaConf

@@ -216,3 +216,30 @@ def test_repeat_oversamples_a_sources_training_episodes_only(tmp_path):
     cfg.dataset_dirs = [{"path": str(a), "repeat": 2}, str(b)]
     result = train_compact_lrm(cfg, log=logs.append)
     assert any("x2 per epoch" in m for m in logs) and result["steps"] > 0
+
+
+def test_init_from_fine_tunes_a_trained_model_and_refuses_another_architecture(tmp_path, capsys):
+    """``lrm_train.init_from``: training starts from the given folder's weights (not random ones), so one epoch on the
+    old data plus new episodes keeps what the model knew; a missing folder or another architecture is one error."""
+    from vlmrl.learner.reward_training.lrm_train import train_best_of_restarts
+    from vlmrl.system.cli import main
+
+    old = write_synthetic_dataset(tmp_path / "old", 60, seed=1, image_size=32)
+    new = write_synthetic_dataset(tmp_path / "new", 12, seed=5, image_size=32)
+    train_compact_lrm(tiny_cfg([old], tmp_path / "base", epochs=8), log=lambda m: None)  # val progress acc ~0.76
+    src = CompactLRM.from_pretrained(tmp_path / "base").state_dict()
+    start = build_model(tiny_cfg([old, new], tmp_path / "t0", init_from=str(tmp_path / "base"))).state_dict()
+    assert src.keys() == start.keys() and all(torch.equal(src[k], start[k]) for k in src)
+    tuned = train_best_of_restarts(tiny_cfg([old, new], tmp_path / "tuned", init_from=str(tmp_path / "base"),
+                                            lr=1e-3), log=lambda m: None)["val"]
+    scratch = train_compact_lrm(tiny_cfg([old, new], tmp_path / "scratch", lr=1e-3), log=lambda m: None)["val"]
+    # one epoch from the trained weights is far ahead of one epoch from random ones (measured 0.68 vs 0.31)
+    assert tuned["progress_acc"][0.2] > scratch["progress_acc"][0.2] + 0.2, (tuned, scratch)
+    with pytest.raises(ValueError, match=r"init_from.*widths"):
+        build_model(tiny_cfg([old], tmp_path / "x", widths=[8, 16, 16], init_from=str(tmp_path / "base")))
+    with pytest.raises(ValueError, match="init_from.*not a compact LRM folder"):
+        train_best_of_restarts(tiny_cfg([old], tmp_path / "y", restarts=2, init_from=str(tmp_path / "nope")))
+    assert main(["lrm-train", f"lrm_train.dataset_dirs=[{old}]", f"lrm_train.out_dir={tmp_path / 'z'}",
+                 f"lrm_train.init_from={tmp_path / 'nope'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lrm_train.init_from" in err[0] and "not a compact LRM folder" in err[0], err

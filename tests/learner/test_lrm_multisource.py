@@ -92,3 +92,13 @@ def test_bad_entries_are_clear(tmp_path, minari_file):
     assert "no task text" in check_datasets([{"path": str(minari_file), "format": "minari_hdf5", "hdf5": KEYS}])
     assert "index.jsonl" in check_datasets([str(tmp_path)])
     assert check_datasets([{"path": str(minari_file), "format": "minari_hdf5", "task_text": "t", "hdf5": KEYS}]) is None
+
+
+def test_folders_with_the_same_name_are_told_apart_by_their_parents(tmp_path):
+    """Two rounds of ``audit-reward --record-negatives`` both write ``policy_negatives``: per-source counts and logs
+    must name both (they were merged under one label); explicit names and distinct folder names stay as given."""
+    a, b = tmp_path / "round1" / "policy_negatives", tmp_path / "round2" / "policy_negatives"
+    sources = dataset_sources([str(tmp_path / "demos"), str(a), str(b), {"path": str(tmp_path / "x"), "name": "mine"}])
+    assert [s.name for s in sources] == ["demos", "round1/policy_negatives", "round2/policy_negatives", "mine"]
+    assert [s.path for s in sources][1:3] == [str(a), str(b)]
+    assert [s.split_key({"id": "ep_000001"}) for s in sources[1:3]] == ["ep_000001", "ep_000001"]  # split unchanged
