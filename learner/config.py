@@ -490,6 +490,30 @@ class OfflineConfig:
 
 
 @dataclass
+class RewardRefreshConfig:
+    """(issue 23) ``vlmrl train`` with ``train.mode=vlm-score`` on a compact LRM: re-anchor the reward on where the
+    policy goes, during the run (learner/online/reward_refresh.py). Every ``every`` PPO iterations the current policy
+    plays ``episodes`` episodes recorded with the simulator's ground truth, the served LRM is fine-tuned on its own
+    data plus every round's episodes (``lrm_train.init_from``), and the reward workers hot-swap to it."""
+
+    every: int = 0
+    """PPO iterations between rounds (0 = off). Each round pauses PPO for its recording and fine-tuning."""
+    episodes: int = 8
+    """Episodes of the current policy per round (its Gaussian sampled, as in training), 1-1000."""
+    seed: int = 700_000
+    """Round k's episodes use env seeds ``seed + 1000 k + i``: training seeds, clear of the audit's held-out ones."""
+    frame_stride: int = 2
+    """Frames every this many steps in the recorded episodes (as ``audit.negatives_frame_stride``)."""
+    dataset_dirs: List[Any] = field(default_factory=list)
+    """The data the served LRM learned from, kept in every fine-tuning (empty: the ``lrm_train.dataset_dirs`` in
+    the LRM folder's config.yaml, written by ``vlmrl lrm-train``)."""
+    epochs: int = 2
+    lr: float = 3e-4
+    """Fine-tuning epochs and learning rate per round; the rest of the recipe (targets, architecture, batch) is the
+    LRM folder's own ``lrm_train`` (else this config's)."""
+
+
+@dataclass
 class AuditConfig:
     """``vlmrl audit-reward``: scripted behaviours (envs/behaviours.py) on held-out seeds, scored by ``scorer``;
     per behaviour the exploit margin (its last-frame progress / the successes') and the share called complete;

@@ -20,7 +20,8 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 from vlmrl.actors.config import RewardConfig
 from vlmrl.envs.config import BuildOfflineDatasetConfig, DatasetInputConfig, EnvConfig, HDF5KeysConfig, RecordDemosConfig
 from vlmrl.learner.config import (AuditConfig, EvalRewardConfig, LabelConfig, LrmLoraConfig, LrmLossWeights,
-                                  LrmRefineConfig, LrmTrainConfig, OfflineConfig, PreferenceConfig, TrainConfig)
+                                  LrmRefineConfig, LrmTrainConfig, OfflineConfig, PreferenceConfig, RewardRefreshConfig,
+                                  TrainConfig)
 from vlmrl.reward_workers.config import (AutoscaleConfig, ClientConfig, PoolConfig, ScorerConfig, ServerConfig,
                                          TlsConfig, clear_tables_given_whole)
 
@@ -51,6 +52,7 @@ class VlmrlConfig:
     lrm_refine: LrmRefineConfig = field(default_factory=LrmRefineConfig)
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    reward_refresh: RewardRefreshConfig = field(default_factory=RewardRefreshConfig)
 
 
 class ConfigError(ValueError):

@@ -45,8 +45,13 @@ class OnlineTrainer:
         self.mode_hook = self._mode_hook()
 
     def _mode_hook(self) -> TrainingMode:
-        """Per-mode work around PPO iterations: ``preference`` -> PreferenceMode, ``lrm`` -> LrmRefineMode, any other
-        mode the do-nothing :class:`TrainingMode`."""
+        """Per-mode work around PPO iterations: ``preference`` -> PreferenceMode, ``lrm`` -> LrmRefineMode,
+        ``reward_refresh.every`` > 0 -> RewardRefreshMode (``vlm-score`` only: it checks), any other the do-nothing
+        :class:`TrainingMode`."""
+        if int(self.cfg.reward_refresh.every) > 0:
+            from vlmrl.learner.online.reward_refresh import RewardRefreshMode
+
+            return RewardRefreshMode(self.cfg, self.run_dir, self.print)  # refuses any mode but vlm-score
         if self.cfg.train.mode == "preference":
             from vlmrl.learner.preference.mode import PreferenceMode
 

@@ -255,8 +255,9 @@ def train_best_of_restarts(cfg, log: Callable[[str], None] = print, writer=None)
     return {**best, "out_dir": str(out_dir), "chosen_seed": seed, "restarts": summary}
 
 
-def _train_restart_in_child(sub) -> Dict[str, object]:
-    """One restart in a worker process; its log lines go to the process's stdout, tagged with its seed."""
+def train_in_child(sub) -> Dict[str, object]:
+    """One training in a worker process (a restart, a reward-refresh round); its log lines go to the process's
+    stdout, tagged with its seed."""
     return train_compact_lrm(sub, lambda m, s=sub.seed: print(f"[seed {s}] {m}", flush=True))
 
 
@@ -268,7 +269,7 @@ def _train_in_processes(subs, at_once: int, log: Callable[[str], None]):
     log(f"lrm-train: {len(subs)} restarts (seeds {', '.join(str(s.seed) for s in subs)}), {at_once} at once in "
         f"their own processes -> {Path(subs[0].out_dir).parent}")
     with ProcessPoolExecutor(max_workers=at_once, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(_train_restart_in_child, subs))
+        return list(pool.map(train_in_child, subs))
 
 
 def _num(v) -> str:

@@ -16,7 +16,7 @@ generator seeded from it: the same run, seed and checkpoint give the same episod
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -54,21 +54,29 @@ def iter_policy_episodes(path: str | Path, episodes: int, base_seed: int, run_in
     folders) on seeds :func:`policy_seeds`; FileNotFoundError naming the fix when it is not a finished run."""
     from omegaconf import OmegaConf
 
-    from vlmrl.envs.maniskill_env import ManiSkillTaskEnv
-    from vlmrl.envs.recording import EpisodeCutoff, RecordingWrapper
-    from vlmrl.learner.online.lrm_refine import final_policy, gaussian_actions
+    from vlmrl.learner.online.lrm_refine import final_policy
 
     run, ckpt = run_and_checkpoint(path)
     if not (run / "config.yaml").exists():
         raise FileNotFoundError(f"audit.policy_runs: {path} is not a `vlmrl train` run folder (no config.yaml)")
     cfg = OmegaConf.load(run / "config.yaml")
-    module = final_policy(run, ckpt)
-    env = ManiSkillTaskEnv(cfg.env, frame_stride=int(frame_stride), end_on_success=False, reward_mode="none",
+    yield from iter_module_episodes(final_policy(run, ckpt), cfg.env, policy_seeds(base_seed, run_index, episodes),
+                                    frame_stride, behaviour_name(path), str(path))
+
+
+def iter_module_episodes(module: Any, env_cfg: Any, seeds: Iterable[int], frame_stride: int, name: str,
+                         run: str) -> Iterator[Episode]:
+    """One recorded episode per seed of ``module`` (a PPO RLModule: its Gaussian sampled, actions clipped to the box)
+    in the env of ``env_cfg``, frames every ``frame_stride`` steps, meta behaviour ``name`` / category ``policy``."""
+    from vlmrl.envs.maniskill_env import ManiSkillTaskEnv
+    from vlmrl.envs.recording import EpisodeCutoff, RecordingWrapper
+    from vlmrl.learner.online.lrm_refine import gaussian_actions
+
+    env = ManiSkillTaskEnv(env_cfg, frame_stride=int(frame_stride), end_on_success=False, reward_mode="none",
                            sim_backend="cpu", num_envs=1)
-    name = behaviour_name(path)
     try:
         low, high = env.action_space.low, env.action_space.high
-        for seed in policy_seeds(base_seed, run_index, episodes):
+        for seed in seeds:
             rng = np.random.default_rng(seed)
             rec = RecordingWrapper(env, env.max_episode_steps)
             obs, _ = rec.reset(seed=seed)
@@ -80,6 +88,6 @@ def iter_policy_episodes(path: str | Path, episodes: int, base_seed: int, run_in
             except EpisodeCutoff:
                 pass
             yield rec.finish().to_episode(env.task.env_id, SOURCE, {"behaviour": name, "category": CATEGORY,
-                                                                    "run": str(path)})
+                                                                    "run": run})
     finally:
         env.close()

@@ -149,6 +149,34 @@ class CompactLrmScorer(Scorer):
     def model_version(self) -> str:
         return self._version
 
+    def update_weights(self, version: str, state: bytes) -> None:
+        """Hot swap: ``state`` is a ``model.safetensors`` of the same architecture (a fine-tuned copy of the served
+        LRM, e.g. a reward-refresh round of ``train.reward_refresh``); a bad update leaves the served model as it was."""
+        from safetensors.torch import load as load_safetensors
+
+        from vlmrl.reward_workers.models.compact_lrm import CompactLRM
+
+        if not version:
+            raise ScorerError("compact_lrm: a weight update needs a non-empty version")
+        if self.params.ensemble_dirs:
+            raise ScorerError("compact_lrm: weight updates replace one model; this scorer serves an ensemble "
+                              "(params.ensemble_dirs)")
+        try:
+            sd = load_safetensors(bytes(state))
+        except Exception as e:  # noqa: BLE001 - re-raised with what was wrong
+            raise ScorerError(f"compact_lrm: weight update is not a safetensors file: {type(e).__name__}: {e}") from e
+        fresh = CompactLRM(self.model.config)  # same architecture ...
+        if self.model.config.text_encoder == "minilm":
+            fresh.minilm = self.model.minilm  # ... and the same frozen text embedder with its cache (not a parameter)
+        fresh.to(next(self.model.parameters()).device)
+        try:
+            fresh.load_state_dict(sd, strict=True)
+        except RuntimeError as e:
+            raise ScorerError(f"compact_lrm: weight update does not fit the served model's architecture: {e}") from e
+        self.model = fresh.eval()
+        self.models = [fresh]
+        self._version = str(version)
+
     def score_batch(self, tasks: Sequence[str], items: Sequence[np.ndarray]) -> list[ScoreResult]:
         if len(tasks) != len(items):
             raise ScorerError(f"{len(tasks)} tasks for {len(items)} items")

@@ -117,3 +117,57 @@ def test_ensemble_params_are_checked(weights_dir, tmp_path):
                                      "disagreement_penalty": -1.0})
     with pytest.raises(ScorerError, match=r"cannot load ensemble_dirs\[0\]=.*nowhere"):
         build_scorer("compact_lrm", {"weights_dir": weights_dir, "ensemble_dirs": [str(tmp_path / "nowhere")]})
+
+
+def test_hot_swap_serves_the_new_weights_and_a_bad_update_keeps_the_old(weights_dir, tmp_path):
+    """``update_weights`` (train.reward_refresh's hot swap): a model.safetensors of the same architecture is served
+    under the given version, exactly as a scorer loading that folder would score; bad bytes, another architecture or
+    an ensemble are refused and the served model stays."""
+    from pathlib import Path
+
+    from vlmrl.reward_workers.scorers.compact_lrm import CompactLrmScorer
+
+    sc = build_scorer("compact_lrm", {"weights_dir": weights_dir})
+    items, tasks = _items(4, np.random.default_rng(3)), ["push the cube"] * 4
+    before = [r.reward for r in sc.score_batch(tasks, items)]
+    new_dir = _member(tmp_path, 5)
+    sc.update_weights("refresh-1", (Path(new_dir) / "model.safetensors").read_bytes())
+    assert sc.model_version == "refresh-1"
+    fresh = build_scorer("compact_lrm", {"weights_dir": new_dir})
+    after = [r.reward for r in sc.score_batch(tasks, items)]
+    assert after == pytest.approx([r.reward for r in fresh.score_batch(tasks, items)], abs=1e-6)
+    assert after != pytest.approx(before, abs=1e-4)
+    torch.manual_seed(0)
+    wider = CompactLRM(CompactLRMConfig(image_size=32, widths=[8, 32], embed_dim=16, text_encoder="hashed"))
+    for version, state, match in (("", b"x", "non-empty version"), ("v", b"not safetensors", "not a safetensors"),
+                                  ("v", (wider.save_pretrained(tmp_path / "w") / "model.safetensors").read_bytes(),
+                                   "architecture")):
+        with pytest.raises(ScorerError, match=match):
+            sc.update_weights(version, state)
+        assert sc.model_version == "refresh-1"
+        assert [r.reward for r in sc.score_batch(tasks, items)] == pytest.approx(after, abs=1e-6)
+    ens = build_scorer("compact_lrm", {"weights_dir": weights_dir, "ensemble_dirs": [new_dir]})
+    assert isinstance(ens, CompactLrmScorer)
+    with pytest.raises(ScorerError, match="ensemble"):
+        ens.update_weights("v", (Path(new_dir) / "model.safetensors").read_bytes())
+
+
+def test_hot_swap_of_a_minilm_model_keeps_its_text_embedder(tmp_path):
+    """The demo's LRMs use the frozen MiniLM text embedder (a lock and a cache, not parameters): the swapped-in
+    model shares it and scores the cached task exactly like a scorer loading the new folder."""
+    from pathlib import Path
+
+    cache = {"push the cube": torch.randn(384)}  # MiniLM is frozen: every model embeds a text the same way
+
+    def saved(seed, name):
+        torch.manual_seed(seed)
+        m = CompactLRM(CompactLRMConfig(image_size=32, widths=[8, 16], embed_dim=16, text_encoder="minilm"), cache)
+        m.minilm.cache = dict(cache)
+        return str(m.save_pretrained(tmp_path / name))
+
+    old, new = saved(0, "old"), saved(1, "new")
+    sc = build_scorer("compact_lrm", {"weights_dir": old})
+    items, tasks = _items(3, np.random.default_rng(4)), ["push the cube"] * 3
+    sc.update_weights("v2", (Path(new) / "model.safetensors").read_bytes())
+    expected = build_scorer("compact_lrm", {"weights_dir": new}).score_batch(tasks, items)
+    assert [r.reward for r in sc.score_batch(tasks, items)] == pytest.approx([r.reward for r in expected], abs=1e-6)
