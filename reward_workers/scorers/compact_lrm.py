@@ -151,7 +151,7 @@ class CompactLrmScorer(Scorer):
 
     def update_weights(self, version: str, state: bytes) -> None:
         """Hot swap: ``state`` is a ``model.safetensors`` of the same architecture (a fine-tuned copy of the served
-        LRM, e.g. a reward-refresh round of ``train.reward_refresh``); a bad update leaves the served model as it was."""
+        LRM, e.g. a round of ``reward_refresh``); a bad update leaves the served model as it was."""
         from safetensors.torch import load as load_safetensors
 
         from vlmrl.reward_workers.models.compact_lrm import CompactLRM
