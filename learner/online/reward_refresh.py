@@ -145,6 +145,7 @@ class RewardRefreshMode(TrainingMode):
         sub.restarts = sub.parallel_restarts = sub.num_threads = 1
         sub.max_minutes = 0.0
         result = fine_tune_in_child(sub)
+        OmegaConf.save(OmegaConf.create({"lrm_train": sub}), out / "lrm" / "config.yaml")  # self-describing, as lrm-train's
         version = f"refresh-{out.name}"
         self._serve(out / "lrm", version)
         (out / "round.json").write_text(json.dumps({"iteration": iteration, "version": version, "seeds": list(seeds),

@@ -110,6 +110,9 @@ def test_rounds_record_fine_tune_from_the_served_model_and_hot_swap(served_lrm, 
     r2 = tmp_path / "run" / "reward_refresh" / "iter_000004"
     meta2 = json.loads((r2 / "round.json").read_text())
     assert meta2["init_from"] == str(r1 / "lrm")
+    # a round's folder names its data like lrm-train's output does: it can be served (and refreshed) again
+    again = _cfg(r2 / "lrm", tmp_path)
+    assert rr.recipe(again).dataset_dirs == meta2["dataset_dirs"]
     assert meta2["dataset_dirs"] == [str(demos), str(r1 / "episodes"), str(r2 / "episodes")]
     assert calls[1][0] == [702_000, 702_001]
     assert mode.after_iteration(Algo(), 10) == {}  # the last iteration: nothing left to train on it
