@@ -23,6 +23,7 @@ the fine-tuned model's held-out progress accuracy and Spearman, seconds).
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import time
@@ -38,8 +39,9 @@ SCORER = "compact_lrm"
 ROUND_SEEDS = 1_000
 
 
-def check_reward_refresh_config(cfg: DictConfig) -> None:
-    """ValueError with the fix when ``reward_refresh`` (every > 0) cannot run with this config."""
+def check_reward_refresh_config(cfg: DictConfig) -> DictConfig:
+    """ValueError with the fix when ``reward_refresh`` (every > 0) cannot run with this config; else its
+    :func:`recipe`."""
     r = cfg.reward_refresh
     if str(cfg.train.mode) != "vlm-score":
         raise ValueError(f"reward_refresh.every={r.every} re-anchors the scorer PPO trains on: it needs "
@@ -61,18 +63,17 @@ def check_reward_refresh_config(cfg: DictConfig) -> None:
     weights_dir = Path(str(cfg.scorer.params.weights_dir))
     if not (weights_dir / "model.safetensors").exists():
         raise ValueError(f"scorer.params.weights_dir={weights_dir} is not a compact LRM folder (no model.safetensors)")
-    recipe(cfg)  # the data the LRM learned from must be known
+    return recipe(cfg)  # the data the LRM learned from must be known
 
 
 def recipe(cfg: DictConfig) -> DictConfig:
     """The ``lrm_train`` section a round fine-tunes with: the served LRM folder's own (its config.yaml, written by
     ``vlmrl lrm-train``), else this config's; ``reward_refresh.dataset_dirs`` when given replaces its data."""
+    from vlmrl.learner.config import LrmTrainConfig
     from vlmrl.learner.reward_training.lrm_data import dataset_config_problem
 
     saved = Path(str(cfg.scorer.params.weights_dir)) / "config.yaml"
     sec = OmegaConf.load(saved).lrm_train if saved.exists() else cfg.lrm_train
-    from vlmrl.learner.config import LrmTrainConfig
-
     sec = OmegaConf.merge(OmegaConf.structured(LrmTrainConfig), OmegaConf.to_container(sec, resolve=True))
     if cfg.reward_refresh.dataset_dirs:
         sec.dataset_dirs = OmegaConf.to_container(cfg.reward_refresh.dataset_dirs, resolve=True)
@@ -95,7 +96,7 @@ class RewardRefreshMode(TrainingMode):
     LRM fine-tuned on them -> hot-swapped into the reward workers (see module doc)."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, print_fn=print) -> None:
-        check_reward_refresh_config(cfg)
+        self.recipe = check_reward_refresh_config(cfg)
         self.cfg = cfg
         self.r = cfg.reward_refresh
         self.run_dir = Path(run_dir)
@@ -112,9 +113,9 @@ class RewardRefreshMode(TrainingMode):
         """This run's finished rounds (a fine-tuned model saved) after iterations <= ``up_to``, oldest first."""
         if not self.rounds_dir.is_dir():
             return []
-        done = [d for d in self.rounds_dir.iterdir()
-                if round_iteration(d) is not None and round_iteration(d) <= up_to and (d / "lrm" / "model.safetensors").exists()]
-        return sorted(done, key=round_iteration)
+        done = [(it, d) for d in self.rounds_dir.iterdir() if (it := round_iteration(d)) is not None
+                and it <= up_to and (d / "lrm" / "model.safetensors").exists()]
+        return [d for _, d in sorted(done)]
 
     def after_iteration(self, algo: Any, iteration: int) -> Dict[str, float]:
         self.last_console_line = ""
@@ -125,12 +126,14 @@ class RewardRefreshMode(TrainingMode):
     def refresh(self, module: Any, iteration: int) -> Dict[str, float]:
         """One round after PPO iteration ``iteration`` with policy ``module``; returns its TensorBoard scalars."""
         from vlmrl.envs.dataset import EpisodeWriter
+        from vlmrl.learner.reward_training.lrm_train import train_in_processes
         from vlmrl.learner.reward_training.policy_episodes import iter_module_episodes
 
         t0 = time.perf_counter()
         k = iteration // int(self.r.every)
         out = self.rounds_dir / f"iter_{iteration:06d}"
-        seeds = range(int(self.r.seed) + ROUND_SEEDS * k, int(self.r.seed) + ROUND_SEEDS * k + int(self.r.episodes))
+        first = int(self.r.seed) + ROUND_SEEDS * k
+        seeds = range(first, first + int(self.r.episodes))
         writer, wins = EpisodeWriter(out / "episodes"), 0
         for ep in iter_module_episodes(module, self.cfg.env, seeds, int(self.r.frame_stride),
                                        f"policy_{self.run_dir.name}_iter_{iteration:06d}", str(self.run_dir)):
@@ -138,13 +141,13 @@ class RewardRefreshMode(TrainingMode):
             wins += int(bool(ep.success[-1]))
         t_rec = time.perf_counter() - t0
         earlier = self.rounds(iteration - 1)
-        sub = recipe(self.cfg)
+        sub = copy.deepcopy(self.recipe)
         sub.dataset_dirs = [*sub.dataset_dirs, *(str(d / "episodes") for d in earlier), str(out / "episodes")]
         sub.init_from, sub.out_dir = str(self.served), str(out / "lrm")
         sub.epochs, sub.lr = int(self.r.epochs), float(self.r.lr)
         sub.restarts = sub.parallel_restarts = sub.num_threads = 1
         sub.max_minutes = 0.0
-        result = fine_tune_in_child(sub)
+        (result,) = train_in_processes([sub], 1)  # its own process: torch's thread setting stays out of PPO's
         OmegaConf.save(OmegaConf.create({"lrm_train": sub}), out / "lrm" / "config.yaml")  # self-describing, as lrm-train's
         version = f"refresh-{out.name}"
         self._serve(out / "lrm", version)
@@ -180,17 +183,6 @@ class RewardRefreshMode(TrainingMode):
             self.served = done[-1] / "lrm"
             self._serve(self.served, f"refresh-{done[-1].name}")
             self.print(f"reward refresh: serving {self.served} again (round after iteration {round_iteration(done[-1])})")
-
-
-def fine_tune_in_child(sub: DictConfig) -> Dict[str, Any]:
-    """``train_compact_lrm(sub)`` in one spawned process (torch is not fork-safe; its thread setting stays there)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from vlmrl.learner.reward_training.lrm_train import train_in_child
-
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(train_in_child, sub).result()
 
 
 def _plain_val(result: Dict[str, Any]) -> Dict[str, Any]:

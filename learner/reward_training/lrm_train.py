@@ -211,10 +211,10 @@ def train_best_of_restarts(cfg, log: Callable[[str], None] = print, writer=None)
     n = int(cfg.restarts)
     if n < 1:
         raise ValueError(f"lrm_train.restarts must be >= 1, got {n}")
-    if getattr(cfg, "init_from", ""):
-        build_model(cfg)  # a missing folder or another architecture: one error here, before any restart starts
     if n == 1:
         return train_compact_lrm(cfg, log, writer)
+    if getattr(cfg, "init_from", ""):
+        build_model(cfg)  # a missing folder or another architecture: one error here, before any restart starts
     from omegaconf import DictConfig, OmegaConf
 
     if isinstance(cfg, DictConfig):  # a section of the whole config: resolve its ${...} before copying it out
@@ -235,7 +235,9 @@ def train_best_of_restarts(cfg, log: Callable[[str], None] = print, writer=None)
             log(f"lrm-train: restart {k + 1}/{n} (seed {sub.seed}) -> {sub.out_dir}")
             runs.append(train_compact_lrm(sub, lambda m, s=sub.seed: log(f"[seed {s}] {m}")))
     else:
-        runs = _train_in_processes(subs, at_once, log)
+        log(f"lrm-train: {n} restarts (seeds {', '.join(str(s.seed) for s in subs)}), {at_once} at once in "
+            f"their own processes -> {out_dir / 'restarts'}")
+        runs = train_in_processes(subs, at_once)
     results = [(sub.seed, selection_score(res["val"]), res) for sub, res in zip(subs, runs)]
     seed, _, best = max(results, key=lambda r: r[1])
     for f in Path(best["out_dir"]).iterdir():
@@ -255,21 +257,19 @@ def train_best_of_restarts(cfg, log: Callable[[str], None] = print, writer=None)
     return {**best, "out_dir": str(out_dir), "chosen_seed": seed, "restarts": summary}
 
 
-def train_in_child(sub) -> Dict[str, object]:
-    """One training in a worker process (a restart, a reward-refresh round); its log lines go to the process's
-    stdout, tagged with its seed."""
+def _train_in_child(sub) -> Dict[str, object]:
+    """One training in a worker process; its log lines go to the process's stdout, tagged with its seed."""
     return train_compact_lrm(sub, lambda m, s=sub.seed: print(f"[seed {s}] {m}", flush=True))
 
 
-def _train_in_processes(subs, at_once: int, log: Callable[[str], None]):
-    """The restarts ``subs`` in ``at_once`` spawned processes (torch is not fork-safe); results in ``subs``' order."""
+def train_in_processes(subs, at_once: int) -> list:
+    """``train_compact_lrm`` of each of ``subs`` (restarts, a reward-refresh round) in ``at_once`` spawned processes
+    (torch is not fork-safe; each process keeps its own thread setting); results in ``subs``' order."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    log(f"lrm-train: {len(subs)} restarts (seeds {', '.join(str(s.seed) for s in subs)}), {at_once} at once in "
-        f"their own processes -> {Path(subs[0].out_dir).parent}")
     with ProcessPoolExecutor(max_workers=at_once, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(train_in_child, subs))
+        return list(pool.map(_train_in_child, subs))
 
 
 def _num(v) -> str:

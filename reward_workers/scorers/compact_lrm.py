@@ -168,7 +168,7 @@ class CompactLrmScorer(Scorer):
         fresh = CompactLRM(self.model.config)  # same architecture ...
         if self.model.config.text_encoder == "minilm":
             fresh.minilm = self.model.minilm  # ... and the same frozen text embedder with its cache (not a parameter)
-        fresh.to(next(self.model.parameters()).device)
+        fresh.to(self.params.device)
         try:
             fresh.load_state_dict(sd, strict=True)
         except RuntimeError as e:
