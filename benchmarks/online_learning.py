@@ -168,6 +168,34 @@ def train_success(run_dir: Path, last: int = 2) -> float:
     return statistics.mean(v for _, v in values[-last:]) if values else float("nan")
 
 
+BLOCK_STEPS = 20_000
+"""The learning curves are summarised per block of this many env steps (5 blocks in a 100k-step run)."""
+
+
+def by_block(scalars: Dict[str, list], tag: str, block_steps: int = BLOCK_STEPS) -> List[float]:
+    """Mean of a TensorBoard scalar per ``block_steps`` env steps (a value logged at step s belongs to block
+    (s - 1) // block_steps), in block order; [] when the run never logged ``tag``."""
+    blocks: Dict[int, List[float]] = {}
+    for step, v in scalars.get(tag, []):
+        blocks.setdefault(max(0, int(step) - 1) // block_steps, []).append(float(v))
+    return [statistics.mean(blocks[k]) for k in sorted(blocks)]
+
+
+def curve_summary(run_dir: Path) -> Dict[str, object]:
+    """A finished run's curves by 20k-step block: ground-truth success of the training episodes and, for runs on
+    a served reward, corr(served score, env dense) of the iteration's frames (``min`` = its worst iteration):
+    the numbers RESULTS.md reports beside greedy success."""
+    from vlmrl.learner.online.train_metrics import read_scalars
+
+    sc = read_scalars(run_dir)
+    out: Dict[str, object] = {"train_success_by_20k_block": by_block(sc, "charts/gt_success_rate")}
+    corr = [v for _, v in sc.get("reward/pearson_frame_score_vs_dense", [])]
+    if corr:
+        out["pearson_score_vs_dense_by_20k_block"] = by_block(sc, "reward/pearson_frame_score_vs_dense")
+        out["pearson_score_vs_dense_min"] = min(corr)
+    return out
+
+
 TRAIN_EPISODES = "_train_episodes"
 COLUMN_TITLES = {"env_dense": "PPO on env dense reward", "lrm_reward": "PPO on compact-LRM reward",
                  "bc_base": "BC base", "lrm_refine": "BC + PPO on LRM reward", "env_refine": "BC + PPO on env dense reward"}
@@ -280,6 +308,7 @@ def main(argv=None) -> int:
         p.error(f"--runs: unknown {unknown}; choose from {sorted(all_modes)}")
     modes = {k: v for k, v in all_modes.items() if k in runs}
     per_seed: Dict[int, Dict[str, float]] = {}
+    curves: Dict[int, Dict[str, Dict[str, object]]] = {}
     for seed in seeds:
         row: Dict[str, float] = {}
         for name, mode_over in modes.items():
@@ -295,8 +324,13 @@ def main(argv=None) -> int:
             row[name + TRAIN_EPISODES] = train_success(run_dir)
             if name.endswith("_refine"):
                 row["bc_base"] = float(json.loads((run_dir / "base_eval.json").read_text())["success_base"])
+            curve = curves.setdefault(seed, {})[name] = curve_summary(run_dir)
+            corr = curve.get("pearson_score_vs_dense_by_20k_block")
             print(f"[bench] seed {seed} {name}: greedy success {row[name]:.3f}, training episodes (stochastic, last 2 "
-                  f"iterations) {row[name + TRAIN_EPISODES]:.3f}"
+                  f"iterations) {row[name + TRAIN_EPISODES]:.3f}, by 20k-step block "
+                  f"{' / '.join(f'{x:.3f}' for x in curve['train_success_by_20k_block'])}"
+                  + (f"; corr(score, dense) by block {' / '.join(f'{x:.2f}' for x in corr)} "
+                     f"(min {curve['pearson_score_vs_dense_min']:.2f})" if corr else "")
                   + (f" ({timings[run_name]:.0f}s)" if run_name in timings else ""), flush=True)
         per_seed[seed] = row
 
@@ -309,7 +343,7 @@ def main(argv=None) -> int:
                    for a, b in (("lrm_reward", "env_dense"), ("lrm_refine", "env_refine")) if a in mean and b in mean})
     result = {"env": args.env, "env_steps_per_run": iterations * batch, "iterations": iterations, "train_batch": batch,
               "eval_episodes": episodes, "seeds": seeds, "quick": args.quick, "runs": runs, "per_seed": per_seed,
-              "mean": mean, "ratios": ratios, "timings_s": timings, "total_s": time.monotonic() - t_all}
+              "mean": mean, "ratios": ratios, "curves": curves, "timings_s": timings, "total_s": time.monotonic() - t_all}
     (out / "results.json").write_text(json.dumps(result, indent=1))
     print(f"\n[bench] {args.env}: {iterations} iterations x {batch} = {iterations * batch} env steps per run, greedy "
           f"success over {episodes} fixed-seed episodes (in brackets: stochastic training episodes, last 2 iterations)")

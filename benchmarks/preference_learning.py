@@ -35,11 +35,10 @@ from typing import Dict, List, Optional
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from benchmarks.online_learning import cli, evaluate_checkpoint, train_success  # noqa: E402
+from benchmarks.online_learning import BLOCK_STEPS, by_block, cli, evaluate_checkpoint, train_success  # noqa: E402
 
 CONFIG = "train_pushcube_preference"
 BATCH = 2000
-BLOCK_STEPS = 20_000
 RESULT = "bench_result.json"
 
 
@@ -67,12 +66,8 @@ def run_metrics(run_dir: Path) -> Dict[str, object]:
     from vlmrl.learner.online.train_metrics import read_scalars
 
     sc = read_scalars(run_dir)
-    succ = sc.get("charts/gt_success_rate", [])
-    blocks: Dict[int, List[float]] = {}
-    for step, v in succ:
-        blocks.setdefault(max(0, (int(step) - 1)) // BLOCK_STEPS, []).append(v)
     out: Dict[str, object] = {"train_success_last2": train_success(run_dir),
-                              "train_success_by_20k_block": [statistics.mean(blocks[k]) for k in sorted(blocks)]}
+                              "train_success_by_20k_block": by_block(sc, "charts/gt_success_rate")}
     last = {tag: vals[-1] for tag in sc if (vals := series(sc, tag))}
     for key, tag in (("labels_asked", "preference/labels_asked_total"), ("labels_kept", "preference/labels_total"),
                      ("label_failures", "preference/label_failures_total"),
