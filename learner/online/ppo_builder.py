@@ -91,6 +91,10 @@ def check_train_config(cfg: DictConfig) -> None:
         what = "train.mode=env" if t.mode == "env" else f"train.mode={t.mode} with lrm_refine.reward=env"
         raise ValueError(f"{what} trains on the env's reward, but env.reward_mode=none returns 0; "
                          "use env.reward_mode=dense or sparse")
+    if uses_reward_pool(cfg) and t.start_pool and not cfg.reward.addresses and not cfg.pool.ray_address:
+        from vlmrl.reward_workers.scorers.base import check_scorer_section
+
+        check_scorer_section(cfg.scorer, "scorer")  # this job starts the workers here: their weights must be here
 
 
 def _vector_env(cfg: DictConfig) -> bool:

@@ -126,6 +126,10 @@ def check_preference_config(cfg: DictConfig) -> None:
         raise ValueError(f"preference.max_label_failure_fraction must be in [0, 1], got {p.max_label_failure_fraction}")
     if str(p.labeller) not in LABELLERS:
         raise ValueError(f"preference.labeller must be one of {list(LABELLERS)}, got {p.labeller!r}")
+    if str(p.labeller) == "pool" and not cfg.pool.ray_address:  # its workers build this scorer on this machine
+        from vlmrl.reward_workers.scorers.base import check_scorer_section
+
+        check_scorer_section(p.labeller_scorer, "preference.labeller_scorer")
     if str(p.pair_sampling) not in PAIR_SAMPLING:
         raise ValueError(f"preference.pair_sampling must be one of {list(PAIR_SAMPLING)}, got {p.pair_sampling!r}")
     if str(p.pair_sampling) == "disagreement" and int(cfg.scorer.params.get("ensemble_size", 1)) < 2:

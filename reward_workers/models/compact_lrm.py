@@ -179,12 +179,18 @@ class CompactLRM(nn.Module):
             (d / "text_cache.json").write_text(json.dumps(texts))
         return d
 
+    @staticmethod
+    def check_folder(directory: str | os.PathLike) -> None:
+        """FileNotFoundError unless ``directory`` holds a saved compact LRM (config.json + model.safetensors)."""
+        d = Path(directory)
+        if not (d / "config.json").exists() or not (d / "model.safetensors").exists():
+            raise FileNotFoundError(f"{d} is not a compact LRM folder (needs config.json and model.safetensors)")
+
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, device: str = "cpu") -> "CompactLRM":
         d = Path(directory)
         cfg_path, weights = d / "config.json", d / "model.safetensors"
-        if not cfg_path.exists() or not weights.exists():
-            raise FileNotFoundError(f"{d} is not a compact LRM folder (needs config.json and model.safetensors)")
+        cls.check_folder(d)
         meta = json.loads(cfg_path.read_text())
         if meta.get("format") != FORMAT_NAME:
             raise ValueError(f"{cfg_path}: format is {meta.get('format')!r}, expected {FORMAT_NAME!r}")

@@ -90,6 +90,12 @@ class Scorer(ABC):
     def close(self) -> None:
         """Release models and threads (called on server shutdown)."""
 
+    @classmethod
+    def check_params(cls, params: Any) -> None:
+        """Cheap checks of ``params`` that load no model (e.g. that a weights folder exists), raising ScorerError:
+        a job that starts reward workers runs them first, so a wrong path is one line before any worker starts
+        instead of a worker's traceback. Default: nothing beyond the ``Params`` schema."""
+
 
 _REGISTRY: Dict[str, Type[Scorer]] = {}
 
@@ -118,8 +124,8 @@ def available_scorers() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def build_scorer(name: str, params: Mapping[str, Any] | None = None) -> Scorer:
-    """Instantiate a registered scorer; parameters are checked against its ``Params`` schema."""
+def _scorer_and_params(name: str, params: Mapping[str, Any] | None) -> tuple[Type[Scorer], Any]:
+    """The registered class and ``params`` checked against its ``Params`` schema."""
     _load_builtin_scorers()
     if name not in _REGISTRY:
         raise ScorerError(f"unknown scorer {name!r}; available: {sorted(_REGISTRY)}")
@@ -129,5 +135,30 @@ def build_scorer(name: str, params: Mapping[str, Any] | None = None) -> Scorer:
         clear_tables_given_whole(schema, given)  # weights={progress: 1.0} means completion 0
         merged = OmegaConf.merge(schema, given)
     except (ConfigKeyError, ValidationError) as e:
-        raise ScorerError(f"bad params for scorer {name!r}: {e}") from e
-    return cls(OmegaConf.to_object(merged))
+        raise ScorerError(f"bad params for scorer {name!r}: {str(e).splitlines()[0]}") from e  # not OmegaConf's key dump
+    return cls, OmegaConf.to_object(merged)
+
+
+def build_scorer(name: str, params: Mapping[str, Any] | None = None) -> Scorer:
+    """Instantiate a registered scorer; parameters are checked against its ``Params`` schema."""
+    cls, checked = _scorer_and_params(name, params)
+    return cls(checked)
+
+
+def check_scorer_config(name: str, params: Mapping[str, Any] | None = None) -> None:
+    """What can be checked of a scorer config without loading its model: the name, the ``Params`` schema and the
+    scorer's own ``check_params`` (raises ScorerError). Jobs run it before they start reward workers."""
+    cls, checked = _scorer_and_params(name, params)
+    cls.check_params(checked)
+
+
+def check_scorer_section(scorer_cfg: Any, key: str) -> None:
+    """:func:`check_scorer_config` of a config section ``{name, params}``; ValueError naming ``key`` (e.g.
+    ``scorer``) when workers built from it could not start. Only for workers on the checking machine (a cluster's
+    nodes may hold weights it does not)."""
+    params = scorer_cfg.get("params")
+    params = OmegaConf.to_container(params, resolve=True) if OmegaConf.is_config(params) else dict(params or {})
+    try:
+        check_scorer_config(str(scorer_cfg.name), params)
+    except ScorerError as e:
+        raise ValueError(f"{key}: {e}") from e

@@ -61,6 +61,11 @@ def signed_label(second_minus_first: float, margin: float) -> str:
     return "none"
 
 
+def _param_name(i: int) -> str:
+    """The param that names member ``i`` of [weights_dir, *ensemble_dirs] (in errors)."""
+    return "weights_dir" if i == 0 else f"ensemble_dirs[{i - 1}]"
+
+
 @register_scorer
 class CompactLrmScorer(Scorer):
     """Scores (previous, current) frame pairs with a trained compact LRM folder, batched."""
@@ -87,6 +92,20 @@ class CompactLrmScorer(Scorer):
         disagreement_penalty: float = 0.0
         """k >= 0: progress and completion minus k x their standard deviation over the members (needs ensemble_dirs)."""
 
+    @classmethod
+    def check_params(cls, params: "CompactLrmScorer.Params") -> None:
+        """Every folder (weights_dir, ensemble_dirs) holds a saved compact LRM; nothing is loaded."""
+        from vlmrl.reward_workers.models.compact_lrm import CompactLRM
+
+        if not params.weights_dir:
+            raise ScorerError("compact_lrm needs params.weights_dir (a folder written by `vlmrl lrm-train`)")
+        for i, d in enumerate([params.weights_dir, *params.ensemble_dirs]):
+            try:
+                CompactLRM.check_folder(d)
+            except FileNotFoundError as e:
+                raise ScorerError(f"compact_lrm cannot load {_param_name(i)}={d!r} (train one with `vlmrl "
+                                  f"lrm-train`): {e}") from e
+
     def __init__(self, params: "CompactLrmScorer.Params") -> None:
         super().__init__(params)
         if not params.weights_dir:
@@ -107,7 +126,7 @@ class CompactLrmScorer(Scorer):
             raise ScorerError(f"compact_lrm disagreement_penalty={penalty} needs to be >= 0 and needs "
                               "params.ensemble_dirs (the other members' folders)")
         digest = hashlib.sha256(f"penalty={penalty}".encode() if params.ensemble_dirs else b"")
-        self.models = [self._load(d, params.device, digest, "weights_dir" if i == 0 else f"ensemble_dirs[{i - 1}]")
+        self.models = [self._load(d, params.device, digest, _param_name(i))
                        for i, d in enumerate([params.weights_dir, *params.ensemble_dirs])]
         self.model = self.models[0]
         self._version = digest.hexdigest()[:12]

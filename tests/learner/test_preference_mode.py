@@ -287,3 +287,12 @@ def test_oracle_labeller_with_warmup_disagreement_sampling_budget_and_normalisat
 def test_bad_preference_configs_fail_with_the_reason(tmp_path, capsys, extra, message):
     assert main(["train", "train_toy_preference", *overrides(tmp_path, *extra)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_missing_labeller_lrm_is_refused_before_any_worker_starts(tmp_path, capsys):
+    # the PushCube config's AI labeller (compact_lrm) without its folder: one line, exit 2, no Ray started
+    assert main(["train", "train_pushcube_preference", f"output_dir={tmp_path}", "preference.labeller=pool",
+                 f"preference.labeller_scorer.params.weights_dir={tmp_path}/no_such_lrm"]) == 2
+    err = capsys.readouterr().err
+    assert f"preference.labeller_scorer: compact_lrm cannot load weights_dir='{tmp_path}/no_such_lrm'" in err
+    assert len(err.strip().splitlines()) == 1

@@ -1,5 +1,7 @@
 """The compact_lrm scorer: registered, batched == one by one, weighted reward, versioned by its weights."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -171,3 +173,20 @@ def test_hot_swap_of_a_minilm_model_keeps_its_text_embedder(tmp_path):
     sc.update_weights("v2", (Path(new) / "model.safetensors").read_bytes())
     expected = build_scorer("compact_lrm", {"weights_dir": new}).score_batch(tasks, items)
     assert [r.reward for r in sc.score_batch(tasks, items)] == pytest.approx([r.reward for r in expected], abs=1e-6)
+
+
+def test_check_scorer_config_finds_a_missing_folder_without_loading_a_model(weights_dir, tmp_path):
+    from vlmrl.reward_workers.scorers.base import check_scorer_config
+
+    check_scorer_config("compact_lrm", {"weights_dir": weights_dir, "ensemble_dirs": [weights_dir]})  # passes
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text("{}")  # no model.safetensors
+    for params, name in (({"weights_dir": str(tmp_path / "absent")}, "weights_dir"),
+                         ({"weights_dir": weights_dir, "ensemble_dirs": [str(tmp_path / "half")]}, "ensemble_dirs[0]")):
+        with pytest.raises(ScorerError, match=rf"compact_lrm cannot load {re.escape(name)}=.*not a compact LRM folder"):
+            check_scorer_config("compact_lrm", params)
+    with pytest.raises(ScorerError, match="bad params for scorer 'compact_lrm'"):
+        check_scorer_config("compact_lrm", {"weights_dir": weights_dir, "no_such_param": 1})
+    with pytest.raises(ScorerError, match="unknown scorer"):
+        check_scorer_config("no_such_scorer", {})
+    check_scorer_config("synthetic", {})  # a scorer without checks of its own: the schema only

@@ -71,10 +71,27 @@ def test_train_smoke_writes_tensorboard_and_checkpoint_then_resumes(ray_local, t
     (["env.task=PushCube-v1", "env.vectorize=maniskill", "train.num_envs_per_env_runner=2"],
      "must be 1 or the same number"),
     (["train.num_gpus_per_env_runner=-1"], "num_gpus_per_env_runner must be >= 0"),
+    # the job starts the workers: a scorer that cannot start is refused before Ray, in one line
+    (["scorer.name=no_such_scorer"], "scorer: unknown scorer 'no_such_scorer'"),
+    (["scorer.name=compact_lrm"], "scorer: compact_lrm needs params.weights_dir"),
+    (["scorer.params.no_such_param=1"], "scorer: bad params for scorer 'synthetic': Key 'no_such_param' not in"),
 ])
 def test_bad_train_config_fails_with_the_reason(tmp_path, capsys, extra, message):
     assert main(["train", "train_toy", f"output_dir={tmp_path}", *extra]) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "scorer: compact_lrm cannot load weights_dir='{out}/demo/lrm' (train one with `vlmrl lrm-train`)"),
+    (["scorer.params.ensemble_dirs=[{out}/other]"], "scorer: compact_lrm cannot load weights_dir="),
+])
+def test_a_missing_lrm_folder_is_refused_before_any_worker_starts(tmp_path, capsys, extra, message):
+    # demo.yaml's compact_lrm reads <output_dir>/demo/lrm, not trained here: one line, exit 2, no Ray started
+    extra = [e.replace("{out}", str(tmp_path)) for e in extra]
+    assert main(["train", "demo", f"output_dir={tmp_path}", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message.replace("{out}", str(tmp_path)) in err and len(err.strip().splitlines()) == 1
 
 
 def test_resume_without_checkpoint_says_so(ray_local, tmp_path):
