@@ -66,6 +66,10 @@ def _param_name(i: int) -> str:
     return "weights_dir" if i == 0 else f"ensemble_dirs[{i - 1}]"
 
 
+def _cannot_load(param: str, weights_dir: str, e: Exception) -> ScorerError:
+    return ScorerError(f"compact_lrm cannot load {param}={weights_dir!r} (train one with `vlmrl lrm-train`): {e}")
+
+
 @register_scorer
 class CompactLrmScorer(Scorer):
     """Scores (previous, current) frame pairs with a trained compact LRM folder, batched."""
@@ -103,13 +107,11 @@ class CompactLrmScorer(Scorer):
             try:
                 CompactLRM.check_folder(d)
             except FileNotFoundError as e:
-                raise ScorerError(f"compact_lrm cannot load {_param_name(i)}={d!r} (train one with `vlmrl "
-                                  f"lrm-train`): {e}") from e
+                raise _cannot_load(_param_name(i), d, e) from e
 
     def __init__(self, params: "CompactLrmScorer.Params") -> None:
         super().__init__(params)
-        if not params.weights_dir:
-            raise ScorerError("compact_lrm needs params.weights_dir (a folder written by `vlmrl lrm-train`)")
+        self.check_params(params)
         bad = sorted(set(params.weights) - set(COMPONENTS))
         if bad:
             raise ScorerError(f"compact_lrm weights has unknown components {bad}; known: {list(COMPONENTS)}")
@@ -140,8 +142,7 @@ class CompactLrmScorer(Scorer):
         try:
             model = CompactLRM.from_pretrained(weights_dir, device=device)
         except (FileNotFoundError, ValueError) as e:
-            raise ScorerError(f"compact_lrm cannot load {param}={weights_dir!r} (train one with `vlmrl lrm-train`): "
-                              f"{e}") from e
+            raise _cannot_load(param, weights_dir, e) from e
         with open(Path(weights_dir) / "model.safetensors", "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 digest.update(chunk)
