@@ -60,9 +60,12 @@ def check_reward_refresh_config(cfg: DictConfig) -> DictConfig:
             raise ValueError(f"reward_refresh.{name} must be >= 1, got {r[name]}")
     if not float(r.lr) > 0:
         raise ValueError(f"reward_refresh.lr must be > 0, got {r.lr}")
-    weights_dir = Path(str(cfg.scorer.params.weights_dir))
-    if not (weights_dir / "model.safetensors").exists():
-        raise ValueError(f"scorer.params.weights_dir={weights_dir} is not a compact LRM folder (no model.safetensors)")
+    from vlmrl.reward_workers.models.compact_lrm import CompactLRM
+
+    try:  # the rounds fine-tune from it here, wherever the workers run
+        CompactLRM.check_folder(str(cfg.scorer.params.weights_dir))
+    except FileNotFoundError as e:
+        raise ValueError(f"scorer.params.weights_dir: {e}") from e
     return recipe(cfg)  # the data the LRM learned from must be known
 
 

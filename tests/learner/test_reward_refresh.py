@@ -63,7 +63,8 @@ def test_config_is_checked_with_the_fix(served_lrm, tmp_path):
     assert Path(rr.recipe(_cfg(lrm, tmp_path)).dataset_dirs[0]) == served_lrm[1]
     bare = tmp_path / "bare"
     bare.mkdir()
-    (bare / "model.safetensors").write_bytes((lrm / "model.safetensors").read_bytes())
+    for name in ("model.safetensors", "config.json"):  # a servable LRM folder without lrm-train's config.yaml
+        (bare / name).write_bytes((lrm / name).read_bytes())
     with pytest.raises(ValueError, match="reward_refresh.dataset_dirs"):
         rr.check_reward_refresh_config(_cfg(bare, tmp_path, "lrm_train.dataset_dirs=[]"))
 
