@@ -51,6 +51,8 @@ class RewardModelTrainer:
             torch.set_num_threads(int(num_threads))
         self.device = torch.device(device)
         self.model = BtRewardModel(model_params(scorer_params)).to(self.device)
+        # every update re-reads the buffered pairs: a frozen encoder's features are computed once per frame
+        self.model.cache_features(3 * int(max_pairs))
         self.opt = torch.optim.Adam(self.model.parameters(), lr=float(lr))
         self.rng = np.random.default_rng(seed)
         self.train_pairs: deque = deque(maxlen=int(max_pairs))

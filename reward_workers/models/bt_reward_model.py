@@ -12,12 +12,16 @@ see benchmarks/results/preference_pushcube.md for what each gives on PushCube).
 ``encoder_dir`` swaps the conv stack for a frozen, pretrained image+text encoder: the joint features of a compact LRM
 (:class:`~vlmrl.reward_workers.models.compact_lrm.CompactLRM`, trained by ``vlmrl lrm-train`` on recorded episodes).
 Only the heads learn from the preference labels; the encoder's weights stay in its folder (not in the state that
-travels from the trainer to the workers), so every worker and the trainer must reach the same path.
+travels from the trainer to the workers), so every worker and the trainer must reach the same path. The trainer,
+which passes the same buffered frames through the encoder at every update, keeps their features in a
+:class:`FeatureCache` (:meth:`BtRewardModel.cache_features`); the served model encodes each new frame once anyway.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
@@ -121,6 +125,7 @@ class BtRewardModel(nn.Module):
         self.p = p
         # frozen and kept out of the module tree: not trained, not in state_dict (see the module doc)
         self._encoder = [load_frozen_encoder(p.encoder_dir)] if p.encoder_dir else []
+        self._feature_cache: Optional[FeatureCache] = None
         encoded_dim = self._encoder[0].config.embed_dim if self._encoder else None
         state = torch.random.get_rng_state()
         torch.manual_seed(int(p.seed))
@@ -131,6 +136,12 @@ class BtRewardModel(nn.Module):
         # reward normalisation set by the trainer (preference.normalize_reward); 0 / 1 = the raw reward
         self.register_buffer("reward_shift", torch.zeros(()))
         self.register_buffer("reward_scale", torch.ones(()))
+
+    def cache_features(self, max_entries: int) -> None:
+        """Keep up to ``max_entries`` frozen-encoder features (keyed by frame bytes + task), so frames seen again
+        are not re-encoded; a no-op without ``encoder_dir`` (the conv stack learns, its features change)."""
+        if self._encoder:
+            self._feature_cache = FeatureCache(max_entries)
 
     def normalized(self, r: torch.Tensor) -> torch.Tensor:
         """The served reward: ``(r - reward_shift) / reward_scale`` (the trainer's standardisation; raw by default)."""
@@ -165,10 +176,59 @@ class BtRewardModel(nn.Module):
 
     @torch.no_grad()
     def _encode(self, frames: Sequence[np.ndarray], tasks: Sequence[str], device: torch.device | str) -> torch.Tensor:
+        cache = self._feature_cache
+        if cache is None:
+            return self._encode_now(frames, tasks, device)
+        keys = [FeatureCache.key(f, t) for f, t in zip(frames, tasks)]
+        todo = {k: i for i, k in enumerate(keys) if k not in cache}  # one encoding per distinct (frame, task)
+        if todo:
+            idx = list(todo.values())
+            new = self._encode_now([frames[i] for i in idx], [tasks[i] for i in idx], device)
+            for k, z in zip(todo, new.cpu()):
+                cache.put(k, z)
+        return torch.stack([cache.get(k) for k in keys]).to(device)
+
+    @torch.no_grad()
+    def _encode_now(self, frames: Sequence[np.ndarray], tasks: Sequence[str], device: torch.device | str) -> torch.Tensor:
         enc = self._encoder[0].to(device)
         s = enc.config.image_size
         x = frames_to_input(stack_frames(list(frames), s), s).to(device)
         return enc.features(x, enc.embed_text(list(tasks)))
+
+
+class FeatureCache:
+    """Least-recently-used map (frame bytes, task) -> frozen-encoder feature, for the BT trainer's repeated passes
+    over its buffered pairs (a frozen encoder gives a frame the same feature every time)."""
+
+    def __init__(self, max_entries: int) -> None:
+        if int(max_entries) < 1:
+            raise ValueError(f"a feature cache holds at least one entry, got {max_entries}")
+        self.max_entries = int(max_entries)
+        self._d: OrderedDict = OrderedDict()
+
+    @staticmethod
+    def key(frame: np.ndarray, task: str) -> bytes:
+        f = np.ascontiguousarray(frame)
+        h = hashlib.blake2b(digest_size=16)
+        h.update(repr((f.shape, str(f.dtype), task)).encode())
+        h.update(f.tobytes())
+        return h.digest()
+
+    def __contains__(self, k: bytes) -> bool:
+        return k in self._d
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def get(self, k: bytes) -> torch.Tensor:
+        self._d.move_to_end(k)
+        return self._d[k]
+
+    def put(self, k: bytes, z: torch.Tensor) -> None:
+        self._d[k] = z
+        self._d.move_to_end(k)
+        while len(self._d) > self.max_entries:
+            self._d.popitem(last=False)
 
 
 def _rgb(f: np.ndarray) -> np.ndarray:

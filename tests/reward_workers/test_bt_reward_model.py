@@ -93,3 +93,30 @@ def test_frozen_encoder_is_not_trained_and_does_not_travel_with_the_weights(tiny
 def test_missing_encoder_dir_names_the_fix(tmp_path):
     with pytest.raises(ScorerError, match="lrm-train"):
         BtRewardModel(BtModelParams(encoder_dir=str(tmp_path / "nope")))
+
+
+def test_trainer_encodes_each_buffered_frame_once_and_the_cache_stays_bounded(tiny_lrm_dir):
+    from vlmrl.reward_workers.models.bt_reward_model import FeatureCache
+
+    model = BtRewardModel(BtModelParams(encoder_dir=tiny_lrm_dir))
+    frames, tasks = [_frames(i)[0] for i in (1, 5, 9)], ["push the cube right"] * 3
+    uncached = model.preprocess(frames, tasks)[0]
+    model.cache_features(4)
+    calls = []
+    encode_now = model._encode_now
+    model._encode_now = lambda f, t, d: calls.append(len(f)) or encode_now(f, t, d)
+    twice = model.preprocess(frames + frames[:1], tasks + tasks[:1])[0]  # a repeated frame is encoded once
+    again = model.preprocess(frames[::-1], tasks)[0]
+    other_task = model.preprocess(frames[:1], ["pick the cube"])[0]
+    assert calls == [3, 1], calls  # the second pass read the cache; another task is another feature
+    torch.testing.assert_close(twice[:3], uncached)
+    torch.testing.assert_close(twice[3], uncached[0])
+    torch.testing.assert_close(again, uncached.flip(0))
+    assert not torch.allclose(other_task[0], uncached[0])
+    model.preprocess([_frames(i)[0] for i in (13, 17)], tasks[:2])
+    assert len(model._feature_cache) == 4  # least recently used entries dropped at the bound
+    with pytest.raises(ValueError, match="at least one entry"):
+        FeatureCache(0)
+    conv = BtRewardModel(BtModelParams())
+    conv.cache_features(4)  # the conv stack learns: nothing to cache
+    assert conv._feature_cache is None
