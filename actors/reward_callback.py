@@ -231,6 +231,12 @@ def callbacks_of(env_runner: Any) -> List[VlmRewardCallback]:
     return [c for c in getattr(env_runner, "_callbacks", []) or [] if isinstance(c, VlmRewardCallback)]
 
 
-def close_reward_clients(algo: Any) -> None:
-    """Close the reward clients of every env runner of ``algo`` (call before ``algo.stop()``)."""
-    algo.env_runner_group.foreach_env_runner(lambda er: [cb.close() for cb in callbacks_of(er)])
+CLOSE_TIMEOUT_S = 30.0
+
+
+def close_reward_clients(algo: Any, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+    """Close the reward clients of every env runner of ``algo`` (call before ``algo.stop()``). A runner that does not
+    answer within ``timeout_s`` (still sampling when a run is interrupted, e.g. Ctrl-C on a loaded machine) is left to
+    ``algo.stop()``, which ends its process and clients with it, instead of holding the shutdown until it finishes."""
+    algo.env_runner_group.foreach_env_runner(lambda er: [cb.close() for cb in callbacks_of(er)],
+                                             timeout_seconds=float(timeout_s))

@@ -182,3 +182,17 @@ def test_gpu_sim_code_path_vector_env_rewards_reach_the_learner():
     assert isinstance(env, ManiSkillTaskVectorEnv)
     assert len({c[0] for c in chunks}) >= 120 // 20  # episodes of 20 steps: autoreset started new ones
     assert result["env_runners"]["vlmrl"]["gt_final_env_reward"] > 0.0
+
+
+def test_closing_clients_bounds_the_wait_for_busy_env_runners():
+    """An interrupted run must not wait for a runner still sampling: the close is sent with RLlib's own
+    ``timeout_seconds`` bound (runners that miss it are ended by ``algo.stop()``, their clients with them)."""
+    from types import SimpleNamespace
+
+    from vlmrl.actors.reward_callback import CLOSE_TIMEOUT_S
+
+    asked = []
+    group = SimpleNamespace(foreach_env_runner=lambda func, **kw: asked.append(kw) or [func(SimpleNamespace())])
+    close_reward_clients(SimpleNamespace(env_runner_group=group), timeout_s=2.5)
+    close_reward_clients(SimpleNamespace(env_runner_group=group))
+    assert [kw["timeout_seconds"] for kw in asked] == [2.5, CLOSE_TIMEOUT_S]
