@@ -180,13 +180,15 @@ class BtRewardModel(nn.Module):
         if cache is None:
             return self._encode_now(frames, tasks, device)
         keys = [FeatureCache.key(f, t) for f, t in zip(frames, tasks)]
-        todo = {k: i for i, k in enumerate(keys) if k not in cache}  # one encoding per distinct (frame, task)
+        found = {k: cache.get(k) for k in keys if k in cache}  # read before any put can evict them
+        todo = {k: i for i, k in enumerate(keys) if k not in found}  # one encoding per distinct (frame, task)
         if todo:
             idx = list(todo.values())
             new = self._encode_now([frames[i] for i in idx], [tasks[i] for i in idx], device)
             for k, z in zip(todo, new.cpu()):
+                found[k] = z
                 cache.put(k, z)
-        return torch.stack([cache.get(k) for k in keys]).to(device)
+        return torch.stack([found[k] for k in keys]).to(device)
 
     @torch.no_grad()
     def _encode_now(self, frames: Sequence[np.ndarray], tasks: Sequence[str], device: torch.device | str) -> torch.Tensor:

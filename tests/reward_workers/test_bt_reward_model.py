@@ -115,6 +115,11 @@ def test_trainer_encodes_each_buffered_frame_once_and_the_cache_stays_bounded(ti
     assert not torch.allclose(other_task[0], uncached[0])
     model.preprocess([_frames(i)[0] for i in (13, 17)], tasks[:2])
     assert len(model._feature_cache) == 4  # least recently used entries dropped at the bound
+    many = [_frames(i)[0] for i in range(2, 12)]  # more distinct frames in one call than the cache holds
+    torch.testing.assert_close(model.preprocess(many, ["push the cube right"] * 10)[0],
+                               BtRewardModel(BtModelParams(encoder_dir=tiny_lrm_dir)).preprocess(
+                                   many, ["push the cube right"] * 10)[0])
+    assert len(model._feature_cache) == 4
     with pytest.raises(ValueError, match="at least one entry"):
         FeatureCache(0)
     conv = BtRewardModel(BtModelParams())
