@@ -15,6 +15,8 @@ Only the heads learn from the preference labels; the encoder's weights stay in i
 travels from the trainer to the workers), so every worker and the trainer must reach the same path. The trainer,
 which passes the same buffered frames through the encoder at every update, keeps their features in a
 :class:`FeatureCache` (:meth:`BtRewardModel.cache_features`); the served model encodes each new frame once anyway.
+``init_from_progress`` starts every member at that LRM's own progress reward (``2 * progress - 1``); the labels then
+correct it.
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ class BtModelParams:
     encoder_dir: Optional[str] = None
     """A compact LRM folder: its frozen joint image+text features replace the conv stack (``image_size``,
     ``channels`` and ``pooling`` are then unused; the LRM's own image size applies). None = the conv stack."""
+    init_from_progress: bool = False
+    """With ``encoder_dir``: every member starts as that LRM's own progress reward, ``2 * progress - 1`` (a linear
+    read of the same features, kept trainable, plus a head whose last layer starts at zero), so the labels correct a
+    reward that already follows the task instead of learning one from nothing. Requires ``encoder_dir``."""
 
 
 POOLINGS = ("max", "keypoints")
@@ -80,9 +86,11 @@ class SpatialSoftArgmax(nn.Module):
 
 
 class BtRewardMember(nn.Module):
-    """One ensemble member: conv stack + task embedding -> tanh(r(s))."""
+    """One ensemble member: conv stack (or frozen-encoder features) + task embedding -> tanh(r(s)); with a
+    ``progress_head`` (``init_from_progress``) -> tanh(prior(z) + head(z, task)), starting at the LRM's progress."""
 
-    def __init__(self, p: BtModelParams, encoded_dim: Optional[int] = None) -> None:
+    def __init__(self, p: BtModelParams, encoded_dim: Optional[int] = None,
+                 progress_head: Optional[nn.Linear] = None) -> None:
         super().__init__()
         self.conv: Optional[nn.Sequential] = None
         self.keypoints = None
@@ -99,6 +107,15 @@ class BtRewardMember(nn.Module):
         self.task_embed = nn.EmbeddingBag(int(p.task_buckets), int(p.embed_dim), mode="mean")
         self.head = nn.Sequential(nn.Linear(feats + int(p.embed_dim), int(p.hidden)), nn.ReLU(inplace=True),
                                   nn.Linear(int(p.hidden), 1))
+        self.prior: Optional[nn.Linear] = None
+        if progress_head is not None:
+            # tanh(logit / 2) = 2 * sigmoid(logit) - 1: the initial reward is 2 * progress - 1 exactly
+            self.prior = nn.Linear(feats, 1)
+            with torch.no_grad():
+                self.prior.weight.copy_(progress_head.weight * 0.5)
+                self.prior.bias.copy_(progress_head.bias * 0.5)
+                self.head[-1].weight.zero_()
+                self.head[-1].bias.zero_()
 
     def forward(self, images: torch.Tensor, token_ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         if self.conv is None:
@@ -108,7 +125,10 @@ class BtRewardMember(nn.Module):
             feats = h.amax(dim=(2, 3))
             if self.keypoints is not None:
                 feats = torch.cat([self.keypoints(h), feats], dim=1)
-        return torch.tanh(self.head(torch.cat([feats, self.task_embed(token_ids, offsets)], dim=1)).squeeze(1))
+        out = self.head(torch.cat([feats, self.task_embed(token_ids, offsets)], dim=1))
+        if self.prior is not None:
+            out = out + self.prior(feats)
+        return torch.tanh(out.squeeze(1))
 
 
 class BtRewardModel(nn.Module):
@@ -122,6 +142,9 @@ class BtRewardModel(nn.Module):
             raise ScorerError(f"bt_reward: image_size must be >= 8, got {p.image_size}")
         if p.pooling not in POOLINGS:
             raise ScorerError(f"bt_reward: pooling must be one of {list(POOLINGS)}, got {p.pooling!r}")
+        if p.init_from_progress and not p.encoder_dir:
+            raise ScorerError("bt_reward: init_from_progress needs encoder_dir (the LRM whose progress head it starts "
+                              "from)")
         self.p = p
         # frozen and kept out of the module tree: not trained, not in state_dict (see the module doc)
         self._encoder = [load_frozen_encoder(p.encoder_dir)] if p.encoder_dir else []
@@ -130,7 +153,9 @@ class BtRewardModel(nn.Module):
         state = torch.random.get_rng_state()
         torch.manual_seed(int(p.seed))
         try:
-            self.members = nn.ModuleList(BtRewardMember(p, encoded_dim) for _ in range(int(p.ensemble_size)))
+            prior = self._encoder[0].progress_head if p.init_from_progress else None
+            self.members = nn.ModuleList(BtRewardMember(p, encoded_dim, prior)
+                                         for _ in range(int(p.ensemble_size)))
         finally:
             torch.random.set_rng_state(state)
         # reward normalisation set by the trainer (preference.normalize_reward); 0 / 1 = the raw reward

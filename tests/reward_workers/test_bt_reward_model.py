@@ -125,3 +125,38 @@ def test_trainer_encodes_each_buffered_frame_once_and_the_cache_stays_bounded(ti
     conv = BtRewardModel(BtModelParams())
     conv.cache_features(4)  # the conv stack learns: nothing to cache
     assert conv._feature_cache is None
+
+
+def test_init_from_progress_starts_at_the_lrms_progress_and_learns_from_labels(tiny_lrm_dir):
+    from vlmrl.learner.preference.reward_model_trainer import RewardModelTrainer
+    from vlmrl.reward_workers.models.bt_reward_model import load_state_bytes
+    from vlmrl.reward_workers.models.compact_lrm import CompactLRM
+
+    with pytest.raises(ScorerError, match="needs encoder_dir"):
+        BtRewardModel(BtModelParams(init_from_progress=True))
+    params = {"encoder_dir": tiny_lrm_dir, "ensemble_size": 2, "seed": 1, "init_from_progress": True}
+    trainer = RewardModelTrainer(params, lr=3e-3)
+    frames, tasks = [_frames(i)[0] for i in (2, 8, 14, 20)], ["push the cube right"] * 4
+    progress = CompactLRM.from_pretrained(tiny_lrm_dir).predict(tasks, frames, frames)["progress"]
+    with torch.no_grad():
+        before = trainer.model(*trainer.model.preprocess(frames, tasks)).numpy()
+    for member in before:  # every member starts as the LRM's own progress reward, 2 * progress - 1
+        np.testing.assert_allclose(member, 2 * progress - 1, rtol=1e-4, atol=1e-5)
+    # the labels (the cube further right is preferred) move the reward; the prior is trained and travels
+    rng = np.random.default_rng(0)
+    pairs = [(_frames(a)[0], _frames(b)[0], "push the cube right", float(b > a), float(a), float(b))
+             for a, b in (rng.choice(25, size=2, replace=False) for _ in range(48))]
+    trainer.add_pairs(pairs[:40], heldout=False)
+    trainer.add_pairs(pairs[40:], heldout=True)
+    acc_before = trainer.evaluate()["bt_heldout_acc"]
+    trainer.train(200, 16)
+    served = BtRewardModel(BtModelParams(**params))
+    load_state_bytes(served, trainer.weights()[1])
+    with torch.no_grad():
+        after = served(*served.preprocess(frames, tasks)).numpy()
+        np.testing.assert_allclose(after, trainer.model(*trainer.model.preprocess(frames, tasks)).numpy(), rtol=1e-5)
+    assert not np.allclose(after, before, atol=1e-3)
+    # ordered as the labels say, better than at the start
+    assert trainer.evaluate()["bt_heldout_acc"] > acc_before
+    corr_before, corr_after = (np.corrcoef(r.mean(0), [2, 8, 14, 20])[0, 1] for r in (before, after))
+    assert corr_after > max(0.5, corr_before + 0.3), (corr_before, corr_after)
