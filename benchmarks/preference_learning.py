@@ -317,7 +317,9 @@ def bt_offline(sources: List[str], variants: List[dict], train_pairs: int, heldo
         t.add_pairs(tr, False)
         t.heldout_pairs = type(t.heldout_pairs)(maxlen=len(ho))
         t.add_pairs(ho, True)
-        curve = []
+        m0 = t.evaluate()  # before any label: a warm-started model (init_from_progress) is already ranked
+        curve = [{"steps": 0, "bt_train_acc": None, "bt_heldout_acc": m0.get("bt_heldout_acc"),
+                  "pearson": m0.get("heldout_pearson_reward_vs_dense")}]
         t0 = time.monotonic()
         for _ in range(max(1, steps // 100)):
             m = t.train(100, batch)

@@ -120,3 +120,15 @@ def test_pair_accuracy_by_terciles_of_gap_and_level():
     success[10] = True
     flipped = accuracy_by_terciles(np.where(success, 5.0, dense), dense, success, 5000, tie=0.005)
     assert flipped["all"] == 1.0
+
+
+def test_bt_trainer_speed_times_both_modes_and_records_that_they_agree(tmp_path):
+    from benchmarks import bt_trainer_speed
+
+    assert bt_trainer_speed.main(["--steps", "2", "--pairs", "12", "--batch", "4", "--ensemble", "1",
+                                  "--results-dir", str(tmp_path)]) == 0
+    values = json.loads((tmp_path / "bt_trainer_speed.json").read_text())["values"]
+    assert values["same_rewards"]["value"] is True
+    assert values["seconds_per_step_uncached"]["value"] > 0 and values["seconds_per_step_cached"]["value"] > 0
+    assert values["speedup"]["value"] == pytest.approx(
+        values["seconds_per_step_uncached"]["value"] / values["seconds_per_step_cached"]["value"], rel=1e-3)
