@@ -28,9 +28,10 @@ from vlmrl.learner.preference.checkpoint import pack_frames, unpack_frames
 from vlmrl.reward_workers.models.bt_reward_model import BtModelParams, BtRewardModel, load_state_bytes, state_to_bytes
 
 
-def bt_loss(r_first: torch.Tensor, r_second: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Bradley-Terry cross-entropy: ``y`` = 1 where the second item is preferred; r_* are (..., B) rewards."""
-    return F.binary_cross_entropy_with_logits(r_second - r_first, y.expand_as(r_first))
+def bt_loss(r_first: torch.Tensor, r_second: torch.Tensor, y: torch.Tensor, logit_scale: float = 1.0) -> torch.Tensor:
+    """Bradley-Terry cross-entropy of P(second preferred) = sigmoid(logit_scale * (r_second - r_first)): ``y`` = 1
+    where the second item is preferred; r_* are (..., B) rewards."""
+    return F.binary_cross_entropy_with_logits(logit_scale * (r_second - r_first), y.expand_as(r_first))
 
 
 def model_params(scorer_params: Mapping[str, Any]) -> BtModelParams:
@@ -92,6 +93,7 @@ class RewardModelTrainer:
         losses, accs = [], []
         pairs = list(self.train_pairs)
         e = len(self.model.members)
+        scale = float(self.model.p.logit_scale)
         for _ in range(int(steps)):
             loss = 0.0
             for m in range(e):  # each member gets its own minibatch (bootstrap-like diversity)
@@ -101,7 +103,7 @@ class RewardModelTrainer:
                 x = self.model.preprocess(frames, [r[2] for r in rows] * 2, self.device)
                 r = self.model.members[m](*x)
                 y = torch.tensor([row[3] for row in rows], dtype=torch.float32, device=self.device)
-                lm = bt_loss(r[: len(rows)], r[len(rows):], y)
+                lm = bt_loss(r[: len(rows)], r[len(rows):], y, scale)
                 loss = loss + lm
                 accs.append(float(((r[len(rows):] > r[: len(rows)]).float() == y).float().mean()))
             self.opt.zero_grad(set_to_none=True)
@@ -146,7 +148,8 @@ class RewardModelTrainer:
             n = len(chunk)
             r = self.model(*self.model.preprocess([c[0] for c in chunk] + [c[1] for c in chunk],
                                                   [c[2] for c in chunk] * 2, self.device))
-            out += torch.sigmoid(r[:, n:] - r[:, :n]).std(0, unbiased=False).tolist()
+            p_second = torch.sigmoid(float(self.model.p.logit_scale) * (r[:, n:] - r[:, :n]))
+            out += p_second.std(0, unbiased=False).tolist()
         return out
 
     @torch.no_grad()
@@ -161,7 +164,7 @@ class RewardModelTrainer:
             chunk = rows[i:i + 128]
             ra, rb, y = self._forward(chunk)
             ra, rb = ra.mean(0), rb.mean(0)
-            losses.append(float(bt_loss(ra, rb, y)) * len(chunk))
+            losses.append(float(bt_loss(ra, rb, y, float(self.model.p.logit_scale))) * len(chunk))
             correct += int(((rb > ra).float() == y).sum())
             rs += ra.tolist() + rb.tolist()
             gts += [r[4] for r in chunk] + [r[5] for r in chunk]

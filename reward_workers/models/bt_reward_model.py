@@ -59,6 +59,13 @@ class BtModelParams:
     encoder_dir: Optional[str] = None
     """A compact LRM folder: its frozen joint image+text features replace the conv stack (``image_size``,
     ``channels`` and ``pooling`` are then unused; the LRM's own image size applies). None = the conv stack."""
+    logit_scale: float = 1.0
+    """The BT model's P(second preferred) = sigmoid(logit_scale * (r(second) - r(first))). r is bounded by tanh to
+    [-1, 1], so at 1 no pair can be preferred with more than sigmoid(2) = 0.88: with labels that never flip (an
+    oracle), every pair keeps pushing its two frames apart and r saturates towards a two-level step. A larger scale
+    lets the model separate pairs with small differences and keep the reward graded (measured on PushCube policy
+    frames: benchmarks/results/preference_pushcube.md, section 3). PEBBLE sums r over 50-step segments, which does
+    the same."""
     init_from_progress: bool = False
     """With ``encoder_dir``: every member starts as that LRM's own progress reward, ``2 * progress - 1`` (a linear
     read of the same features, kept trainable, plus a head whose last layer starts at zero), so the labels correct a
@@ -142,6 +149,8 @@ class BtRewardModel(nn.Module):
             raise ScorerError(f"bt_reward: image_size must be >= 8, got {p.image_size}")
         if p.pooling not in POOLINGS:
             raise ScorerError(f"bt_reward: pooling must be one of {list(POOLINGS)}, got {p.pooling!r}")
+        if not float(p.logit_scale) > 0:
+            raise ScorerError(f"bt_reward: logit_scale must be > 0, got {p.logit_scale}")
         if p.init_from_progress and not p.encoder_dir:
             raise ScorerError("bt_reward: init_from_progress needs encoder_dir (the LRM whose progress head it starts "
                               "from)")

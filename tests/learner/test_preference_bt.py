@@ -81,3 +81,35 @@ def test_frame_buffer_is_bounded_and_pairs_share_task_and_shape():
         assert a is not b and a.task == b.task == "a" and a.frame.shape == b.frame.shape == (8, 8, 3)
     with pytest.raises(ValueError, match="frame_buffer_size must be >= 2"):
         FrameBuffer(1)
+
+
+def test_logit_scale_keeps_the_learned_reward_graded_under_labels_that_never_flip():
+    """tanh bounds r to [-1, 1]; with P = sigmoid(r2 - r1) no pair can be more certain than sigmoid(2), so noiseless
+    labels push every pair's frames apart until r is a two-level step. A larger logit_scale keeps it graded."""
+    levels = np.linspace(0.02, 0.98, 25)
+
+    def learned(scale):
+        rng = np.random.default_rng(0)
+        trainer = RewardModelTrainer({**PARAMS, "logit_scale": scale}, lr=3e-3, seed=0)
+        la, lb = rng.uniform(0, 1, (2, 256))
+        trainer.add_pairs([(frame(a, rng), frame(b, rng), TASK, float(b > a), a, b) for a, b in zip(la, lb)], False)
+        assert trainer.train(300, 32)["bt_train_acc"] > 0.95
+        with torch.no_grad():
+            return trainer.model(*trainer.model.preprocess([frame(v, rng) for v in levels], [TASK] * 25)).mean(0).numpy()
+
+    step, graded = learned(1.0), learned(10.0)
+    saturated = [float(np.mean(np.abs(r) > 0.9)) for r in (step, graded)]
+    assert saturated[1] < 0.5 * saturated[0], saturated
+    assert np.corrcoef(graded, levels)[0, 1] > np.corrcoef(step, levels)[0, 1]
+
+
+def test_logit_scale_enters_the_loss_and_the_disagreement_and_must_be_positive():
+    r1, r2, y = torch.tensor([0.0]), torch.tensor([0.5]), torch.tensor([1.0])
+    assert float(bt_loss(r1, r2, y, 4.0)) == pytest.approx(-math.log(1 / (1 + math.exp(-2.0))))
+    rng = np.random.default_rng(0)
+    rows = [(frame(0.2, rng), frame(0.8, rng), TASK)] * 3
+    # same members, same weights: the members' spread of P(second preferred) grows with the scale
+    base, scaled = (RewardModelTrainer({**PARAMS, "logit_scale": s}, seed=0).disagreement(rows)[0] for s in (1.0, 8.0))
+    assert scaled > base > 0
+    with pytest.raises(Exception, match="logit_scale must be > 0"):
+        RewardModelTrainer({**PARAMS, "logit_scale": 0.0})
