@@ -291,26 +291,28 @@ def records_of(src: str, split: str):
 
 
 def bt_offline(sources: List[str], variants: List[dict], train_pairs: int, heldout_pairs: int, steps: int,
-               batch: int, tie: float, seed: int = 0, heldout: Optional[List[str]] = None) -> List[dict]:
+               batch: int, tie: float, seed: int = 0, heldout: Optional[List[str]] = None,
+               epsilon: float = 0.0) -> List[dict]:
     """Can the BT reward model learn the oracle's ordering from these frames? Oracle-labelled uniform pairs of the
     sources' frames (recorded episodes: their train split; run checkpoints: all buffered frames) for training;
     held-out pairs of ``heldout`` (other runs / episodes; default: the recorded episodes' val split); per
-    ``scorer.params`` variant: held-out BT accuracy and Pearson(r, dense) every 100 steps."""
+    ``scorer.params`` variant: held-out BT accuracy and Pearson(r, dense) every 100 steps. ``epsilon`` flips that
+    share of the training labels (the ``oracle_eps`` condition's imperfect labeller); held-out labels stay clean."""
     import numpy as np
 
     from vlmrl.learner.preference.frame_buffer import FrameBuffer
     from vlmrl.learner.preference.oracle import GroundTruthLabeller
     from vlmrl.learner.preference.reward_model_trainer import RewardModelTrainer
 
-    def rows(srcs: List[str], split: str, n: int):
+    def rows(srcs: List[str], split: str, n: int, eps: float = 0.0):
         recs = [r for s in srcs for r in records_of(s, split)]
         buf = FrameBuffer(len(recs))
         buf.extend(recs)
-        batch_ = GroundTruthLabeller(tie).label(buf.sample_pairs(n, np.random.default_rng(seed)))
+        batch_ = GroundTruthLabeller(tie, eps, seed).label(buf.sample_pairs(n, np.random.default_rng(seed)))
         return [(p.first.frame, p.second.frame, p.first.task, p.y, p.first.env_reward, p.second.env_reward)
                 for p in batch_.pairs]
 
-    tr, ho = rows(sources, "train", train_pairs), rows(heldout or sources, "val", heldout_pairs)
+    tr, ho = rows(sources, "train", train_pairs, epsilon), rows(heldout or sources, "val", heldout_pairs)
     out = []
     for params in variants:
         t = RewardModelTrainer(params, 3e-4, len(tr), seed=seed)
@@ -326,7 +328,7 @@ def bt_offline(sources: List[str], variants: List[dict], train_pairs: int, heldo
             curve.append({"steps": 100 * m["updates"], "bt_train_acc": m["bt_train_acc"],
                           "bt_heldout_acc": m.get("bt_heldout_acc"),
                           "pearson": m.get("heldout_pearson_reward_vs_dense")})
-        row = {"params": params, "sources": sources, "heldout": heldout or "val split", "train_pairs": len(tr),
+        row = {"params": params, "epsilon": epsilon, "sources": sources, "heldout": heldout or "val split", "train_pairs": len(tr),
                "heldout_pairs": len(ho), "curve": curve, "seconds": time.monotonic() - t0}
         out.append(row)
         print(json.dumps(row), flush=True)
@@ -435,6 +437,8 @@ def main(argv=None) -> int:
                    help="held-out pairs for --bt-offline from these sources (default: the episodes' val split)")
     p.add_argument("--bt-variants", default='[{"image_size": 64, "channels": [16, 32, 64]}]')
     p.add_argument("--bt-steps", type=int, default=600)
+    p.add_argument("--bt-epsilon", type=float, default=0.0,
+                   help="share of --bt-offline's training labels flipped (held-out labels stay clean)")
     p.add_argument("--bt-train-pairs", type=int, default=3000,
                    help="oracle-labelled training pairs drawn for --bt-offline (labels a run would ask)")
     p.add_argument("--bt-gaps", nargs="+", default=None, metavar="RUN_DIR",
@@ -447,7 +451,7 @@ def main(argv=None) -> int:
 
         tie = float(load_config(CONFIG, []).preference.oracle_tie_threshold)
         bt_offline(args.bt_offline, json.loads(args.bt_variants), args.bt_train_pairs, 1000, args.bt_steps, 64, tie,
-                   heldout=args.bt_heldout)
+                   heldout=args.bt_heldout, epsilon=args.bt_epsilon)
         return 0
     if args.bt_gaps:
         from vlmrl.system.config import load_config

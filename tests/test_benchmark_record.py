@@ -132,3 +132,23 @@ def test_bt_trainer_speed_times_both_modes_and_records_that_they_agree(tmp_path)
     assert values["seconds_per_step_uncached"]["value"] > 0 and values["seconds_per_step_cached"]["value"] > 0
     assert values["speedup"]["value"] == pytest.approx(
         values["seconds_per_step_uncached"]["value"] / values["seconds_per_step_cached"]["value"], rel=1e-3)
+
+
+def test_bt_offline_reports_the_model_before_any_label_and_learns_less_from_flipped_labels(monkeypatch):
+    import numpy as np
+
+    from benchmarks import preference_learning as pl
+    from vlmrl.learner.preference.frame_buffer import FrameRecord
+
+    def records(src, split):  # brightness frames whose dense reward is their level
+        rng = np.random.default_rng(0 if split == "train" else 1)
+        return [FrameRecord(np.full((16, 16, 3), int(255 * v), np.uint8), "brighten", float(v), f"{src}{i}", i)
+                for i, v in enumerate(rng.uniform(0, 1, 120))]
+
+    monkeypatch.setattr(pl, "records_of", records)
+    params = [{"image_size": 16, "channels": [8, 16], "embed_dim": 8, "hidden": 16}]
+    clean, noisy = (pl.bt_offline(["a"], params, 200, 60, 200, 32, 0.005, epsilon=e)[0] for e in (0.0, 0.4))
+    assert [c["steps"] for c in clean["curve"]] == [0, 100, 200] and clean["curve"][0]["bt_train_acc"] is None
+    assert clean["epsilon"] == 0.0 and noisy["epsilon"] == 0.4
+    assert clean["curve"][-1]["bt_heldout_acc"] > 0.9  # held-out labels are the clean oracle's in both
+    assert noisy["curve"][-1]["bt_train_acc"] < clean["curve"][-1]["bt_train_acc"] - 0.2  # 40 % flipped to learn
