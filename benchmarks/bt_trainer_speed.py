@@ -20,6 +20,7 @@ import time
 import numpy as np
 import torch
 
+from benchmarks.compact_lrm import fresh_lrm_dir
 from benchmarks.record import add_record_args, record_from_args, val
 
 
@@ -66,15 +67,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from vlmrl.reward_workers.models.compact_lrm import CompactLRM, CompactLRMConfig
-
     tmp = None
     encoder_dir = args.encoder_dir
     if encoder_dir is None:
         tmp = tempfile.TemporaryDirectory()
-        torch.manual_seed(0)
-        encoder_dir = str(CompactLRM(CompactLRMConfig(image_size=64, widths=[16, 32, 64], embed_dim=64,
-                                                      text_encoder="hashed")).save_pretrained(tmp.name))
+        encoder_dir = fresh_lrm_dir(tmp.name, image_size=64, widths=[16, 32, 64], embed_dim=64)
     pairs = _pairs(args.pairs, args.frame_size)
     uncached, r_uncached = _time_steps(encoder_dir, pairs, args.steps, args.batch, args.ensemble, cached=False)
     cached, r_cached = _time_steps(encoder_dir, pairs, args.steps, args.batch, args.ensemble, cached=True)

@@ -20,6 +20,15 @@ import torch
 from benchmarks.record import add_record_args, record_from_args, val
 
 
+def fresh_lrm_dir(directory: str, **config) -> str:
+    """A compact LRM with random weights (seed 0, hashed text encoder unless ``config`` says otherwise) saved in
+    ``directory``: for speed benchmarks, whose timings do not depend on the weights' values."""
+    from vlmrl.reward_workers.models.compact_lrm import CompactLRM, CompactLRMConfig
+
+    torch.manual_seed(0)
+    return str(CompactLRM(CompactLRMConfig(**{"text_encoder": "hashed", **config})).save_pretrained(directory))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights-dir", default=None, help="trained compact LRM folder (default: fresh model)")
@@ -33,16 +42,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from vlmrl.reward_workers.models.compact_lrm import CompactLRM, CompactLRMConfig
     from vlmrl.reward_workers.scorers.base import build_scorer
 
     tmp = None
     weights_dir = args.weights_dir
     if weights_dir is None:
         tmp = tempfile.TemporaryDirectory()
-        torch.manual_seed(0)
-        weights_dir = str(CompactLRM(CompactLRMConfig(image_size=args.image_size, text_encoder="hashed"))
-                          .save_pretrained(tmp.name))
+        weights_dir = fresh_lrm_dir(tmp.name, image_size=args.image_size)
     scorer = build_scorer("compact_lrm", {"weights_dir": weights_dir, "device": args.device})
     cfg = scorer.model.config
     n_params = sum(p.numel() for p in scorer.model.parameters())
