@@ -5,7 +5,8 @@ The preference mode's ``RewardModelTrainer`` takes ``train_steps`` gradient step
 labelled pairs. With ``scorer.params.encoder_dir`` only the heads learn, so the frozen encoder's feature of a
 buffered frame never changes; the trainer keeps it in a ``FeatureCache`` (``BtRewardModel.cache_features``). This
 times the same update steps (same pairs, same minibatches) once with the cache switched off and once with it (steady
-state: every buffered frame already encoded once, as after its first iteration in the buffer), in one process, prints seconds per step of each and their ratio, and checks both trainers end with the same rewards.
+state: every buffered frame already encoded once, as after its first iteration in the buffer), in one process,
+prints seconds per step of each and their ratio, and checks both trainers end with the same rewards.
 Without ``--encoder-dir`` a freshly initialised LRM of ``make demo``'s architecture (64 px, widths 16/32/64, 64-d
 features, hashed text) is the encoder: speed does not depend on its weights' values.
 """
@@ -40,16 +41,18 @@ def _time_steps(encoder_dir: str, pairs, steps: int, batch: int, ensemble: int, 
         trainer.model._feature_cache = None  # what every step did before the cache: encode each minibatch again
     trainer.add_pairs(pairs, heldout=False)
     trainer.train(1, batch)  # warm-up (first allocations)
+    task = pairs[0][2]
     if cached:  # steady state: every buffered frame encoded once already, as after its first iteration in a run
         frames = [f for p in pairs for f in p[:2]]
         for i in range(0, len(frames), 256):
-            trainer.model.preprocess(frames[i:i + 256], [pairs[0][2]] * len(frames[i:i + 256]))
+            chunk = frames[i:i + 256]
+            trainer.model.preprocess(chunk, [task] * len(chunk))
     t0 = time.perf_counter()
     trainer.train(steps, batch)
     per_step = (time.perf_counter() - t0) / steps
     probe = [p[0] for p in pairs[:32]]
     with torch.no_grad():
-        r = trainer.model(*trainer.model.preprocess(probe, [pairs[0][2]] * len(probe))).numpy()
+        r = trainer.model(*trainer.model.preprocess(probe, [task] * len(probe))).numpy()
     return per_step, r
 
 

@@ -328,8 +328,8 @@ def bt_offline(sources: List[str], variants: List[dict], train_pairs: int, heldo
             curve.append({"steps": 100 * m["updates"], "bt_train_acc": m["bt_train_acc"],
                           "bt_heldout_acc": m.get("bt_heldout_acc"),
                           "pearson": m.get("heldout_pearson_reward_vs_dense")})
-        row = {"params": params, "epsilon": epsilon, "sources": sources, "heldout": heldout or "val split", "train_pairs": len(tr),
-               "heldout_pairs": len(ho), "curve": curve, "seconds": time.monotonic() - t0}
+        row = {"params": params, "epsilon": epsilon, "sources": sources, "heldout": heldout or "val split",
+               "train_pairs": len(tr), "heldout_pairs": len(ho), "curve": curve, "seconds": time.monotonic() - t0}
         out.append(row)
         print(json.dumps(row), flush=True)
     return out

@@ -52,6 +52,7 @@ class RewardModelTrainer:
             torch.set_num_threads(int(num_threads))
         self.device = torch.device(device)
         self.model = BtRewardModel(model_params(scorer_params)).to(self.device)
+        self.logit_scale = float(self.model.p.logit_scale)  # P(second preferred) = sigmoid(scale * (r2 - r1))
         # every update re-reads the buffered pairs: a frozen encoder's features are computed once per frame
         self.model.cache_features(3 * int(max_pairs))
         self.opt = torch.optim.Adam(self.model.parameters(), lr=float(lr))
@@ -93,7 +94,6 @@ class RewardModelTrainer:
         losses, accs = [], []
         pairs = list(self.train_pairs)
         e = len(self.model.members)
-        scale = float(self.model.p.logit_scale)
         for _ in range(int(steps)):
             loss = 0.0
             for m in range(e):  # each member gets its own minibatch (bootstrap-like diversity)
@@ -103,7 +103,7 @@ class RewardModelTrainer:
                 x = self.model.preprocess(frames, [r[2] for r in rows] * 2, self.device)
                 r = self.model.members[m](*x)
                 y = torch.tensor([row[3] for row in rows], dtype=torch.float32, device=self.device)
-                lm = bt_loss(r[: len(rows)], r[len(rows):], y, scale)
+                lm = bt_loss(r[: len(rows)], r[len(rows):], y, self.logit_scale)
                 loss = loss + lm
                 accs.append(float(((r[len(rows):] > r[: len(rows)]).float() == y).float().mean()))
             self.opt.zero_grad(set_to_none=True)
@@ -148,7 +148,7 @@ class RewardModelTrainer:
             n = len(chunk)
             r = self.model(*self.model.preprocess([c[0] for c in chunk] + [c[1] for c in chunk],
                                                   [c[2] for c in chunk] * 2, self.device))
-            p_second = torch.sigmoid(float(self.model.p.logit_scale) * (r[:, n:] - r[:, :n]))
+            p_second = torch.sigmoid(self.logit_scale * (r[:, n:] - r[:, :n]))
             out += p_second.std(0, unbiased=False).tolist()
         return out
 
@@ -164,7 +164,7 @@ class RewardModelTrainer:
             chunk = rows[i:i + 128]
             ra, rb, y = self._forward(chunk)
             ra, rb = ra.mean(0), rb.mean(0)
-            losses.append(float(bt_loss(ra, rb, y, float(self.model.p.logit_scale))) * len(chunk))
+            losses.append(float(bt_loss(ra, rb, y, self.logit_scale)) * len(chunk))
             correct += int(((rb > ra).float() == y).sum())
             rs += ra.tolist() + rb.tolist()
             gts += [r[4] for r in chunk] + [r[5] for r in chunk]

@@ -95,7 +95,8 @@ def test_logit_scale_keeps_the_learned_reward_graded_under_labels_that_never_fli
         trainer.add_pairs([(frame(a, rng), frame(b, rng), TASK, float(b > a), a, b) for a, b in zip(la, lb)], False)
         assert trainer.train(300, 32)["bt_train_acc"] > 0.95
         with torch.no_grad():
-            return trainer.model(*trainer.model.preprocess([frame(v, rng) for v in levels], [TASK] * 25)).mean(0).numpy()
+            x = trainer.model.preprocess([frame(v, rng) for v in levels], [TASK] * 25)
+            return trainer.model(*x).mean(0).numpy()
 
     step, graded = learned(1.0), learned(10.0)
     saturated = [float(np.mean(np.abs(r) > 0.9)) for r in (step, graded)]
